@@ -1,0 +1,143 @@
+"""The DashScope task-query client: auth, timeouts, a bounded answer size, and typed errors.
+
+It knows nothing of S3 or EventBridge. It does not retry: transient failures are raised as
+`TransientError` for the workflow's jittered Retry, throttling as `ThrottledError` for the wait loop.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from .errors import InvalidInput, OperatorError, ProtocolError, ThrottledError, TransientError
+
+#: (connect, read) seconds: a hung DashScope fails the poll long before the Lambda's own timeout
+DEFAULT_TIMEOUT = (3.05, 10.0)
+#: task answers are a few KB; a larger body is not a task answer
+MAX_ANSWER_BYTES = 1024 * 1024
+
+_OPERATOR_CODES = {"InvalidApiKey", "AccessDenied", "Arrearage", "ModelNotFound", "Throttling.AllocationQuota"}
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class DashScopeClient:
+    """Queries `GET {base_url}/tasks/{task_id}` with a bearer key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._session = session or requests.Session()
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"DashScopeClient(base_url={self._base_url!r})"
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""
+        url = f"{self._base_url}/tasks/{task_id}"
+        try:
+            response = self._session.get(
+                url,
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout:
+            raise TransientError(
+                f"DashScope did not answer the task query within {self._timeout[1]:g} s", code="Timeout"
+            ) from None
+        except requests.ConnectionError as exc:
+            raise TransientError(
+                f"could not reach DashScope: {type(exc).__name__}", code="ConnectionError"
+            ) from None
+        with response:
+            body = self._read_body(response)
+        return self._interpret(response, body)
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise ProtocolError(
+                        f"DashScope's answer is larger than {MAX_ANSWER_BYTES} bytes: not a task answer"
+                    )
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"DashScope's answer broke off while being read: {type(exc).__name__}", code="ConnectionError"
+            ) from None
+        return b"".join(chunks)
+
+    def _interpret(self, response: requests.Response, body: bytes) -> dict[str, Any]:
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "unknown")
+        try:
+            payload: Any = json.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if status == 200:
+            if not isinstance(payload, dict):
+                raise ProtocolError(
+                    f"DashScope answered HTTP 200 with a body that is not a JSON object ({content_type})"
+                )
+            return payload
+
+        code = message = request_id = None
+        if isinstance(payload, dict):
+            code = payload.get("code") if isinstance(payload.get("code"), str) else None
+            message = payload.get("message") if isinstance(payload.get("message"), str) else None
+            request_id = payload.get("request_id") if isinstance(payload.get("request_id"), str) else None
+        detail = f"DashScope answered HTTP {status}"
+        if code:
+            detail += f" {code}"
+        if message:
+            detail += f": {message[:300]}"
+        if request_id:
+            detail += f" (request_id {request_id})"
+        if payload is None and body:
+            detail += f" with a non-JSON body ({content_type})"
+
+        if status == 429:
+            if code in _OPERATOR_CODES:
+                raise OperatorError(detail + "; the quota is used up, retrying does not help", code=code)
+            raise ThrottledError(
+                detail, code=code or "Throttling", retry_after=_retry_after(response.headers.get("Retry-After"))
+            )
+        if status in (401, 403) or code in _OPERATOR_CODES or status == 404:
+            default = {401: "InvalidApiKey", 403: "AccessDenied", 404: "NotFound"}.get(status, "OperatorError")
+            raise OperatorError(detail, code=code or default)
+        if status == 400:
+            raise InvalidInput(detail, code=code or "InvalidParameter")
+        if status >= 500:
+            raise TransientError(detail, code=code or f"HTTP{status}")
+        raise ProtocolError(detail, code=code or f"HTTP{status}")

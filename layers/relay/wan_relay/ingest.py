@@ -1,0 +1,353 @@
+"""Media URL allowlist and the streaming copy of one media item into S3.
+
+The body flows from the HTTP socket to S3's multipart upload in parts; memory is bounded by a few
+parts whatever the size. While it flows, its bytes are counted and hashed (sha256); a body shorter
+or longer than its Content-Length, or over the size limit, makes the upload abort, so no object and
+no unfinished multipart upload is left. Redirects are followed by hand, each hop checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+import socket
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import MediaRejected, MediaTransferError, OperatorError, TransientError
+from .models import MediaRef, StoredMedia
+
+MiB = 1024 * 1024
+PART_SIZE = 8 * MiB
+#: (connect, read): a trickle that stops for 30 s is a broken stream, not a slow one
+MEDIA_TIMEOUT = (3.05, 30.0)
+MAX_REDIRECTS = 3
+_S3_OPERATOR_CODES = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
+                      "SignatureDoesNotMatch", "ExpiredToken", "KMS.DisabledException", "AccountProblem"}
+
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "image/bmp": "bmp",
+    "image/tiff": "tiff",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+}
+_GENERIC_TYPES = {"application/octet-stream", "binary/octet-stream", ""}
+_DEFAULT_EXTENSION = {"image": "png", "video": "mp4"}
+
+
+class UrlAllowlist:
+    """Matches `scheme://host[:port]` of a URL against glob patterns (`https://*.aliyuncs.com`).
+
+    Refused whatever the patterns: URLs with credentials, non-http(s) schemes, and IP literals
+    unless a pattern names that exact address (a wildcard never matches an IP).
+    """
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self._patterns = tuple(p.lower() for p in patterns)
+
+    def check(self, url: str) -> None:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            port = parts.port
+        except ValueError:
+            raise MediaRejected("the media URL cannot be parsed", code="UrlNotAllowed") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("https", "http") or not host:
+            raise MediaRejected(f"the media URL's scheme {scheme!r} is not http(s)", code="UrlNotAllowed")
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise MediaRejected("the media URL carries credentials", code="UrlNotAllowed")
+        host = host.rstrip(".").lower()
+        origin = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+        is_ip = _is_ip_literal(host)
+        for pattern in self._patterns:
+            if is_ip and "*" in pattern.split("://", 1)[-1].split(":", 1)[0]:
+                continue
+            if fnmatchcase(origin, pattern):
+                return
+        raise MediaRejected(f"the media URL's origin {origin} is not in ALLOWED_MEDIA_URLS", code="UrlNotAllowed")
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        # inet_aton also accepts the short and numeric forms (127.1, 2130706433) that resolvers honour
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            return False
+        return True
+    return True
+
+
+def extension_for(content_type: str, url: str, kind: str) -> str | None:
+    """File extension from the content type; None when the type is not media."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in EXTENSIONS:
+        return EXTENSIONS[media_type]
+    if media_type in _GENERIC_TYPES:
+        suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+        known = set(EXTENSIONS.values())
+        return suffix if suffix in known else _DEFAULT_EXTENSION[kind]
+    if re.fullmatch(r"(image|video)/[a-z0-9.+-]{1,40}", media_type):
+        return media_type.split("/", 1)[1].replace("+", "-").split(".")[-1]
+    return None
+
+
+class _VerifyingReader:
+    """A file-like view of the HTTP body that hashes, counts and polices it as s3transfer reads it."""
+
+    def __init__(self, response: requests.Response, expected: int | None, limit: int) -> None:
+        self._raw = response.raw
+        self._expected = expected
+        self._limit = limit
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self._guard = _guard_tail(response) if expected is not None else None
+
+    def read(self, amount: int = -1) -> bytes:
+        """Up to `amount` bytes, short only at the end: s3transfer makes a part of each read."""
+        want = PART_SIZE if amount is None or amount < 0 else amount
+        pieces: list[bytes] = []
+        got = 0
+        while got < want:
+            piece = self._read_some(want - got)
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
+
+    def _read_some(self, want: int) -> bytes:
+        try:
+            chunk = self._raw.read(want, decode_content=False)
+        except (Urllib3Error, requests.RequestException, OSError) as exc:
+            raise MediaTransferError(
+                f"the media download broke after {self.size} bytes: {type(exc).__name__}", code="StreamBroken"
+            ) from None
+        if chunk:
+            self.size += len(chunk)
+            if self.size > self._limit:
+                raise MediaRejected(f"the media is larger than MAX_MEDIA_BYTES ({self._limit} bytes)",
+                                    code="MediaTooLarge")
+            if self._expected is not None and self.size > self._expected:
+                raise MediaTransferError("the server sent more bytes than its Content-Length",
+                                         code="LengthMismatch")
+            self.sha256.update(chunk)
+            return chunk
+        if self._expected is not None and self.size != self._expected:
+            raise MediaTransferError(
+                f"the media body ended after {self.size} of {self._expected} bytes", code="Truncated"
+            )
+        if self._guard is not None and self._guard.overflow:
+            raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
+        return b""
+
+
+
+class _TailGuard:
+    """Wraps http.client's socket file to notice bytes sent past Content-Length.
+
+    http.client stops reading at the declared length and closes its file, silently dropping any
+    surplus; just before that close, look (for at most 50 ms) whether more bytes are waiting.
+    """
+
+    def __init__(self, fp: Any, sock: Any) -> None:
+        self._fp = fp
+        self._sock = sock
+        self.overflow = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+    def close(self) -> None:
+        try:
+            previous = self._sock.gettimeout()
+            self._sock.settimeout(0.05)
+            try:
+                self.overflow = bool(self._fp.peek(1))
+            except (OSError, ValueError):
+                self.overflow = False
+            finally:
+                self._sock.settimeout(previous)
+        except (OSError, AttributeError):
+            pass
+        finally:
+            self._fp.close()
+
+
+def _guard_tail(response: requests.Response) -> _TailGuard | None:
+    http_response = getattr(response.raw, "_fp", None)
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    fp = getattr(http_response, "fp", None)
+    if http_response is None or sock is None or fp is None or not hasattr(fp, "peek"):
+        return None
+    guard = _TailGuard(fp, sock)
+    http_response.fp = guard
+    return guard
+
+
+@dataclass
+class MediaStreamer:
+    """Copies media items from their presigned URLs into `s3://bucket/{prefix}{task_id}/{index}.{ext}`."""
+
+    s3: Any
+    session: requests.Session
+    bucket: str
+    prefix: str
+    max_bytes: int
+    allowlist: UrlAllowlist
+    timeout: tuple[float, float] = MEDIA_TIMEOUT
+    max_concurrency: int = 4
+
+    def store(self, task_id: str, ref: MediaRef) -> StoredMedia:
+        response = self._open(ref.url)
+        with response:
+            expected = _content_length(response)
+            if expected is not None and expected > self.max_bytes:
+                raise MediaRejected(
+                    f"the media is {expected} bytes, over MAX_MEDIA_BYTES ({self.max_bytes})", code="MediaTooLarge"
+                )
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+            extension = extension_for(content_type, ref.url, ref.type)
+            if extension is None:
+                raise MediaRejected(f"the media URL answered {content_type[:80]!r}, not an image or video",
+                                    code="UnexpectedContentType")
+            if content_type.split(";", 1)[0].strip().lower() in _GENERIC_TYPES:
+                content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
+            key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
+            reader = _VerifyingReader(response, expected, self.max_bytes)
+            self._upload(reader, key, content_type, task_id, ref, expected)
+        return StoredMedia(
+            index=ref.index,
+            type=ref.type,
+            bucket=self.bucket,
+            key=key,
+            s3_uri=f"s3://{self.bucket}/{key}",
+            size_bytes=reader.size,
+            content_type=content_type,
+            sha256=reader.sha256.hexdigest(),
+            source_expires_at=ref.expires_at,
+        )
+
+    def _open(self, url: str) -> requests.Response:
+        for _hop in range(MAX_REDIRECTS + 1):
+            self.allowlist.check(url)
+            try:
+                response = self.session.get(
+                    url, stream=True, timeout=self.timeout, allow_redirects=False,
+                    headers={"Accept-Encoding": "identity"},
+                )
+            except requests.Timeout:
+                raise MediaTransferError("the media host did not answer in time", code="Timeout") from None
+            except requests.RequestException as exc:
+                raise MediaTransferError(f"could not reach the media host: {type(exc).__name__}",
+                                         code="ConnectionError") from None
+            if response.is_redirect:
+                location = response.headers.get("Location", "")
+                response.close()
+                url = urljoin(url, location)
+                continue
+            if response.status_code == 200:
+                return response
+            with response:
+                raise _refusal(response)
+        raise MediaRejected(f"the media URL redirected more than {MAX_REDIRECTS} times", code="TooManyRedirects")
+
+    def _upload(self, reader: _VerifyingReader, key: str, content_type: str, task_id: str,
+                ref: MediaRef, expected: int | None) -> None:
+        part = PART_SIZE if expected is None else max(PART_SIZE, math.ceil(expected / 9000))
+        config = TransferConfig(
+            multipart_threshold=PART_SIZE,
+            multipart_chunksize=part,
+            max_concurrency=self.max_concurrency,
+            max_io_queue=self.max_concurrency,
+        )
+        # s3transfer's own knob (boto3 does not take it as an argument): parts read ahead of the
+        # uploads; with the concurrency it bounds memory to about 2 x 4 parts whatever the size
+        config.max_in_memory_upload_chunks = self.max_concurrency
+        extra = {
+            "ContentType": content_type,
+            "ChecksumAlgorithm": "SHA256",
+            "Metadata": {"task-id": task_id, "index": str(ref.index)},
+        }
+        try:
+            self.s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=config)
+        except ClientError as exc:
+            raise _storage_error(exc, self.bucket) from None
+        except BotoCoreError as exc:
+            raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
+        # moto and S3 both accept what they are given: check that what landed is what was read
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise _storage_error(exc, self.bucket) from None
+        if head.get("ContentLength") != reader.size:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            raise MediaTransferError(
+                f"s3://{self.bucket}/{key} holds {head.get('ContentLength')} bytes, {reader.size} were sent",
+                code="LengthMismatch",
+            )
+
+
+def _content_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None or "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise MediaTransferError("the media host sent an invalid Content-Length", code="LengthMismatch") from None
+    if length < 0:
+        raise MediaTransferError("the media host sent an invalid Content-Length", code="LengthMismatch")
+    return length
+
+
+def _refusal(response: requests.Response) -> Exception:
+    """The typed error for a non-200 media answer; OSS explains itself in a small XML body."""
+    status = response.status_code
+    try:
+        body = response.raw.read(16 * 1024, decode_content=True) or b""
+    except Exception:
+        body = b""
+    text = body.decode("utf-8", "replace")
+    code = _xml_field(text, "Code")
+    message = _xml_field(text, "Message")
+    reason = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    if status == 403 and message and "expired" in message.lower():
+        return MediaRejected(f"the media URL has expired ({reason})", code="MediaExpired")
+    if status in (401, 403):
+        return MediaRejected(f"the media host refused access ({reason})", code="MediaAccessDenied")
+    if status in (404, 410):
+        return MediaRejected(f"the media no longer exists ({reason})", code="MediaNotFound")
+    if status == 429 or status >= 500:
+        return MediaTransferError(f"the media host failed ({reason})", code=f"HTTP{status}")
+    return MediaRejected(f"the media host answered {reason}", code=f"HTTP{status}")
+
+
+def _xml_field(text: str, name: str) -> str | None:
+    match = re.search(rf"<{name}>([^<]{{1,300}})</{name}>", text)
+    return match.group(1).strip() if match else None
+
+
+def _storage_error(exc: ClientError, bucket: str) -> Exception:
+    code = exc.response.get("Error", {}).get("Code", "Unknown")
+    if code in _S3_OPERATOR_CODES or code in ("403", "404"):
+        return OperatorError(f"S3 refused the upload to bucket {bucket}: {code}", code=f"S3.{code}")
+    return TransientError(f"S3 failed the upload to bucket {bucket}: {code}", code=f"S3.{code}")

@@ -1,0 +1,82 @@
+"""How long the wait loop sleeps before the next poll. Pure: shared by the handler and the cost
+simulation in bench/, so the figures published there are the figures of the code that runs.
+
+The policy, in plain words:
+1. Do not ask before a task can possibly be done: no Wan image finishes within 10 s of its
+   submission, no video within 60 s, so the first wait reaches that age in one step.
+2. Then poll at the interval the API documentation advises (5 s images, 15 s videos), or the
+   caller's `poll_interval_seconds`.
+3. A task still running long after the usual durations (10 min images, 1 h videos) is polled at a
+   tenth of its age, at most every 5 minutes: the delay stays small relative to the task, and a
+   24-hour budget stays far below Step Functions' 25,000-event history limit.
+4. Throttled answers (HTTP 429) back off exponentially with full jitter, never sooner than the
+   provider's Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from .models import Kind
+
+DEFAULT_INTERVAL_SECONDS: dict[Kind, int] = {"image": 5, "video": 15}
+EARLIEST_FINISH_SECONDS: dict[Kind, int] = {"image": 10, "video": 60}
+LONG_RUNNING_SECONDS: dict[Kind, int] = {"image": 600, "video": 3600}
+MAX_WAIT_SECONDS = 300
+#: a poll costs about 9 history events (Wait, Task, Choice); 2,000 polls stay under 25,000
+MAX_POLLS = 2000
+
+THROTTLE_BASE_SECONDS = 2.0
+THROTTLE_CAP_SECONDS = 60.0
+
+_VIDEO_MODEL_MARKERS = ("t2v", "i2v", "v2v", "kf2v", "s2v", "r2v", "animate", "video", "vace")
+_IMAGE_MODEL_MARKERS = ("t2i", "i2i", "image", "imageedit", "x-painting", "sketch")
+
+
+def kind_from_model(model: str | None) -> Kind | None:
+    """Guess image or video from a Wan model name (`wan2.7-i2v` -> video), or None."""
+    if not model:
+        return None
+    name = model.lower()
+    if any(marker in name for marker in _VIDEO_MODEL_MARKERS):
+        return "video"
+    if any(marker in name for marker in _IMAGE_MODEL_MARKERS):
+        return "image"
+    return None
+
+
+def next_wait(
+    *,
+    kind: Kind | None,
+    age_seconds: float | None,
+    interval_override: int | None = None,
+) -> int:
+    """Seconds to wait before the next poll of a task that is not finished yet.
+
+    `age_seconds` is the time since DashScope accepted the task (from its `submit_time`), or since
+    the loop started when the answer carries none.
+    """
+    shape: Kind = kind or "image"  # unknown kind: the shorter interval, so an image is not delayed
+    interval = interval_override or DEFAULT_INTERVAL_SECONDS[shape]
+    age = max(0.0, age_seconds or 0.0)
+    if interval_override is None and age < EARLIEST_FINISH_SECONDS[shape]:
+        return max(1, math.ceil(EARLIEST_FINISH_SECONDS[shape] - age))
+    if age >= LONG_RUNNING_SECONDS[shape]:
+        interval = max(interval, min(MAX_WAIT_SECONDS, math.ceil(age / 10)))
+    return max(1, interval)
+
+
+def budget_left(*, elapsed_seconds: float, budget_seconds: int, polls: int) -> float:
+    """Seconds of the poll budget left; zero or less means the loop must stop (TIMED_OUT)."""
+    if polls >= MAX_POLLS:
+        return 0.0
+    return budget_seconds - elapsed_seconds
+
+
+def throttle_wait(attempt: int, retry_after: float | None, rng: random.Random | None = None) -> int:
+    """Wait after the `attempt`-th consecutive throttled poll (1-based): full jitter, capped."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    ceiling = min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    jittered = rng.uniform(0.0, ceiling)
+    return max(1, math.ceil(max(jittered, retry_after or 0.0)))

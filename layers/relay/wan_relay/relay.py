@@ -1,0 +1,284 @@
+"""One poll of the wait loop: query the task, decide, and on a terminal status ingest then publish.
+
+`Relay.handle(event)` is everything the Lambda handler does, minus Lambda: it takes the loop state,
+returns the next one, and raises the typed errors the workflow's Retry and Catch match on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from .dashscope import DashScopeClient
+from .errors import InvalidInput, MediaRejected, ThrottledError
+from .ingest import MediaStreamer
+from .models import (
+    CompletionDetail,
+    CompletionStatus,
+    ErrorInfo,
+    ItemFailure,
+    LoopState,
+    StoredMedia,
+    Task,
+    Timing,
+)
+from .normalize import iso_z, normalize
+from .policy import budget_left, kind_from_model, next_wait, throttle_wait
+from .publish import EventPublisher, fit_context, fit_detail
+
+logger = Logger(child=True)
+
+#: namespace of the deterministic event ids (uuid5 of source and task id)
+EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c36-8a0e-4a59-9a53-2f3d1c6b7a10")
+
+#: error names the workflow's Catch hands back to the relay, and what they mean for the task
+_CAUGHT_CATEGORY = {
+    "MediaTransferError": "media",
+    "ProtocolError": "protocol",
+    "TransientError": "transient",
+    "States.Timeout": "transient",
+}
+
+
+def event_id_for(source: str, task_id: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source}/{task_id}"))
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    a, b = _parse_iso(start), _parse_iso(end)
+    return round((b - a).total_seconds(), 3) if a and b else None
+
+
+def parse_state(event: Any) -> LoopState:
+    """The loop state from the workflow's input; a clear InvalidInput before any request is made."""
+    if not isinstance(event, dict):
+        raise InvalidInput("the loop input must be a JSON object with a task_id")
+    try:
+        return LoopState.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise InvalidInput(f"invalid loop input: {problems}") from None
+
+
+@dataclass
+class Relay:
+    client: DashScopeClient
+    streamer: MediaStreamer
+    publisher: EventPublisher
+    event_source: str
+    metrics: Any = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+    # --- entry point --------------------------------------------------------------------------
+
+    def handle(self, event: Any) -> dict[str, Any]:
+        state = parse_state(event)
+        result = self.finish_after_error(state) if state.error is not None else self.poll(state)
+        return result.model_dump(mode="json")
+
+    # --- the poll -----------------------------------------------------------------------------
+
+    def poll(self, state: LoopState) -> LoopState:
+        now = self.clock()
+        if state.polls == 0:
+            state = state.model_copy(update={"context": fit_context(state.context), "started_at": iso_z(now)})
+        polls = state.polls + 1
+        elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
+        left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
+        self._count("Polls")
+        try:
+            answer = self.client.get_task(state.task_id)
+        except ThrottledError as exc:
+            self._count("Throttled")
+            throttled = state.throttled + 1
+            logger.warning("DashScope throttled the task query", extra={"code": exc.code, "attempt": throttled})
+            if left <= 0:
+                return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
+            wait = min(throttle_wait(throttled, exc.retry_after, self.rng), max(1, math.ceil(left)))
+            return state.model_copy(update={
+                "polls": polls, "throttled": throttled, "done": False, "status": "THROTTLED", "wait_seconds": wait,
+            })
+        task = normalize(answer, expected_task_id=state.task_id)
+        kind = state.kind or task.kind or kind_from_model(state.model)
+        if task.terminal:
+            return self._finish(state, task, polls, None)
+        if left <= 0:
+            return self._finish(state, task, polls, "TIMED_OUT", error=_timed_out(state, polls))
+        submitted = _parse_iso(task.submitted_at)
+        age = (now - submitted).total_seconds() if submitted and submitted <= now else elapsed
+        wait = min(
+            next_wait(kind=kind, age_seconds=age, interval_override=state.poll_interval_seconds),
+            max(1, math.ceil(left)),
+        )
+        logger.info("task not finished", extra={"status": task.status, "wait_seconds": wait, "polls": polls})
+        return state.model_copy(update={
+            "kind": kind, "polls": polls, "throttled": 0, "done": False, "status": task.status, "wait_seconds": wait,
+        })
+
+    def finish_after_error(self, state: LoopState) -> LoopState:
+        """The workflow's Catch path: retries ran out, so announce the failure once."""
+        error_name = str((state.error or {}).get("Error", "TransientError"))
+        try:
+            cause = json.loads((state.error or {}).get("Cause") or "{}")
+        except (TypeError, ValueError):
+            cause = {}
+        message = cause.get("errorMessage") if isinstance(cause, dict) else None
+        category = _CAUGHT_CATEGORY.get(error_name, "transient")
+        error = ErrorInfo(
+            code=error_name,
+            message=(str(message) if message else f"the poll failed with {error_name} after its retries")[:1000],
+            category=category,
+            retryable=True,
+        )
+        status: CompletionStatus = "MEDIA_UNAVAILABLE" if category == "media" else "FAILED"
+        return self._finish(state.model_copy(update={"error": None}), None, state.polls, status, error=error)
+
+    # --- the end of a task --------------------------------------------------------------------
+
+    def _finish(
+        self,
+        state: LoopState,
+        task: Task | None,
+        polls: int,
+        status: CompletionStatus | None,
+        error: ErrorInfo | None = None,
+    ) -> LoopState:
+        """Ingest (on success), publish once, and answer `done`."""
+        stored: list[StoredMedia] = []
+        failures: list[ItemFailure] = list(task.failures) if task else []
+        if task is not None and status is None:
+            status, error = self._ingest(state, task, stored, failures)
+        assert status is not None
+        detail = self._detail(state, task, polls, status, stored, failures, error)
+        self.publisher.publish(detail)
+        self._count(f"Tasks{status.title().replace('_', '')}")
+        logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
+        return state.model_copy(update={
+            "kind": detail.kind, "polls": polls, "done": True, "status": status, "wait_seconds": 0,
+            "event": detail.model_dump(mode="json"),
+        })
+
+    def _ingest(
+        self, state: LoopState, task: Task, stored: list[StoredMedia], failures: list[ItemFailure]
+    ) -> tuple[CompletionStatus, ErrorInfo | None]:
+        if task.status != "SUCCEEDED":
+            return _provider_failure(task)
+        rejected: list[MediaRejected] = []
+        for ref in task.media:
+            try:
+                item = self.streamer.store(state.task_id, ref)
+            except MediaRejected as exc:
+                logger.warning("media item rejected", extra={"index": ref.index, "code": exc.code})
+                rejected.append(exc)
+                failures.append(ItemFailure(index=ref.index, code=exc.code, message=exc.message))
+                continue
+            stored.append(item)
+            self._count("MediaBytes", item.size_bytes, unit="Bytes")
+        failures.sort(key=lambda f: f.index)
+        if stored:
+            return ("PARTIAL" if failures else "SUCCEEDED"), None
+        if rejected:
+            first = rejected[0]
+            return "MEDIA_UNAVAILABLE", ErrorInfo(**first.as_error())
+        if failures:
+            return "FAILED", ErrorInfo(
+                code="AllItemsFailed", message="DashScope reported every media item as failed",
+                category="provider", retryable=False,
+            )
+        return "MEDIA_UNAVAILABLE", ErrorInfo(
+            code="NoMedia", message="DashScope reported SUCCEEDED but its answer holds no media URL",
+            category="protocol", retryable=False,
+        )
+
+    def _detail(
+        self,
+        state: LoopState,
+        task: Task | None,
+        polls: int,
+        status: CompletionStatus,
+        stored: list[StoredMedia],
+        failures: list[ItemFailure],
+        error: ErrorInfo | None,
+    ) -> CompletionDetail:
+        kind = state.kind or (task.kind if task else None) or kind_from_model(state.model)
+        timing = Timing(
+            submitted_at=task.submitted_at if task else None,
+            scheduled_at=task.scheduled_at if task else None,
+            ended_at=task.ended_at if task else None,
+            queue_seconds=_seconds_between(task.submitted_at, task.scheduled_at) if task else None,
+            run_seconds=_seconds_between(task.scheduled_at, task.ended_at) if task else None,
+            detected_at=iso_z(self.clock()),
+        )
+        detail = {
+            "event_id": event_id_for(self.event_source, state.task_id),
+            "task_id": state.task_id,
+            "status": status,
+            "provider_status": task.status if task else state.status,
+            "kind": kind,
+            "model": state.model,
+            "context": state.context,
+            "request_id": task.request_id if task else None,
+            "prompt": task.prompt.model_dump() if task else {"original": None, "actual": None},
+            "timing": timing.model_dump(),
+            "media": [m.model_dump() for m in stored],
+            "failures": [f.model_dump() for f in failures],
+            "texts": [t.model_dump() for t in task.texts] if task else [],
+            "usage": task.usage.model_dump() if task else {"raw": {}},
+            "error": error.model_dump() if error else None,
+            "polls": polls,
+        }
+        return CompletionDetail.model_validate(fit_detail(detail))
+
+    def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:
+        if self.metrics is not None:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _timed_out(state: LoopState, polls: int) -> ErrorInfo:
+    return ErrorInfo(
+        code="PollBudgetExhausted",
+        message=f"the task did not finish within the poll budget ({state.timeout_seconds} s, {polls} polls)",
+        category="timeout",
+        retryable=True,
+    )
+
+
+def _provider_failure(task: Task) -> tuple[CompletionStatus, ErrorInfo]:
+    if task.status == "FAILED":
+        return "FAILED", ErrorInfo(
+            code=task.error_code or "TaskFailed",
+            message=task.error_message or "DashScope reported the task as FAILED without a reason",
+            category="provider", retryable=False,
+        )
+    if task.status == "CANCELED":
+        return "CANCELED", ErrorInfo(
+            code=task.error_code or "TaskCanceled",
+            message=task.error_message or "the task was canceled before it ran",
+            category="provider", retryable=False,
+        )
+    return "UNKNOWN", ErrorInfo(
+        code=task.error_code or "TaskUnknown",
+        message=task.error_message or (
+            "DashScope does not know this task: it does not exist, belongs to another account, "
+            "or is older than 24 hours"
+        ),
+        category="provider", retryable=False,
+    )

@@ -1,0 +1,75 @@
+"""The published event contract, generated from `CompletionDetail`.
+
+`python -m wan_relay.schema` rewrites `schemas/`: the Draft 2020-12 schema subscribers validate
+against, and its Draft 4 rendering for the EventBridge schema registry (which accepts only
+OpenApi3 or JSONSchemaDraft4). A test fails when the files and the model disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .models import DETAIL_TYPE_COMPLETED, SCHEMA_VERSION, CompletionDetail
+
+SCHEMA_ID = "https://wan-relay.dev/schemas/wan-task-completed/1.0.json"
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+DRAFT_4 = "http://json-schema.org/draft-04/schema#"
+SCHEMA_FILE = "wan-task-completed.schema.json"
+DRAFT4_FILE = "wan-task-completed.draft4.json"
+
+
+def completion_schema() -> dict[str, Any]:
+    schema = CompletionDetail.model_json_schema(mode="serialization")
+    return {
+        "$schema": DRAFT_2020_12,
+        "$id": SCHEMA_ID,
+        "x-detail-type": DETAIL_TYPE_COMPLETED,
+        "x-schema-version": SCHEMA_VERSION,
+        **schema,
+    }
+
+
+def to_draft4(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same constraints in Draft 4 words: definitions, enum for const, no $id/x- keys at the top."""
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "$defs":
+                out["definitions"] = {k: convert(v) for k, v in value.items()}
+            elif key == "$ref" and isinstance(value, str):
+                out["$ref"] = value.replace("#/$defs/", "#/definitions/")
+            elif key == "const":
+                out["enum"] = [value]
+            elif key in ("$schema", "$id") or key.startswith("x-"):
+                continue
+            elif key in ("properties", "patternProperties"):
+                out[key] = {k: convert(v) for k, v in value.items()}
+            else:
+                out[key] = convert(value)
+        return out
+
+    draft4 = convert(schema)
+    return {"$schema": DRAFT_4, **draft4}
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write(folder: Path) -> None:
+    schema = completion_schema()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SCHEMA_FILE).write_text(render(schema))
+    (folder / DRAFT4_FILE).write_text(render(to_draft4(schema)))
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1] if len(sys.argv) > 1 else "schemas"))

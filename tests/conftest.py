@@ -1,0 +1,129 @@
+"""The world the tests run in: a moto AWS account and a DashScope replayed on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# before the project's modules are imported: Powertools reads these when its loggers are made
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "wan-relay")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "WanRelay")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+import boto3
+import jsonschema
+import pytest
+from moto import mock_aws
+from wan_relay.config import Config
+from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
+from wan_relay.relay import Relay
+from wan_relay.runtime import build_relay
+from wan_relay.schema import completion_schema
+from wan_relay_local.replay import ReplayDashScope
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+BUCKET = "wan-media-test"
+API_KEY = "sk-test-0123456789abcdef-SECRET"
+
+
+
+def sample(name: str) -> dict[str, Any]:
+    """A DashScope answer from events/dashscope/."""
+    return json.loads((EVENTS / "dashscope" / f"{name}.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def replay() -> Iterator[ReplayDashScope]:
+    with ReplayDashScope(api_key=API_KEY) as server:
+        yield server
+
+
+class Account:
+    """A moto account with the media bucket and a rule that copies completion events to SQS."""
+
+    def __init__(self) -> None:
+        self.s3 = boto3.client("s3")
+        self.events = boto3.client("events")
+        self.sqs = boto3.client("sqs")
+        self.s3.create_bucket(Bucket=BUCKET)
+        queue_url = self.sqs.create_queue(QueueName="completed-events")["QueueUrl"]
+        self.queue_url = queue_url
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.events.put_rule(
+            Name="wan-task-completed",
+            EventPattern=json.dumps({"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}),
+        )
+        self.events.put_targets(Rule="wan-task-completed", Targets=[{"Id": "sqs", "Arn": queue_arn}])
+        self._schema = completion_schema()
+
+    def completed_events(self) -> list[dict[str, Any]]:
+        """Every completion event delivered so far, each validated against the published schema."""
+        found = []
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            messages = answer.get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                event = json.loads(message["Body"])
+                jsonschema.validate(event["detail"], self._schema)
+                found.append(event)
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def objects(self) -> dict[str, bytes]:
+        listing = self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        return {o["Key"]: self.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listing}
+
+    def unfinished_uploads(self) -> list[dict[str, Any]]:
+        return self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+
+
+@pytest.fixture
+def account() -> Iterator[Account]:
+    with mock_aws():
+        yield Account()
+
+
+def relay_config(replay: ReplayDashScope, **overrides: str) -> Config:
+    env = {
+        "DASHSCOPE_BASE_URL": replay.base_url,
+        "DASHSCOPE_API_KEY": API_KEY,
+        "MEDIA_BUCKET": BUCKET,
+        "ALLOWED_MEDIA_URLS": replay.origin,
+        **overrides,
+    }
+    return Config.from_env(env)
+
+
+@pytest.fixture
+def make_relay(replay: ReplayDashScope, account: Account):
+    def make(**overrides: str) -> Relay:
+        config = relay_config(replay, **overrides)
+        return build_relay(config, api_key=API_KEY, s3=account.s3, events=account.events)
+
+    return make
+
+
+@pytest.fixture
+def relay(make_relay) -> Relay:
+    return make_relay()

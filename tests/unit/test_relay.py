@@ -1,0 +1,205 @@
+"""One poll of the relay, end to end: a replayed DashScope, moto's S3 and EventBridge."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from wan_relay.errors import MediaTransferError
+from wan_relay.normalize import iso_z
+from wan_relay_local.replay import Media, PatternBody
+
+from tests.conftest import BUCKET, sample
+
+
+def start(task_id: str, **extra):
+    return {"task_id": task_id, **extra}
+
+
+def _submit_time_ago(seconds: float) -> str:
+    china = datetime.now(UTC) + timedelta(hours=8) - timedelta(seconds=seconds)
+    return china.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+SHAPES = [
+    ("wan2.6-t2i_succeeded", "image", 1),
+    ("wan2.6-image_interleaved_succeeded", "image", 2),
+    ("wan2.7-i2v_succeeded", "video", 1),
+    ("wan2.1-t2v_succeeded", "video", 1),
+    ("wan2.2-animate_succeeded", "video", 1),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "count"), SHAPES)
+def test_every_success_shape_lands_its_media_in_s3_and_announces_it_once(replay, account, relay, name, kind, count):
+    answer = replay.rehost(sample(name))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle(start(task_id, context={"order": 42}))
+
+    assert state["done"] is True and state["status"] == "SUCCEEDED"
+    objects = account.objects()
+    assert len(objects) == count
+    events = account.completed_events()
+    assert len(events) == 1
+    event = events[0]
+    assert event["source"] == "wan.relay" and event["detail-type"] == "Wan Task Completed"
+    detail = event["detail"]
+    assert detail == state["event"]
+    assert detail["status"] == "SUCCEEDED" and detail["kind"] == kind and detail["context"] == {"order": 42}
+    for item in detail["media"]:
+        body = objects[item["key"]]
+        assert item["key"] == f"wan/{task_id}/{item['index']}.{'mp4' if kind == 'video' else 'png'}"
+        assert item["sha256"] == hashlib.sha256(body).hexdigest()
+        assert item["size_bytes"] == len(body)
+        head = account.s3.head_object(Bucket=BUCKET, Key=item["key"], ChecksumMode="ENABLED")
+        assert head["ContentType"] == item["content_type"]
+        assert head["Metadata"]["task-id"] == task_id
+        assert item["source_expires_at"] == "2026-01-09T09:28:45.000Z"
+    assert detail["timing"]["ended_at"].endswith("Z")
+    assert detail["event_id"] == relay.handle(start(task_id))["event"]["event_id"]  # deterministic per task
+
+
+def test_a_pending_task_answers_not_done_and_waits_until_it_can_be_finished(replay, account, relay):
+    answer = sample("pending")
+    task_id = answer["output"]["task_id"]
+    answer["output"]["submit_time"] = _submit_time_ago(2)
+    replay.script(task_id, answer)
+
+    state = relay.handle(start(task_id, kind="image"))
+
+    assert state["done"] is False and state["status"] == "PENDING" and state["polls"] == 1
+    assert 7 <= state["wait_seconds"] <= 8  # an image cannot finish before it is 10 s old
+    assert account.completed_events() == [] and account.objects() == {}
+
+
+def test_a_running_video_past_its_earliest_finish_is_polled_at_the_documented_15_s(replay, account, relay):
+    answer = sample("running")
+    task_id = answer["output"]["task_id"]
+    answer["output"]["submit_time"] = _submit_time_ago(120)
+    replay.script(task_id, answer)
+    state = relay.handle(start(task_id, kind="video", polls=3, started_at=iso_z(datetime.now(UTC))))
+    assert (state["done"], state["wait_seconds"], state["polls"]) == (False, 15, 4)
+
+
+def test_a_caller_interval_overrides_the_policy(replay, account, relay):
+    answer = sample("suspended")
+    answer["output"]["submit_time"] = _submit_time_ago(90)
+    replay.script(answer["output"]["task_id"], answer)
+    state = relay.handle(start(answer["output"]["task_id"], poll_interval_seconds=42))
+    assert (state["done"], state["status"], state["wait_seconds"]) == (False, "SUSPENDED", 42)
+
+
+@pytest.mark.parametrize(("name", "status", "code"), [
+    ("failed_output_code", "FAILED", "DataInspectionFailed"),
+    ("failed_top_level_code", "FAILED", "InternalError.Algo"),
+    ("canceled", "CANCELED", "TaskCanceled"),
+    ("unknown", "UNKNOWN", "TaskUnknown"),
+])
+def test_failed_canceled_and_unknown_tasks_emit_a_failure_event_and_store_nothing(
+    replay, account, relay, name, status, code
+):
+    answer = sample(name)
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle(start(task_id, context={"run": 7}))
+
+    assert state["done"] is True and state["status"] == status
+    assert account.objects() == {}
+    (event,) = account.completed_events()
+    detail = event["detail"]
+    assert detail["status"] == status and detail["media"] == []
+    assert detail["error"]["code"] == code and detail["error"]["category"] == "provider"
+    assert detail["error"]["retryable"] is False
+    assert detail["context"] == {"run": 7}
+
+
+def test_a_partial_multi_image_success_stores_the_good_images_and_lists_the_failed_one(replay, account, relay):
+    answer = replay.rehost(sample("wan2.5-t2i_partial"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle(start(task_id))
+
+    assert state["status"] == "PARTIAL"
+    assert sorted(account.objects()) == [f"wan/{task_id}/0.png", f"wan/{task_id}/2.png"]
+    (event,) = account.completed_events()
+    detail = event["detail"]
+    assert [m["index"] for m in detail["media"]] == [0, 2]
+    assert detail["failures"] == [
+        {"index": 1, "code": "DataInspectionFailed", "message": "Output data may contain inappropriate content."}
+    ]
+    assert detail["prompt"]["original"] == "a red fox in fresh snow, morning light"
+
+
+def _video_task(replay, media: Media, task_id: str = "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f"):
+    answer = sample("wan2.7-i2v_succeeded")
+    original = answer["output"]["video_url"]
+    path = original.split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: media})
+    replay.script(task_id, answer)
+    return task_id
+
+
+def test_a_20_mib_video_streams_through_a_multipart_upload(replay, account, relay):
+    body = PatternBody(21 * 1024 * 1024, seed="big-video")
+    task_id = _video_task(replay, Media(body, content_type="video/mp4"))
+    parts: list[int] = []
+    account.s3.meta.events.register(
+        "provide-client-params.s3.UploadPart", lambda params, **_: parts.append(params["PartNumber"])
+    )
+
+    state = relay.handle(start(task_id))
+
+    assert state["status"] == "SUCCEEDED"
+    (item,) = state["event"]["media"]
+    assert item["size_bytes"] == body.size and item["sha256"] == body.sha256()
+    assert sorted(parts) == [1, 2, 3]  # 8 MiB parts: the body was never held whole
+    stored = account.s3.get_object(Bucket=BUCKET, Key=item["key"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == body.sha256()
+
+
+@pytest.mark.parametrize("fault", ["truncate", "chunked_cut", "overlong"])
+def test_a_body_that_does_not_match_its_length_leaves_nothing_behind(replay, account, relay, fault):
+    body = PatternBody(12 * 1024 * 1024, seed=fault)
+    task_id = _video_task(replay, Media(body, content_type="video/mp4", fault=fault))
+
+    with pytest.raises(MediaTransferError):
+        relay.handle(start(task_id))
+
+    assert account.objects() == {}
+    assert account.unfinished_uploads() == []
+    assert account.completed_events() == []  # not announced: the workflow retries the poll
+
+
+def test_a_url_outside_the_allowlist_is_never_requested(replay, account, make_relay):
+    relay = make_relay(ALLOWED_MEDIA_URLS="https://*.aliyuncs.com")
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle(start(task_id))
+
+    assert state["status"] == "MEDIA_UNAVAILABLE"
+    assert state["event"]["error"]["code"] == "UrlNotAllowed"
+    assert not [p for p in replay.requested_paths() if p.startswith("/media/")]
+    assert account.objects() == {}
+
+
+def test_the_api_key_never_appears_in_logs(replay, account, relay, capsys, caplog, monkeypatch):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, sample("pending"), answer)
+    relay.handle(start(task_id))
+    relay.handle(start(task_id, polls=1, started_at=iso_z(datetime.now(UTC))))
+    captured = capsys.readouterr()
+    everything = captured.out + captured.err + caplog.text + repr(relay) + repr(relay.client)
+    assert "task completed" in everything or "task not finished" in everything  # the logs were captured
+    assert "0123456789abcdef-SECRET" not in everything
+    assert all(r["authorized"] for r in replay.requests if r["path"].startswith("/api/"))
