@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml layers/relay/requirements.txt
 run: $(STAMP)
 	$(BIN)/wan-relay demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint check-template
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -30,3 +30,75 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache out
+
+# --- the deployable stack: static checks of template.yaml and the state machine ------------------
+# Each tool installs itself (pinned) on first use; a stamp per check makes re-runs instant until
+# its inputs change. SAM CLI and checkov get virtual environments of their own: both pin libraries
+# (an older boto3...) that would clash with the project's. Stamps live in .venv-checks/ (ignored).
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
+CHECKS := .venv-checks
+ASL := $(wildcard statemachine/*.asl.json)
+# sam build needs the function runtime's Python on PATH: pyenv's 3.13 on this kind of machine
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 PYENV_VERSION=3.11.7:3.13.0
+
+.PHONY: check-template template-schema
+
+check-template: $(CHECKS)/cfn-lint.ok $(CHECKS)/sam-validate.ok $(CHECKS)/asl-validator.ok $(CHECKS)/checkov.ok \
+	$(CHECKS)/template-schema.ok $(CHECKS)/sam-build.ok
+
+$(CHECKS)/.dir:
+	mkdir -p $(CHECKS) && touch $@
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKS)/cfn-lint.ok: template.yaml $(STAMP) | $(CHECKS)/.dir
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint -a cfn_lint_serverless.rules -- template.yaml
+	touch $@
+
+$(CHECKS)/sam-validate.ok: template.yaml $(SAM_VENV)/.installed | $(CHECKS)/.dir
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
+	touch $@
+
+$(CHECKS)/asl-validator.ok: $(ASL) node_modules/.installed | $(CHECKS)/.dir
+	for f in $(ASL); do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
+	touch $@
+
+# every suppression is justified in place, in the resource's Metadata
+$(CHECKS)/checkov.ok: template.yaml $(CHECKOV_VENV)/.installed | $(CHECKS)/.dir
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	touch $@
+
+$(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json $(STAMP) | $(CHECKS)/.dir
+	$(BIN)/python tools/sync_template_schema.py --check
+	touch $@
+
+# the registry schema is inline in template.yaml (CloudFormation takes no file): regenerate it
+template-schema: $(STAMP)
+	$(BIN)/python tools/sync_template_schema.py
+
+# the layer and the function build for python3.13 arm64, with the layer's compiled wheels for that platform
+$(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt $(wildcard layers/relay/wan_relay/*.py) \
+		$(wildcard functions/poll_task/*) $(SAM_VENV)/.installed | $(CHECKS)/.dir
+	$(SAM_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir $(CHECKS)/sam-build \
+		--cache-dir $(CHECKS)/sam-cache --cached --parallel
+	test -f $(CHECKS)/sam-build/RelayLayer/python/wan_relay/relay.py
+	ls $(CHECKS)/sam-build/RelayLayer/python/pydantic_core/*cpython-313-aarch64-linux-gnu.so
+	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
+	touch $@

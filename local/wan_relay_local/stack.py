@@ -215,12 +215,15 @@ class EmbeddedStack:
     #: the environment the function runs with (the template's, merged with the caller's)
     function_environment: dict[str, str] = field(default_factory=dict)
 
-    def submission_input(self, event: Mapping[str, Any], events: Any = None) -> dict[str, Any] | None:
+    def submission_input(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         """The execution input the submit rule would start for `event` (a full EventBridge event,
-        envelope included), or None when the rule does not match it."""
-        events = events or boto3.client("events")
-        matched = events.test_event_pattern(EventPattern=json.dumps(self.submit_rule_pattern), Event=json.dumps(event))
-        if not matched["Result"]:
+        envelope included), or None when the rule's pattern does not match it.
+
+        Matched by moto's own EventBridge pattern matcher: moto does not implement TestEventPattern.
+        """
+        from moto.events.models import EventPattern
+
+        if not EventPattern.load(json.dumps(self.submit_rule_pattern)).matches_event(dict(event)):
             return None
         return _json_path(event, self.submit_input_path)
 

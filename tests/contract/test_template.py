@@ -1,0 +1,268 @@
+"""template.yaml and the state machine agree with the code: the event contract, the function's
+configuration, the error names the workflow matches, the hard stops, and least privilege."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from wan_relay import errors
+from wan_relay.config import Config
+from wan_relay.models import (
+    DEFAULT_EVENT_SOURCE,
+    DEFAULT_TIMEOUT_SECONDS,
+    DETAIL_TYPE_COMPLETED,
+    DETAIL_TYPE_SUBMITTED,
+    SCHEMA_VERSION,
+)
+from wan_relay.policy import MAX_POLLS
+from wan_relay.schema import completion_schema, to_draft4
+from wan_relay_local.stack import Template
+
+from tests.conftest import ROOT
+
+ASL_FILE = ROOT / "statemachine" / "poll_task.asl.json"
+#: the relay's errors the workflow must NOT catch: the execution fails under their name
+UNCAUGHT = {"OperatorError", "ConfigurationError", "InvalidInput"}
+#: Step Functions Standard's limit, and the history events one poll costs at most (Wait, Task, Choice)
+HISTORY_LIMIT = 25_000
+EVENTS_PER_POLL = 9
+
+REQUIRED = {"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"}
+
+
+@pytest.fixture
+def template() -> Template:
+    stack = Template(parameters=REQUIRED)
+    # what a deployment would answer for the resources' Ref and GetAtt
+    stack.refs.update({
+        "MediaBucket": "wan-relay-mediabucket-1a2b3c",
+        "IdempotencyTable": "wan-relay-IdempotencyTable-XYZ",
+        "PollTaskFunction": "wan-relay-PollTaskFunction-XYZ",
+        "PollTaskStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ",
+    })
+    stack.attributes.update({
+        ("MediaBucket", "Arn"): "arn:aws:s3:::wan-relay-mediabucket-1a2b3c",
+        ("IdempotencyTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/wan-relay-IdempotencyTable-XYZ",
+        ("PollTaskFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:wan-relay-PollTaskFunction-XYZ",
+        ("StateMachineLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/x:*",
+        ("SubmitDeadLetterQueue", "Arn"): "arn:aws:sqs:us-east-1:123456789012:wan-relay-SubmitDeadLetterQueue",
+        ("PollTaskStateMachineTaskSubmitted", "Arn"): "arn:aws:events:us-east-1:123456789012:rule/submit",
+    })
+    return stack
+
+
+@pytest.fixture
+def asl() -> dict[str, Any]:
+    return json.loads(ASL_FILE.read_text())
+
+
+# --- the event contract -----------------------------------------------------------------------
+
+
+def test_event_names_in_the_template_are_the_codes_constants(template: Template) -> None:
+    contract = template.doc["Mappings"]["Contract"]["Events"]
+    assert contract == {
+        "CompletedDetailType": DETAIL_TYPE_COMPLETED,
+        "SubmittedDetailType": DETAIL_TYPE_SUBMITTED,
+        "SchemaVersion": SCHEMA_VERSION,
+    }
+    assert template.doc["Parameters"]["EventSource"]["Default"] == DEFAULT_EVENT_SOURCE
+    assert json.loads(template.output("CompletionEventPattern")) == {
+        "source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED],
+    }
+
+
+def test_the_registered_schema_is_the_generated_draft4_schema(template: Template) -> None:
+    schema = template.properties("CompletedEventSchema")
+    assert schema["Type"] == "JSONSchemaDraft4"  # the registry takes Draft 4 or OpenApi3 only
+    registered = json.loads(schema["Content"])
+    assert registered == json.loads((ROOT / "schemas" / "wan-task-completed.draft4.json").read_text()), (
+        "template.yaml's CompletedEventSchema differs from schemas/: run `make template-schema`"
+    )
+    assert registered == json.loads(json.dumps(to_draft4(completion_schema())))
+
+
+def test_submit_rule_hands_the_detail_to_the_workflow(template: Template) -> None:
+    rule = template.properties("PollTaskStateMachine")["Events"]["TaskSubmitted"]
+    assert rule["Type"] == "EventBridgeRule"
+    props = template.resolve(rule["Properties"])
+    assert props["InputPath"] == "$.detail"
+    assert props["EventBusName"] == "default"
+    assert props["Pattern"]["detail-type"] == [DETAIL_TYPE_SUBMITTED]
+    assert props["Pattern"]["source"] == [DEFAULT_EVENT_SOURCE]
+    assert "Arn" in props["DeadLetterConfig"]
+
+
+# --- the function -----------------------------------------------------------------------------
+
+
+def test_the_functions_environment_is_a_valid_relay_configuration(template: Template) -> None:
+    env = template.function_environment("PollTaskFunction")
+    config = Config.from_env(env)
+    assert config.media_bucket == "wan-relay-mediabucket-1a2b3c"
+    assert config.idempotency_table == "wan-relay-IdempotencyTable-XYZ"
+    assert config.api_key_secret == REQUIRED["DashScopeApiKeySecretArn"] and config.api_key is None
+    assert config.event_bus_name == "default" and config.event_source == DEFAULT_EVENT_SOURCE
+    assert config.media_prefix == "wan/"
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(env)
+
+
+def test_an_existing_bucket_is_used_as_given() -> None:
+    stack = Template(parameters={**REQUIRED, "MediaBucketName": "my-media"})
+    stack.refs["IdempotencyTable"] = "t"
+    assert not stack.condition("CreateMediaBucket")
+    assert stack.function_environment("PollTaskFunction")["MEDIA_BUCKET"] == "my-media"
+
+
+def test_the_function_and_its_layer_target_python313_arm64(template: Template) -> None:
+    function_globals = template.doc["Globals"]["Function"]
+    assert (function_globals["Runtime"], function_globals["Architectures"]) == ("python3.13", ["arm64"])
+    assert function_globals["Tracing"] == "Active"
+    layer = template.resource("RelayLayer")
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (ROOT / layer["Properties"]["ContentUri"] / "wan_relay" / "relay.py").is_file()
+    function = template.properties("PollTaskFunction")
+    assert (ROOT / function["CodeUri"] / "app.py").is_file()
+    assert function["Layers"] == [{"Ref": "RelayLayer"}]
+    pins = [line for line in (ROOT / "layers/relay/requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins and all("==" in line for line in pins), "every runtime dependency is pinned in one place"
+
+
+# --- least privilege --------------------------------------------------------------------------
+
+#: actions that have no resource-level permissions, so AWS requires Resource "*" for them
+RESOURCE_STAR_ALLOWED = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+}
+
+
+def allow_statements(template: Template, logical_id: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in template.properties(logical_id)["Policies"]:
+        for statement in template.resolve(policy)["Statement"]:
+            assert statement["Effect"] == "Allow"
+            found.append(statement)
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("logical_id", ["PollTaskFunction", "PollTaskStateMachine"])
+def test_no_wildcard_actions_and_no_wildcard_resources_where_a_name_exists(template: Template, logical_id) -> None:
+    for statement in allow_statements(template, logical_id):
+        actions = as_list(statement["Action"])
+        assert not [a for a in actions if a == "*" or a.endswith(":*")], statement
+        if "*" in as_list(statement["Resource"]):
+            assert set(actions) <= RESOURCE_STAR_ALLOWED, statement
+
+
+def test_the_function_may_touch_only_its_prefix_its_secret_its_bus_and_its_table(template: Template) -> None:
+    grants = {a: as_list(s["Resource"]) for s in allow_statements(template, "PollTaskFunction")
+              for a in as_list(s["Action"])}
+    media = ["arn:aws:s3:::wan-relay-mediabucket-1a2b3c/wan/*"]
+    assert grants["s3:GetObject"] == grants["s3:PutObject"] == grants["s3:AbortMultipartUpload"] == media
+    assert grants["secretsmanager:GetSecretValue"] == [REQUIRED["DashScopeApiKeySecretArn"]]
+    assert grants["events:PutEvents"] == ["arn:aws:events:us-east-1:123456789012:event-bus/default"]
+    table = [template.attributes[("IdempotencyTable", "Arn")]]
+    assert grants["dynamodb:PutItem"] == grants["dynamodb:GetItem"] == table
+    assert "dynamodb:Scan" not in grants and "s3:ListBucket" not in grants
+
+
+def test_the_state_machine_may_invoke_only_its_function_and_write_only_task_locks(template: Template) -> None:
+    statements = {s["Sid"]: s for s in allow_statements(template, "PollTaskStateMachine")}
+    invoke = statements["InvokeThePollFunction"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == template.attributes[("PollTaskFunction", "Arn")]
+    locks = statements["TaskLocks"]
+    assert locks["Action"] == "dynamodb:PutItem"
+    assert locks["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["lock#*"]
+
+
+def test_a_created_bucket_is_private_encrypted_tls_only_and_cleans_up_uploads(template: Template) -> None:
+    bucket = template.properties("MediaBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    (deny,) = template.resolve(template.properties("MediaBucketPolicy")["PolicyDocument"])["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny["Resource"]) == {"arn:aws:s3:::wan-relay-mediabucket-1a2b3c",
+                                     "arn:aws:s3:::wan-relay-mediabucket-1a2b3c/*"}
+
+
+def test_the_idempotency_table_is_keyed_by_id_with_ttl_on_expiration(template: Template) -> None:
+    table = template.properties("IdempotencyTable")
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_every_log_group_has_a_retention_and_alarms_watch_failures(template: Template) -> None:
+    resources = template.doc["Resources"]
+    log_groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(log_groups) == 2 and all("RetentionInDays" in g["Properties"] for g in log_groups)
+    metrics = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"ExecutionsFailed", "ExecutionsTimedOut", "Errors", "TasksTimedOut"} <= metrics
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Template) -> None:
+    used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", ASL_FILE.read_text()))
+    given = set(template.properties("PollTaskStateMachine")["DefinitionSubstitutions"])
+    assert used == given
+    definition = json.loads(template.definition())
+    assert definition["QueryLanguage"] == "JSONPath"
+
+
+def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
+    tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
+    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure"}
+    for name, task in tasks.items():
+        assert 0 < task["TimeoutSeconds"] <= 960, name
+        assert task["Retry"], name
+        for retrier in task["Retry"]:
+            assert retrier["JitterStrategy"] == "FULL", name
+            assert retrier["BackoffRate"] > 1 and retrier["MaxDelaySeconds"] <= 120, name
+            assert 1 <= retrier["MaxAttempts"] <= 10, name
+
+
+def test_the_loop_has_a_default_branch_and_hard_stops(asl: dict[str, Any]) -> None:
+    choices = [s for s in asl["States"].values() if s["Type"] == "Choice"]
+    assert choices and all("Default" in c for c in choices)
+    # the workflow outlives the longest poll budget, which the handler ends with TIMED_OUT itself
+    assert asl["TimeoutSeconds"] > DEFAULT_TIMEOUT_SECONDS
+    assert MAX_POLLS * EVENTS_PER_POLL < HISTORY_LIMIT
+
+
+def test_operator_errors_are_never_retried_or_caught(asl: dict[str, Any]) -> None:
+    for name, state in asl["States"].items():
+        for rule in state.get("Retry", []) + state.get("Catch", []):
+            assert not UNCAUGHT & set(rule["ErrorEquals"]), name
+            assert "States.ALL" not in rule["ErrorEquals"], name
+
+
+def test_the_error_names_the_workflow_matches_are_the_relays_error_classes(asl: dict[str, Any]) -> None:
+    matched = {
+        error
+        for state in (asl["States"]["PollTask"], asl["States"]["ReportFailure"])
+        for rule in state.get("Retry", []) + state.get("Catch", [])
+        for error in rule["ErrorEquals"]
+        if "." not in error
+    }
+    assert matched == {"TransientError", "MediaTransferError", "ProtocolError"}
+    for name in matched | UNCAUGHT:
+        assert issubclass(getattr(errors, name), errors.WanRelayError), name
+    (catch,) = asl["States"]["PollTask"]["Catch"]
+    assert catch["Next"] == "ReportFailure" and catch["ResultPath"] == "$.error"

@@ -1,0 +1,129 @@
+"""The world of the workflow tests: the stack of template.yaml on moto with the state machine really
+executed, the real handler running in-process, DashScope replayed on loopback, and every Wait state and
+retry back-off recorded instead of slept."""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import boto3
+import jsonschema
+import pytest
+from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from wan_relay_local.lambda_bridge import InProcessLambdas
+from wan_relay_local.replay import ReplayDashScope
+from wan_relay_local.stack import EmbeddedStack, deploy_embedded_stack
+
+from tests.conftest import API_KEY, ROOT
+
+COMPLETION_SCHEMA = json.loads((ROOT / "schemas" / "wan-task-completed.schema.json").read_text())
+EXECUTION_DEADLINE_SECONDS = 20
+
+
+@dataclass
+class Sleeps:
+    """The seconds the workflow asked to wait, in order: Wait states and retry back-offs."""
+
+    waits: list[int] = field(default_factory=list)
+    retries: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def sleeps() -> Iterator[Sleeps]:
+    recorded = Sleeps()
+
+    def wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+        recorded.waits.append(wait_seconds)
+
+    # the retrier calls `time.sleep` through its module's `time`: replace that name only, not the
+    # process-wide function the replay server and the tests themselves use
+    fake_time = types.SimpleNamespace(sleep=recorded.retries.append, time=time.time, monotonic=time.monotonic)
+    with (
+        mock.patch.object(WaitFunction, "_wait_interval", wait_interval),
+        mock.patch.object(retrier_decl, "time", fake_time),
+    ):
+        yield recorded
+
+
+@dataclass
+class Workflow:
+    stack: EmbeddedStack
+    lambdas: InProcessLambdas
+    replay: ReplayDashScope
+    sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
+    sqs: Any = field(default_factory=lambda: boto3.client("sqs"))
+    s3: Any = field(default_factory=lambda: boto3.client("s3"))
+    events: Any = field(default_factory=lambda: boto3.client("events"))
+    dynamodb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
+
+    def run(self, loop_input: dict[str, Any], *, name: str | None = None) -> dict[str, Any]:
+        """StartExecution (named after the task, as callers do) and wait for the execution to end."""
+        return self.finish(self.stack.start(loop_input, name=name))
+
+    def finish(self, execution_arn: str) -> dict[str, Any]:
+        deadline = time.monotonic() + EXECUTION_DEADLINE_SECONDS
+        while True:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                return described
+            if time.monotonic() > deadline:
+                pytest.fail(f"execution {execution_arn} still RUNNING after {EXECUTION_DEADLINE_SECONDS} s")
+            time.sleep(0.02)
+
+    def visited(self, execution_arn: str) -> list[str]:
+        """The names of the states the execution entered, in order."""
+        history = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+
+    def completed_events(self) -> list[dict[str, Any]]:
+        """Every completion event delivered so far, each checked against the published schema."""
+        found = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.stack.events_queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not messages:
+                return found
+            for message in messages:
+                event = json.loads(message["Body"])
+                jsonschema.validate(event["detail"], COMPLETION_SCHEMA)
+                found.append(event)
+                self.sqs.delete_message(QueueUrl=self.stack.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def objects(self) -> dict[str, bytes]:
+        listing = self.s3.list_objects_v2(Bucket=self.stack.bucket).get("Contents", [])
+        return {o["Key"]: self.s3.get_object(Bucket=self.stack.bucket, Key=o["Key"])["Body"].read() for o in listing}
+
+    def invocations(self, key: str = "result") -> list[dict[str, Any]]:
+        return [i[key] for i in self.lambdas.invocations if key in i]
+
+
+@pytest.fixture
+def stack_parameters() -> dict[str, str]:
+    """template.yaml parameter overrides; a test parametrizes this to deploy other settings."""
+    return {}
+
+
+@pytest.fixture
+def workflow(replay: ReplayDashScope, sleeps: Sleeps, stack_parameters: dict[str, str]) -> Iterator[Workflow]:
+    config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    with mock_aws(config=config), InProcessLambdas() as lambdas:
+        stack = deploy_embedded_stack(
+            environment={
+                "DASHSCOPE_BASE_URL": replay.base_url,
+                "DASHSCOPE_API_KEY": API_KEY,
+                "ALLOWED_MEDIA_URLS": replay.origin,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            },
+            lambdas=lambdas,
+            parameters=stack_parameters,
+        )
+        yield Workflow(stack=stack, lambdas=lambdas, replay=replay)

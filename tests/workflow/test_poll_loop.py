@@ -1,0 +1,262 @@
+"""The wait loop as deployed: statemachine/poll_task.asl.json executed by moto with the real handler,
+the resources and substitutions taken from template.yaml, DashScope replayed on loopback.
+
+Wait states and retry back-offs are recorded, not slept (see conftest.py), so each test asserts the
+waits the workflow asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
+from wan_relay.policy import next_wait
+from wan_relay_local.replay import Reply
+
+from tests.conftest import sample
+
+from .conftest import Sleeps, Workflow
+
+IMAGE_TASK = "f470bbfd-d955-4165-935b-d35b8e2a91c0"  # the task id of events/dashscope/wan2.6-t2i_succeeded.json
+
+
+def china_time(seconds_ago: float) -> str:
+    """A DashScope timestamp (China time, no zone) `seconds_ago` before now."""
+    moment = datetime.now(UTC) + timedelta(hours=8) - timedelta(seconds=seconds_ago)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def unfinished(name: str, task_id: str, *, submitted_seconds_ago: float = 30) -> dict[str, Any]:
+    """A PENDING or RUNNING answer for `task_id`, submitted `submitted_seconds_ago`."""
+    answer = copy.deepcopy(sample(name))
+    answer["output"]["task_id"] = task_id
+    answer["output"]["submit_time"] = china_time(submitted_seconds_ago)
+    answer["output"].pop("scheduled_time", None)
+    return answer
+
+
+def succeeded_image(workflow: Workflow) -> dict[str, Any]:
+    return workflow.replay.rehost(sample("wan2.6-t2i_succeeded"))
+
+
+SERVICE_UNAVAILABLE = Reply(
+    {"code": "ModelUnavailable", "message": "Model is unavailable, please try again later.", "request_id": "r-503"},
+    status=503,
+)
+
+
+def only_event(workflow: Workflow) -> dict[str, Any]:
+    events = workflow.completed_events()
+    assert len(events) == 1, f"expected exactly one completion event, got {len(events)}"
+    assert events[0]["source"] == DEFAULT_EVENT_SOURCE
+    assert events[0]["detail-type"] == DETAIL_TYPE_COMPLETED
+    return events[0]["detail"]
+
+
+def test_pending_then_success_waits_as_the_policy_asks_and_relays_once(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(
+        IMAGE_TASK,
+        unfinished("pending", IMAGE_TASK),
+        unfinished("running", IMAGE_TASK),
+        succeeded_image(workflow),
+    )
+
+    execution = workflow.run({"task_id": IMAGE_TASK, "kind": "image", "model": "wan2.6-t2i", "context": {"sku": "A-1"}})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert workflow.replay.polls(IMAGE_TASK) == 3
+    # submitted 30 s ago: past an image's earliest finish, so the documented 5 s interval, twice
+    assert sleeps.waits == [next_wait(kind="image", age_seconds=30)] * 2 == [5, 5]
+    assert sleeps.waits == [r["wait_seconds"] for r in workflow.invocations() if not r["done"]]
+    assert sleeps.retries == []
+    detail = only_event(workflow)
+    assert detail["status"] == "SUCCEEDED"
+    assert detail["context"] == {"sku": "A-1"}
+    assert detail["polls"] == 3
+    (media,) = detail["media"]
+    stored = workflow.objects()
+    assert list(stored) == [media["key"]]
+    assert media["key"].startswith(workflow.stack.media_prefix + IMAGE_TASK)
+    assert hashlib.sha256(stored[media["key"]]).hexdigest() == media["sha256"]
+    output = json.loads(execution["output"])
+    assert output["done"] is True and output["event"]["event_id"] == detail["event_id"]
+
+
+def test_provider_failure_emits_one_failed_event_and_stores_nothing(workflow: Workflow, sleeps: Sleeps) -> None:
+    failed = sample("failed_output_code")
+    task_id = failed["output"]["task_id"]
+    workflow.replay.script(task_id, unfinished("running", task_id), failed)
+
+    execution = workflow.run({"task_id": task_id})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert "ReportFailure" not in workflow.visited(execution["executionArn"])
+    detail = only_event(workflow)
+    assert detail["status"] == "FAILED"
+    assert detail["error"]["code"] == "DataInspectionFailed"
+    assert detail["error"]["category"] == "provider"
+    assert detail["media"] == []
+    assert workflow.objects() == {}
+    assert len(sleeps.waits) == 1
+
+
+def test_transient_error_is_retried_with_jittered_backoff_then_succeeds(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert workflow.replay.polls(IMAGE_TASK) == 2
+    assert [i.get("error") for i in workflow.lambdas.invocations] == ["TransientError", None]
+    # the TransientError retrier: IntervalSeconds 5 with full jitter, so anywhere in [0, 5]
+    assert len(sleeps.retries) == 1 and 0 <= sleeps.retries[0] <= 5
+    assert sleeps.waits == []
+    assert only_event(workflow)["status"] == "SUCCEEDED"
+
+
+def test_retries_exhausted_report_the_failure_once_through_report_failure(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE)
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    visited = workflow.visited(execution["executionArn"])
+    assert visited[-2:] == ["ReportFailure", "Relayed"]
+    # one try and five retries (MaxAttempts 5), each back-off within its capped, jittered bound
+    assert workflow.replay.polls(IMAGE_TASK) == 6
+    assert len(sleeps.retries) == 5
+    for attempt, seconds in enumerate(sleeps.retries):
+        assert 0 <= seconds <= min(120, 5 * 2**attempt)
+    detail = only_event(workflow)
+    assert detail["status"] == "FAILED"
+    assert detail["error"]["code"] == "TransientError"
+    assert detail["error"]["category"] == "transient"
+    assert "503" in detail["error"]["message"]
+    assert workflow.objects() == {}
+
+
+def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK))
+
+    execution = workflow.run({"task_id": IMAGE_TASK, "timeout_seconds": 1})
+
+    assert execution["status"] == "SUCCEEDED"
+    detail = only_event(workflow)
+    assert detail["status"] == "TIMED_OUT"
+    assert detail["error"]["code"] == "PollBudgetExhausted"
+    # every wait is capped by the budget left (at most 1 s here), and each wait led to one more poll
+    assert sleeps.waits and set(sleeps.waits) == {1}
+    assert detail["polls"] == len(sleeps.waits) + 1 == workflow.replay.polls(IMAGE_TASK)
+
+
+@pytest.mark.parametrize("stack_parameters", [{"PollIntervalSeconds": "7", "PollBudgetSeconds": "3600"}])
+def test_stack_poll_defaults_apply_unless_the_input_sets_its_own(workflow: Workflow, sleeps: Sleeps) -> None:
+    other = "b2c3d4e5-0000-4c5d-8e9f-111122223333"
+    for task_id in (IMAGE_TASK, other):
+        workflow.replay.script(task_id, unfinished("pending", task_id), succeeded_image(workflow))
+
+    workflow.run({"task_id": IMAGE_TASK})
+    workflow.run({"task_id": other, "poll_interval_seconds": 3})
+
+    assert sleeps.waits == [7, 3]
+    first_poll = [i["event"] for i in workflow.lambdas.invocations if not i["event"].get("polls")]
+    assert [(e["timeout_seconds"], e["poll_interval_seconds"]) for e in first_poll] == [(3600, 7), (3600, 3)]
+
+
+def submitted_event(loop_input: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": DETAIL_TYPE_SUBMITTED,
+        "source": DEFAULT_EVENT_SOURCE,
+        "account": "123456789012",
+        "time": "2026-01-09T09:18:18Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": loop_input,
+        **envelope,
+    }
+
+
+def test_a_wan_task_submitted_event_starts_the_loop_with_its_detail(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK), succeeded_image(workflow))
+    loop_input = {"task_id": IMAGE_TASK, "kind": "image", "context": {"pipeline": "catalogue-hero"}}
+    event = submitted_event(loop_input)
+
+    # the event as a producer puts it on the bus: accepted (the submit rule exists, without a target here)
+    put = workflow.events.put_events(
+        Entries=[{"Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(loop_input),
+                  "EventBusName": workflow.stack.bus_name}]
+    )
+    assert put["FailedEntryCount"] == 0
+    assert workflow.completed_events() == []  # the completion rule does not take submit events
+    # what the rule's target does with it, from the template's pattern and InputPath
+    assert workflow.stack.submission_input(event) == loop_input
+    execution = workflow.finish(workflow.stack.start_from_event(event))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["input"]) == loop_input
+    detail = only_event(workflow)
+    assert detail["task_id"] == IMAGE_TASK
+    assert detail["context"] == {"pipeline": "catalogue-hero"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        submitted_event({"task_id": IMAGE_TASK}, **{"detail-type": DETAIL_TYPE_COMPLETED}),
+        submitted_event({"task_id": IMAGE_TASK}, source="someone.else"),
+        submitted_event({"context": {"no": "task id"}}),
+    ],
+    ids=["completion-event", "other-source", "no-task-id"],
+)
+def test_other_events_start_nothing(workflow: Workflow, event: dict[str, Any]) -> None:
+    assert workflow.stack.submission_input(event) is None
+    assert workflow.stack.start_from_event(event) is None
+
+
+def test_a_second_start_for_the_same_task_is_refused(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK), succeeded_image(workflow))
+    first = workflow.run({"task_id": IMAGE_TASK})
+    assert first["status"] == "SUCCEEDED"
+    assert only_event(workflow)["status"] == "SUCCEEDED"
+    polls = workflow.replay.polls(IMAGE_TASK)
+
+    # a caller's StartExecution: the execution name is the task id
+    with pytest.raises(ClientError) as refused:
+        workflow.stack.start({"task_id": IMAGE_TASK})
+    assert refused.value.response["Error"]["Code"] == "ExecutionAlreadyExists"
+
+    # a duplicate `Wan Task Submitted` delivery: EventBridge names the execution itself
+    duplicate = workflow.finish(workflow.stack.start_from_event(submitted_event({"task_id": IMAGE_TASK})))
+    assert duplicate["status"] == "SUCCEEDED"
+    assert workflow.visited(duplicate["executionArn"]) == ["ClaimTask", "AlreadyClaimed"]
+    assert workflow.replay.polls(IMAGE_TASK) == polls
+    assert workflow.completed_events() == []
+    lock = workflow.dynamodb.get_item(
+        TableName=workflow.stack.idempotency_table, Key={"id": {"S": f"lock#{IMAGE_TASK}"}}
+    )["Item"]
+    assert lock["execution"]["S"] == first["executionArn"]
+
+
+def test_an_operator_error_fails_the_execution_by_name_without_an_event(workflow: Workflow, sleeps: Sleeps) -> None:
+    workflow.replay.script(
+        IMAGE_TASK,
+        Reply({"code": "InvalidApiKey", "message": "Invalid API-key provided.", "request_id": "r-401"}, status=401),
+    )
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "OperatorError"
+    assert "InvalidApiKey" in execution["cause"] or "401" in execution["cause"]
+    assert "ReportFailure" not in workflow.visited(execution["executionArn"])
+    assert workflow.replay.polls(IMAGE_TASK) == 1  # not retried: retrying a bad key cannot help
+    assert sleeps.retries == []
+    assert workflow.completed_events() == []
