@@ -21,13 +21,14 @@ from moto import mock_aws
 from wan_relay.config import Config
 from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay.relay import Relay
-from wan_relay.runtime import build_relay
+from wan_relay.runtime import build_relay, default_clients
 from wan_relay.schema import completion_schema
 from wan_relay_local.replay import ReplayDashScope
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 BUCKET = "wan-media-test"
+TABLE = "wan-relay-idempotency"
 API_KEY = "sk-test-0123456789abcdef-SECRET"
 
 
@@ -60,10 +61,11 @@ class Account:
     """A moto account with the media bucket and a rule that copies completion events to SQS."""
 
     def __init__(self) -> None:
-        self.s3 = boto3.client("s3")
-        self.events = boto3.client("events")
+        # the clients production builds (standard retry mode), shared with the relay under test
+        self.s3, self.events, self.dynamodb = default_clients()
         self.sqs = boto3.client("sqs")
         self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         queue_url = self.sqs.create_queue(QueueName="completed-events")["QueueUrl"]
         self.queue_url = queue_url
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -75,6 +77,28 @@ class Account:
         )
         self.events.put_targets(Rule="wan-task-completed", Targets=[{"Id": "sqs", "Arn": queue_arn}])
         self._schema = completion_schema()
+
+    def create_idempotency_table(self) -> str:
+        """The table as template.yaml declares it: partition key `id`, TTL on `expiration`."""
+        ddb = self.dynamodb
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.update_time_to_live(
+            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+        )
+        return TABLE
+
+    def versions(self) -> dict[str, int]:
+        """How many versions each key has (the bucket is versioned: a re-upload shows)."""
+        listing = self.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
+        counts: dict[str, int] = {}
+        for version in listing:
+            counts[version["Key"]] = counts.get(version["Key"], 0) + 1
+        return counts
 
     def completed_events(self) -> list[dict[str, Any]]:
         """Every completion event delivered so far, each validated against the published schema."""
@@ -117,9 +141,13 @@ def relay_config(replay: ReplayDashScope, **overrides: str) -> Config:
 
 @pytest.fixture
 def make_relay(replay: ReplayDashScope, account: Account):
-    def make(**overrides: str) -> Relay:
+    def make(idempotent: bool = False, **overrides: str) -> Relay:
+        if idempotent:
+            overrides.setdefault("IDEMPOTENCY_TABLE", account.create_idempotency_table())
         config = relay_config(replay, **overrides)
-        return build_relay(config, api_key=API_KEY, s3=account.s3, events=account.events)
+        return build_relay(
+            config, api_key=API_KEY, s3=account.s3, events=account.events, dynamodb=account.dynamodb
+        )
 
     return make
 

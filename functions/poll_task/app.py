@@ -32,4 +32,4 @@ def _get_relay() -> Relay:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _get_relay().handle(event)
+    return _get_relay().handle(event, context)

@@ -60,6 +60,7 @@ class Media:
     fault: str | None = None
     error_body: bytes = b""
     location: str | None = None  # a redirect target
+    ranges: bool = True  # serves byte ranges (and says so with Accept-Ranges)
     trickle_delay: float = 2.0
 
     @property
@@ -90,6 +91,13 @@ class Reply:
     reset: bool = False  # close the connection without answering
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Connections the fault scripts cut on purpose are not worth a traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
+
+
 EXPIRED_XML = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n  <Code>AccessDenied</Code>\n'
     b"  <Message>Request has expired.</Message>\n  <RequestId>6560D2D6A1B9A23631C7E1D0</RequestId>\n"
@@ -107,7 +115,7 @@ class ReplayDashScope:
         self._media: dict[str, Media] = {}
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server = _QuietServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="replay-dashscope", daemon=True)
 
@@ -245,6 +253,8 @@ class ReplayDashScope:
                     self.connection.close()
                     return
                 body = reply.body if reply.raw else json.dumps(reply.body).encode()
+                # a hostile server that echoes the caller's Authorization header back
+                body = body.replace(b"{authorization}", (self.headers.get("Authorization") or "").encode())
                 content_type = reply.headers.get("Content-Type", "text/html" if reply.raw else "application/json")
                 extra = {k: v for k, v in reply.headers.items() if k != "Content-Type"}
                 self._send(reply.status, body, content_type, extra)
@@ -263,7 +273,7 @@ class ReplayDashScope:
                     return
                 start, end, status = 0, media.size, 200
                 byte_range = self.headers.get("Range")
-                if byte_range and media.fault is None:
+                if byte_range and media.fault is None and media.ranges:
                     found = re.fullmatch(r"bytes=(\d+)-(\d*)", byte_range.strip())
                     if found:
                         start = int(found.group(1))
@@ -271,7 +281,8 @@ class ReplayDashScope:
                         status = 206
                 self.send_response(status)
                 self.send_header("Content-Type", media.content_type)
-                self.send_header("Accept-Ranges", "bytes")
+                if media.ranges:
+                    self.send_header("Accept-Ranges", "bytes")
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{end - 1}/{media.size}")
                 chunked = media.fault in ("chunked", "chunked_cut")

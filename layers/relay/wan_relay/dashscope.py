@@ -81,6 +81,10 @@ class DashScopeClient:
             body = self._read_body(response)
         return self._interpret(response, body)
 
+    def _scrub(self, text: str) -> str:
+        """A hostile or careless server may echo the Authorization header back: never pass it on."""
+        return text.replace(self._api_key, "<redacted>") if self._api_key else text
+
     def _read_body(self, response: requests.Response) -> bytes:
         chunks: list[bytes] = []
         size = 0
@@ -126,6 +130,7 @@ class DashScopeClient:
             detail += f" (request_id {request_id})"
         if payload is None and body:
             detail += f" with a non-JSON body ({content_type})"
+        detail = self._scrub(detail)
 
         if status == 429:
             if code in _OPERATOR_CODES:

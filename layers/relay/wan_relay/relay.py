@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, ThrottledError
+from .idempotency import Ledger, NoLedger
 from .ingest import MediaStreamer
 from .models import (
     CompletionDetail,
@@ -27,6 +29,7 @@ from .models import (
     ErrorInfo,
     ItemFailure,
     LoopState,
+    MediaRef,
     StoredMedia,
     Task,
     Timing,
@@ -36,6 +39,10 @@ from .policy import budget_left, kind_from_model, next_wait, throttle_wait
 from .publish import EventPublisher, fit_context, fit_detail
 
 logger = Logger(child=True)
+
+#: how long one poll may spend downloading media at most, and what it leaves of Lambda's own time
+TRANSFER_BUDGET_SECONDS = 780.0
+LAMBDA_TIME_MARGIN_SECONDS = 60.0
 
 #: namespace of the deterministic event ids (uuid5 of source and task id)
 EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c36-8a0e-4a59-9a53-2f3d1c6b7a10")
@@ -84,13 +91,27 @@ class Relay:
     publisher: EventPublisher
     event_source: str
     metrics: Any = None
+    ledger: Ledger | NoLedger = field(default_factory=NoLedger)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
+    transfer_budget_seconds: float = TRANSFER_BUDGET_SECONDS
+
+    def __post_init__(self) -> None:
+        self._store_once = self.ledger.once("media", self._store_effect)
+        self._publish_once = self.ledger.once("event", self._publish_effect)
+        self._transfer_deadline: float | None = None
 
     # --- entry point --------------------------------------------------------------------------
 
-    def handle(self, event: Any) -> dict[str, Any]:
+    def handle(self, event: Any, lambda_context: Any = None) -> dict[str, Any]:
+        """One invocation: the next loop state as JSON. `lambda_context` bounds the transfers in time."""
         state = parse_state(event)
+        budget = self.transfer_budget_seconds
+        if lambda_context is not None:
+            self.ledger.register_lambda_context(lambda_context)
+            remaining = lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_TIME_MARGIN_SECONDS
+            budget = max(1.0, min(budget, remaining))
+        self._transfer_deadline = time.monotonic() + budget
         result = self.finish_after_error(state) if state.error is not None else self.poll(state)
         return result.model_dump(mode="json")
 
@@ -117,6 +138,10 @@ class Relay:
                 "polls": polls, "throttled": throttled, "done": False, "status": "THROTTLED", "wait_seconds": wait,
             })
         task = normalize(answer, expected_task_id=state.task_id)
+        logger.debug("task answer", extra={
+            "provider_status": task.status, "request_id": task.request_id, "media": len(task.media),
+            "failures": len(task.failures), "submitted_at": task.submitted_at,
+        })
         kind = state.kind or task.kind or kind_from_model(state.model)
         if task.terminal:
             return self._finish(state, task, polls, None)
@@ -167,8 +192,11 @@ class Relay:
         if task is not None and status is None:
             status, error = self._ingest(state, task, stored, failures)
         assert status is not None
-        detail = self._detail(state, task, polls, status, stored, failures, error)
-        self.publisher.publish(detail)
+        draft = self._detail(state, task, polls, status, stored, failures, error)
+        # a retry after the event was accepted answers with the event that was sent, not a new one
+        sent = self._publish_once(request={"key": state.task_id, "detail": draft.model_dump(mode="json")})
+        detail = CompletionDetail.model_validate(sent["detail"])
+        status = detail.status
         self._count(f"Tasks{status.title().replace('_', '')}")
         logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
         return state.model_copy(update={
@@ -183,8 +211,9 @@ class Relay:
             return _provider_failure(task)
         rejected: list[MediaRejected] = []
         for ref in task.media:
+            request = {"key": f"{state.task_id}#{ref.index}", "task_id": state.task_id, "ref": ref.model_dump()}
             try:
-                item = self.streamer.store(state.task_id, ref)
+                item = StoredMedia.model_validate(self._store_once(request=request))
             except MediaRejected as exc:
                 logger.warning("media item rejected", extra={"index": ref.index, "code": exc.code})
                 rejected.append(exc)
@@ -207,6 +236,15 @@ class Relay:
             code="NoMedia", message="DashScope reported SUCCEEDED but its answer holds no media URL",
             category="protocol", retryable=False,
         )
+
+    def _store_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
+        ref = MediaRef.model_validate(request["ref"])
+        stored = self.streamer.store(request["task_id"], ref, deadline=self._transfer_deadline)
+        return stored.model_dump(mode="json")
+
+    def _publish_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
+        self.publisher.publish(CompletionDetail.model_validate(request["detail"]))
+        return {"detail": request["detail"]}
 
     def _detail(
         self,

@@ -7,6 +7,7 @@ relay with their own clients through `build_relay`.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import requests
@@ -14,11 +15,18 @@ import requests
 from .config import Config
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError, OperatorError
+from .idempotency import Ledger, NoLedger
 from .ingest import MediaStreamer, UrlAllowlist
 from .publish import EventPublisher
 from .relay import Relay
 
 SECRET_MAX_AGE_SECONDS = 300
+
+# At DEBUG, botocore logs whole response bodies (GetSecretValue's included: the API key) and request
+# headers (the session token), urllib3 logs presigned media URLs. Lambda's DEBUG log level sets the
+# root logger, so keep these SDK loggers at INFO whatever the root level is.
+for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 _KEY_FIELDS = ("DASHSCOPE_API_KEY", "api_key", "apiKey", "key")
 
 
@@ -60,13 +68,17 @@ def resolve_api_key(config: Config) -> str:
     return api_key_from_secret_string(secret)
 
 
-def default_clients() -> tuple[Any, Any]:
-    """S3 and EventBridge clients with the SDK's standard retry mode (S3 SlowDown and 5xx retried)."""
+def default_clients() -> tuple[Any, Any, Any]:
+    """S3, EventBridge and DynamoDB clients with the SDK's standard retry mode (SlowDown, 5xx retried)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
     retries = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
-    return boto3.client("s3", config=retries), boto3.client("events", config=retries)
+    return (
+        boto3.client("s3", config=retries),
+        boto3.client("events", config=retries),
+        boto3.client("dynamodb", config=retries),
+    )
 
 
 def build_relay(
@@ -75,10 +87,19 @@ def build_relay(
     api_key: str,
     s3: Any,
     events: Any,
+    dynamodb: Any = None,
     session: requests.Session | None = None,
     metrics: Any = None,
 ) -> Relay:
     session = session or requests.Session()
+    if config.idempotency_table:
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client("dynamodb")
+        ledger: Ledger | NoLedger = Ledger(config.idempotency_table, dynamodb)
+    else:
+        ledger = NoLedger()
     return Relay(
         client=DashScopeClient(config.base_url, api_key, session=session),
         streamer=MediaStreamer(
@@ -92,10 +113,13 @@ def build_relay(
         publisher=EventPublisher(events, config.event_bus_name, config.event_source),
         event_source=config.event_source,
         metrics=metrics,
+        ledger=ledger,
     )
 
 
 def relay_from_env(metrics: Any = None) -> Relay:
     config = Config.from_env()
-    s3, events = default_clients()
-    return build_relay(config, api_key=resolve_api_key(config), s3=s3, events=events, metrics=metrics)
+    s3, events, dynamodb = default_clients()
+    return build_relay(
+        config, api_key=resolve_api_key(config), s3=s3, events=events, dynamodb=dynamodb, metrics=metrics
+    )

@@ -1,0 +1,97 @@
+"""Exactly-once side effects per task: Powertools Idempotency on the stack's DynamoDB table.
+
+Two kinds of record, each keyed by what makes the effect unique:
+- `wan-relay.media#hash(task_id#index)`: one media item landed; its StoredMedia is kept, so a retried
+  or redriven poll reuses it instead of downloading and uploading again;
+- `wan-relay.event#hash(task_id)`: the completion event was accepted by EventBridge; its detail is
+  kept, so a retry answers with the event that was sent instead of sending another.
+Records live 48 h (DashScope forgets tasks after 24 h). A crashed attempt's record stays
+"in progress" only until that Lambda's deadline (`register_lambda_context`), then the work resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
+from botocore.exceptions import ClientError
+
+from .errors import OperatorError, TransientError
+
+RECORD_TTL_SECONDS = 48 * 3600
+_OPERATOR_CODES = {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"}
+
+Effect = Callable[..., dict[str, Any]]
+
+
+class Ledger:
+    """Wraps effects so each runs once per key; `request["key"]` is the key."""
+
+    def __init__(self, table_name: str, dynamodb_client: Any, ttl_seconds: int = RECORD_TTL_SECONDS) -> None:
+        self.table_name = table_name
+        self._persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
+        self._config = IdempotencyConfig(
+            event_key_jmespath="key",
+            expires_after_seconds=ttl_seconds,
+            raise_on_no_idempotency_key=True,
+        )
+
+    def register_lambda_context(self, context: Any) -> None:
+        """An attempt that dies keeps its records 'in progress' only until its own deadline."""
+        self._config.register_lambda_context(context)
+
+    def once(self, name: str, effect: Effect) -> Effect:
+        """`effect(request=...)` run at most once per `request["key"]`; later calls get its result."""
+        guarded = idempotent_function(
+            effect,
+            data_keyword_argument="request",
+            persistence_store=self._persistence,
+            config=self._config,
+            key_prefix=f"wan-relay.{name}",
+        )
+
+        def run(*, request: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return guarded(request=request)
+            except IdempotencyAlreadyInProgressError:
+                raise TransientError(
+                    f"another attempt is still working on {name} for this task; retry after it ends",
+                    code="InProgress",
+                ) from None
+            except IdempotencyPersistenceLayerError as exc:
+                cause = exc.__cause__
+                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+                if code in _OPERATOR_CODES:
+                    raise OperatorError(
+                        f"the idempotency table {self.table_name} cannot be used: {code}", code=f"DynamoDB.{code}"
+                    ) from None
+                raise TransientError(
+                    f"the idempotency table {self.table_name} failed: {code or type(cause).__name__}",
+                    code="DynamoDB",
+                ) from None
+
+        return run
+
+
+class NoLedger:
+    """No table configured (a quick local run): effects simply run."""
+
+    table_name = None
+
+    def register_lambda_context(self, context: Any) -> None:
+        return None
+
+    def once(self, name: str, effect: Effect) -> Effect:
+        def run(*, request: dict[str, Any]) -> dict[str, Any]:
+            return effect(request=request)
+
+        return run

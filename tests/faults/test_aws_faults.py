@@ -1,0 +1,118 @@
+"""Fault matrix, AWS side: operator errors fail loudly without announcing anything; transient
+errors are retried; an event EventBridge did not accept is never reported as sent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import sample
+from tests.faults.aws_faults import Injected, Refused, error, s3_error
+from wan_relay.errors import OperatorError, TransientError
+from wan_relay_local.replay import Media, PatternBody
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _no_sdk_backoff(monkeypatch):
+    """The SDK's retry delays are real sleeps; the retries themselves still happen."""
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+
+
+def image_task(replay) -> str:
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    replay.script(answer["output"]["task_id"], answer)
+    return answer["output"]["task_id"]
+
+
+def video_task(replay, size: int) -> str:
+    answer = sample("wan2.7-i2v_succeeded")
+    path = answer["output"]["video_url"].split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: Media(PatternBody(size), content_type="video/mp4")})
+    replay.script(answer["output"]["task_id"], answer)
+    return answer["output"]["task_id"]
+
+
+def test_a_missing_bucket_is_an_operator_error_and_no_event_claims_the_task_failed(replay, account, make_relay):
+    relay = make_relay(MEDIA_BUCKET="no-such-bucket-here")
+    task_id = image_task(replay)
+    with pytest.raises(OperatorError, match="no-such-bucket-here: NoSuchBucket"):
+        relay.handle({"task_id": task_id})
+    assert account.completed_events() == []
+
+
+def test_denied_access_to_the_bucket_is_an_operator_error(replay, account, relay):
+    task_id = image_task(replay)
+    Refused(account.s3, "PutObject", 403, error("AccessDenied", "Access Denied"), times=99)
+    with pytest.raises(OperatorError, match="AccessDenied") as raised:
+        relay.handle({"task_id": task_id})
+    assert raised.value.code == "S3.AccessDenied"
+    assert account.completed_events() == [] and account.objects() == {}
+
+
+@pytest.mark.parametrize(("status", "code"), [(503, "SlowDown"), (500, "InternalError")])
+def test_a_part_upload_failing_once_is_retried_and_the_video_lands_whole(replay, account, relay, status, code):
+    task_id = video_task(replay, 20 * MiB)
+    injected = Injected(account.s3, "UploadPart", status, s3_error(code, "Please reduce your request rate."), 1)
+
+    state = relay.handle({"task_id": task_id})
+
+    assert state["status"] == "SUCCEEDED"
+    assert injected.injected == 1 and injected.calls == 4  # 3 parts, one of them sent twice
+    assert account.versions() == {f"wan/{task_id}/0.mp4": 1}
+    assert account.unfinished_uploads() == []
+    assert len(account.completed_events()) == 1
+
+
+def test_a_part_upload_that_keeps_failing_aborts_the_upload(replay, account, relay):
+    task_id = video_task(replay, 20 * MiB)
+    Injected(account.s3, "UploadPart", 503, s3_error("SlowDown", "Please reduce your request rate."), 99)
+    with pytest.raises(TransientError, match="SlowDown"):
+        relay.handle({"task_id": task_id})
+    assert account.unfinished_uploads() == [] and account.objects() == {}
+    assert account.completed_events() == []
+
+
+PARTIAL_FAILURE = {
+    "FailedEntryCount": 1,
+    "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service error."}],
+}
+
+
+def test_an_event_eventbridge_did_not_accept_is_not_reported_as_sent_and_the_retry_sends_it_once(
+    replay, account, make_relay
+):
+    relay = make_relay(idempotent=True)
+    task_id = image_task(replay)
+    Refused(account.events, "PutEvents", 200, PARTIAL_FAILURE, times=1)
+
+    with pytest.raises(TransientError, match="did not accept the completion event: InternalFailure"):
+        relay.handle({"task_id": task_id})
+    assert account.completed_events() == []
+
+    state = relay.handle({"task_id": task_id})
+
+    assert state["done"] and state["status"] == "SUCCEEDED"
+    assert len(account.completed_events()) == 1
+    assert account.versions() == {f"wan/{task_id}/0.png": 1}  # the media was not uploaded twice
+
+
+def test_put_events_raising_is_retried_by_the_sdk_then_reported_as_transient(replay, account, relay):
+    task_id = image_task(replay)
+    body = json.dumps({"__type": "InternalException", "message": "Internal error"}).encode()
+    injected = Injected(account.events, "PutEvents", 500, body, times=99, content_type="application/x-amz-json-1.1")
+    with pytest.raises(TransientError, match="EventBridge failed: InternalException"):
+        relay.handle({"task_id": task_id})
+    assert injected.calls == 6  # the first call and the 5 retries runtime.default_clients allows
+    # (moto still receives each injected send, so what reached the bus is not asserted here: like a
+    # real 500, the answer does not say whether EventBridge kept the event; subscribers dedupe on
+    # event_id, which is the same for every attempt)
+
+
+def test_a_denied_put_events_is_an_operator_error(replay, account, relay):
+    task_id = image_task(replay)
+    Refused(account.events, "PutEvents", 400, error("AccessDeniedException", "not authorized"), times=99)
+    with pytest.raises(OperatorError, match="AccessDeniedException"):
+        relay.handle({"task_id": task_id})

@@ -1,0 +1,77 @@
+"""Hostile answers, generated: whatever JSON DashScope (or something in between) sends, the
+normalizer returns a task or raises the project's ProtocolError, never anything else."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import EVENTS
+from wan_relay.errors import ProtocolError
+from wan_relay.models import Task
+from wan_relay.normalize import normalize
+
+REAL_ANSWERS = [json.loads(p.read_text()) for p in sorted((EVENTS / "dashscope").glob("*.json"))]
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
+    st.sampled_from(["SUCCEEDED", "FAILED", "PENDING", "UNKNOWN", "https://x.aliyuncs.com/a.png?Expires=99",
+                     "2026-01-09 17:18:17.901", "9999-99-99 99:99:99", "image", "text", "video"]),
+)
+json_values = st.recursive(
+    scalars, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner,
+                                                                                    max_size=6)),
+    max_leaves=30,
+)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _paths(child, (*prefix, index))
+
+
+@st.composite
+def mutated_answers(draw):
+    """A real answer with one spot replaced by arbitrary JSON (or deleted)."""
+    answer = copy.deepcopy(draw(st.sampled_from(REAL_ANSWERS)))
+    paths = [p for p in _paths(answer) if p]
+    path = draw(st.sampled_from(paths))
+    parent = answer
+    for step in path[:-1]:
+        parent = parent[step]
+    if draw(st.booleans()) and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(json_values)
+    return answer
+
+
+def _normalizes_or_refuses(answer) -> None:
+    try:
+        task = normalize(answer)
+    except ProtocolError:
+        return
+    assert isinstance(task, Task)
+    task.model_dump_json()  # whatever came in, the task serializes (no NaN, no odd types)
+    assert all(isinstance(m.url, str) and m.url for m in task.media)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_arbitrary_json_normalizes_or_raises_the_protocol_error(answer):
+    _normalizes_or_refuses(answer)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_answers())
+def test_mutated_real_answers_normalize_or_raise_the_protocol_error(answer):
+    _normalizes_or_refuses(answer)

@@ -1,0 +1,64 @@
+"""Fault matrix, input side: a hostile loop input is refused before any request is made, and a
+context too large for an event is carried as a marker instead of losing the event."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import sample
+from wan_relay.errors import InvalidInput
+from wan_relay.publish import MAX_CONTEXT_BYTES
+
+
+@pytest.mark.parametrize("task_id", [
+    "../../etc/passwd", "a/b", "..", "%2F", "abc%2Fdef", "has space", "x" * 10_240, "", "tab\there",
+    "new\nline", "ünïcode", "a;rm -rf", 12345, None, ["f470bbfd"], {"id": "x"}, True, 1.5,
+], ids=lambda v: repr(v)[:20])
+def test_a_hostile_task_id_is_refused_before_any_request(replay, account, relay, task_id):
+    with pytest.raises(InvalidInput, match="task_id") as raised:
+        relay.handle({"task_id": task_id})
+    assert raised.value.category == "input"
+    assert replay.requests == []
+    assert len(str(raised.value)) < 600  # a 10 KB id is not echoed back whole
+    assert account.completed_events() == []
+
+
+@pytest.mark.parametrize("state", [
+    {}, [], "task", None, {"task_id": "ok-1", "context": "not an object"},
+    {"task_id": "ok-1", "kind": "audio"}, {"task_id": "ok-1", "poll_interval_seconds": 0},
+    {"task_id": "ok-1", "timeout_seconds": -5}, {"task_id": "ok-1", "timeout_seconds": 10**9},
+    {"task_id": "ok-1", "pol_interval_seconds": 5},  # a typo is not silently ignored
+], ids=lambda v: json.dumps(v)[:30])
+def test_a_malformed_loop_input_names_what_is_wrong(replay, account, relay, state):
+    with pytest.raises(InvalidInput, match="loop input"):
+        relay.handle(state)
+    assert replay.requests == []
+
+
+def test_a_context_too_large_for_an_event_is_replaced_by_a_marker_and_the_event_still_goes_out(
+    replay, account, relay
+):
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+    huge = {"blob": "z" * 300_000}
+
+    state = relay.handle({"task_id": task_id, "context": huge})
+
+    (event,) = account.completed_events()
+    context = event["detail"]["context"]
+    assert context["_truncated"] is True and context["_original_bytes"] > 300_000
+    assert len(context["_sha256"]) == 64
+    assert state["context"] == context  # the loop state stays small too
+    assert len(json.dumps(state).encode()) < 256 * 1024
+
+
+def test_a_context_within_the_limit_passes_through_untouched(replay, account, relay):
+    answer = sample("unknown")
+    replay.script(answer["output"]["task_id"], answer)
+    context = {"nested": {"list": [1, 2.5, None, "ü"], "flag": False}, "pad": "p" * (MAX_CONTEXT_BYTES - 200)}
+    relay.handle({"task_id": answer["output"]["task_id"], "context": context})
+    (event,) = account.completed_events()
+    assert event["detail"]["context"] == context

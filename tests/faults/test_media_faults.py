@@ -1,0 +1,186 @@
+"""Fault matrix, media side: expired, missing, cut, overlong, oversize, slow, and hostile URLs.
+
+After every row: no partial object, no unfinished multipart upload; one completion event when the
+task's fate is known (the media can never be fetched), none when a retry may still succeed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from wan_relay.errors import MediaTransferError
+from wan_relay.ingest import UrlAllowlist
+from wan_relay_local.replay import EXPIRED_XML, TINY_PNG, Media, PatternBody
+
+from tests.conftest import sample
+
+TASK = "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f"
+MiB = 1024 * 1024
+
+
+def video_task(replay, media: Media) -> dict:
+    answer = sample("wan2.7-i2v_succeeded")
+    path = answer["output"]["video_url"].split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: media})
+    replay.script(TASK, answer)
+    return answer
+
+
+def assert_nothing_left(account):
+    assert account.objects() == {}
+    assert account.unfinished_uploads() == []
+    assert account.versions() == {}
+
+
+@pytest.mark.parametrize(("media", "code", "words"), [
+    (Media(b"", status=403, error_body=EXPIRED_XML), "MediaExpired", "Request has expired."),
+    (Media(b"", status=404, error_body=b"<?xml version='1.0'?><Error><Code>NoSuchKey</Code></Error>"),
+     "MediaNotFound", "HTTP 404 NoSuchKey"),
+    (Media(PatternBody(3 * MiB), content_type="video/mp4"), "MediaTooLarge", "over MAX_MEDIA_BYTES"),
+    (Media(PatternBody(3 * MiB), content_type="video/mp4", fault="chunked"), "MediaTooLarge",
+     "larger than MAX_MEDIA_BYTES"),
+    (Media(b"<html>login</html>", content_type="text/html"), "UnexpectedContentType", "not an image or video"),
+], ids=["403-expired", "404", "oversize-with-length", "oversize-chunked", "html-instead-of-media"])
+def test_media_that_can_never_be_fetched_is_announced_once_as_unavailable_with_the_reason(
+    replay, account, make_relay, media, code, words
+):
+    relay = make_relay(MAX_MEDIA_BYTES=str(2 * MiB))
+    video_task(replay, media)
+
+    state = relay.handle({"task_id": TASK})
+
+    assert state["done"] and state["status"] == "MEDIA_UNAVAILABLE"
+    (event,) = account.completed_events()
+    error = event["detail"]["error"]
+    assert error["code"] == code and words in error["message"] and error["category"] == "media"
+    assert event["detail"]["failures"][0]["code"] == code
+    assert_nothing_left(account)
+
+
+@pytest.mark.parametrize("fault", ["truncate", "overlong", "chunked_cut", "reset"])
+def test_a_broken_stream_is_retried_and_leaves_nothing_half_written(replay, account, relay, fault):
+    video_task(replay, Media(PatternBody(10 * MiB, seed=fault), content_type="video/mp4", fault=fault))
+    with pytest.raises(MediaTransferError) as raised:
+        relay.handle({"task_id": TASK})
+    assert raised.value.retryable
+    assert_nothing_left(account)
+    assert account.completed_events() == []
+
+
+def test_a_retry_after_a_broken_stream_lands_the_media_once(replay, account, relay):
+    media = Media(PatternBody(10 * MiB, seed="flaky"), content_type="video/mp4", fault="truncate")
+    video_task(replay, media)
+    with pytest.raises(MediaTransferError):
+        relay.handle({"task_id": TASK})
+    media.fault = None  # the network heals
+
+    state = relay.handle({"task_id": TASK})
+
+    assert state["status"] == "SUCCEEDED"
+    assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
+    assert len(account.completed_events()) == 1
+
+
+def test_a_slow_trickle_ends_in_a_timeout_not_a_hang_until_lambda_dies(replay, account, relay):
+    video_task(replay, Media(PatternBody(4 * MiB), content_type="video/mp4", fault="trickle", trickle_delay=0.2))
+    relay.transfer_budget_seconds = 1.0
+    started = time.monotonic()
+    with pytest.raises(MediaTransferError, match="too slow") as raised:
+        relay.handle({"task_id": TASK})
+    assert raised.value.code == "TooSlow"
+    assert time.monotonic() - started < 10
+    assert_nothing_left(account)
+
+
+def test_a_stalled_body_hits_the_read_timeout(replay, account, relay):
+    video_task(replay, Media(PatternBody(1 * MiB), content_type="video/mp4", fault="trickle", trickle_delay=3))
+    relay.streamer.timeout = (1.0, 0.5)
+    with pytest.raises(MediaTransferError, match="broke after"):
+        relay.handle({"task_id": TASK})
+    assert_nothing_left(account)
+
+
+def test_a_redirect_to_a_host_outside_the_allowlist_is_not_followed(replay, account, relay):
+    evil = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+    video_task(replay, Media(b"", location=evil))
+    state = relay.handle({"task_id": TASK})
+    assert state["status"] == "MEDIA_UNAVAILABLE"
+    assert state["event"]["error"]["code"] == "UrlNotAllowed"
+    assert "169.254.169.254" in state["event"]["error"]["message"]
+    assert_nothing_left(account)
+
+
+def test_a_redirect_inside_the_allowlist_is_followed(replay, account, relay):
+    target = replay.add_media("/media/elsewhere/real.mp4", Media(PatternBody(1000), content_type="video/mp4"))
+    video_task(replay, Media(b"", location=target))
+    state = relay.handle({"task_id": TASK})
+    assert state["status"] == "SUCCEEDED" and state["event"]["media"][0]["size_bytes"] == 1000
+
+
+def test_one_expired_image_of_two_gives_a_partial_result_with_the_reason(replay, account, relay):
+    answer = sample("wan2.6-image_interleaved_succeeded")
+    first = answer["output"]["choices"][0]["message"]["content"][1]["image"]
+    path = first.split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: Media(b"", status=403, error_body=EXPIRED_XML)})
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle({"task_id": task_id})
+
+    assert state["status"] == "PARTIAL"
+    assert [m["index"] for m in state["event"]["media"]] == [1]
+    assert state["event"]["failures"][0]["code"] == "MediaExpired"
+    assert list(account.objects()) == [f"wan/{task_id}/1.png"]
+
+
+HOSTILE = [
+    "http://dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com/a.png",  # http instead of https
+    "https://169.254.169.254/latest/meta-data/",
+    "https://localhost/a.png",
+    "https://x.aliyuncs.com.evil.example/a.png",
+    "https://user@evil.example/a.png",
+    "https://user:pass@dashscope.oss-cn-beijing.aliyuncs.com/a.png",  # credentials, even on a good host
+    "https://127.0.0.1/a.png",
+    "https://[::1]/a.png",
+    "https://2130706433/a.png",  # 127.0.0.1 as a number
+    "https://0x7f.1/a.png",
+    "https://dashscope.aliyuncs.com:8443/a.png",  # a port the pattern does not name
+    "file:///etc/passwd",
+    "gopher://dashscope.aliyuncs.com/a",
+    "https://evil.example/?.aliyuncs.com",
+    "https://evil.example#.aliyuncs.com",
+    "https://evil.example\\.aliyuncs.com/a.png",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE)
+def test_hostile_media_urls_are_refused_by_the_default_allowlist(url):
+    allowlist = UrlAllowlist(("https://*.aliyuncs.com",))
+    with pytest.raises(Exception) as raised:
+        allowlist.check(url)
+    assert type(raised.value).__name__ == "MediaRejected" and raised.value.code == "UrlNotAllowed"
+
+
+@pytest.mark.parametrize("url", [
+    "https://dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com/1d/a.png?Expires=1&Signature=x",
+    "https://dashscope-463f.oss-accelerate.aliyuncs.com/a.png",
+    "HTTPS://DASHSCOPE-RESULT-BJ.OSS-CN-BEIJING.ALIYUNCS.COM/a.png",
+])
+def test_real_result_hosts_pass_the_default_allowlist(url):
+    UrlAllowlist(("https://*.aliyuncs.com",)).check(url)
+
+
+def test_an_ip_literal_passes_only_when_named_exactly():
+    UrlAllowlist(("http://127.0.0.1:8080",)).check("http://127.0.0.1:8080/a.png")
+    with pytest.raises(Exception, match="not in ALLOWED_MEDIA_URLS"):
+        UrlAllowlist(("http://*",)).check("http://127.0.0.1/a.png")
+
+
+def test_a_small_image_keeps_its_bytes_exactly(replay, account, relay):
+    answer = sample("wan2.6-t2i_succeeded")
+    path = answer["output"]["choices"][0]["message"]["content"][0]["image"].split("aliyuncs.com", 1)[1]
+    answer = replay.rehost(answer, media={path.split("?", 1)[0]: Media(TINY_PNG)})
+    replay.script(answer["output"]["task_id"], answer)
+    relay.handle({"task_id": answer["output"]["task_id"]})
+    assert list(account.objects().values()) == [TINY_PNG]

@@ -1,0 +1,93 @@
+"""The DashScope API key never appears in logs (DEBUG and Powertools' event logging included),
+events, exceptions or the state machine's history, even when a server echoes it back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.conftest import BUCKET, sample
+from wan_relay.relay import logger as relay_logger
+from wan_relay_local.lambda_bridge import FUNCTIONS, FakeContext, InProcessLambdas, load_handler
+from wan_relay_local.stack import deploy_embedded_stack
+from wan_relay_local.replay import ReplayDashScope, Reply
+
+SECRET_KEY = "sk-live-7f3a9c1e5b2d4f6a8c0e-TOPSECRET"
+SECRET_NAME = "wan-relay/dashscope-api-key"
+ECHO = {"code": "InvalidParameter", "message": "bad header: {authorization}", "request_id": "echo"}
+
+
+@pytest.fixture
+def world(monkeypatch):
+    with ReplayDashScope(api_key=SECRET_KEY) as replay, mock_aws(
+        config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    ), InProcessLambdas() as lambdas:
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        boto3.client("secretsmanager").create_secret(
+            Name=SECRET_NAME, SecretString=json.dumps({"api_key": SECRET_KEY})
+        )
+        env = {
+            "DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY_SECRET": SECRET_NAME, "MEDIA_BUCKET": BUCKET,
+            "ALLOWED_MEDIA_URLS": replay.origin, "POWERTOOLS_LOG_LEVEL": "DEBUG",
+            "POWERTOOLS_LOGGER_LOG_EVENT": "true", "POWERTOOLS_DEBUG": "true",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield replay, lambdas, env
+
+
+def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_history(world, capsys, caplog):
+    replay, lambdas, env = world
+    caplog.set_level(logging.DEBUG)
+    # in Lambda the layer's child loggers are made after POWERTOOLS_LOG_LEVEL is set; here they were
+    # imported earlier, so give them the level a fresh Lambda container would
+    relay_logger.setLevel(logging.DEBUG)
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    good = answer["output"]["task_id"]
+    replay.script(good, sample("pending"), answer)
+    echoed = "echo-task-1"
+    replay.script(echoed, Reply(ECHO, status=400))
+    unauthorized = "bad-key-task"
+    replay.script(unauthorized, Reply({"code": "InvalidApiKey", "message": "key {authorization} invalid"}, status=401))
+
+    # the Lambda handler directly, with DEBUG logs and event logging on
+    handler = load_handler(FUNCTIONS / "poll_task")
+    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
+    results = [handler({"task_id": good, "poll_interval_seconds": 1}, context)]
+    results.append(handler({**results[0], "polls": 1}, context))
+    errors = []
+    for task in (echoed, unauthorized):
+        try:
+            handler({"task_id": task}, context)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{type(exc).__name__}: {exc!r} {exc.args}")
+
+    # and through the real workflow, whose history records every input, output and error
+    secret_arn = boto3.client("secretsmanager").describe_secret(SecretId=SECRET_NAME)["ARN"]
+    stack_env = {k: v for k, v in env.items() if k != "DASHSCOPE_API_KEY_SECRET"}
+    stack = deploy_embedded_stack(environment=stack_env, lambdas=lambdas,
+                                  parameters={"DashScopeApiKeySecretArn": secret_arn})
+    sfn = boto3.client("stepfunctions")
+    history = []
+    for task in (unauthorized, echoed):
+        execution = stack.start({"task_id": task})
+        deadline = time.monotonic() + 30
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        history.append(json.dumps(sfn.get_execution_history(executionArn=execution)["events"], default=str))
+        history.append(json.dumps(described, default=str))
+    assert [e.get("error") for e in lambdas.invocations[-2:]] == ["OperatorError", "InvalidInput"]
+
+    captured = capsys.readouterr()
+    everything = "\n".join([captured.out, captured.err, caplog.text, json.dumps(results), *errors, *history])
+    assert "task completed" in everything and "\"level\":\"DEBUG\"" in everything  # DEBUG logs were captured
+    assert len(errors) == 2 and "<redacted>" in everything  # the echo really happened, and was scrubbed
+    assert "InvalidApiKey" in everything and "OperatorError" in everything
+    assert SECRET_KEY not in everything
+    assert "TOPSECRET" not in everything
