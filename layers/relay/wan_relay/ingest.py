@@ -13,6 +13,7 @@ import ipaddress
 import math
 import re
 import socket
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -25,9 +26,11 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .errors import MediaRejected, MediaTransferError, OperatorError, TransientError
 from .models import MediaRef, StoredMedia
+from .ranged import copy_in_ranges, wants_ranges
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB
+READ_SIZE = 1 * MiB
 #: (connect, read): a trickle that stops for 30 s is a broken stream, not a slow one
 MEDIA_TIMEOUT = (3.05, 30.0)
 MAX_REDIRECTS = 3
@@ -73,6 +76,9 @@ class UrlAllowlist:
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             raise MediaRejected("the media URL carries credentials", code="UrlNotAllowed")
         host = host.rstrip(".").lower()
+        if not re.fullmatch(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}", host) or "\\" in parts.netloc:
+            # parsers disagree on odd hosts (`evil.example\.aliyuncs.com`): accept plain names only
+            raise MediaRejected("the media URL's host is not a plain host name", code="UrlNotAllowed")
         origin = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
         is_ip = _is_ip_literal(host)
         for pattern in self._patterns:
@@ -113,10 +119,13 @@ def extension_for(content_type: str, url: str, kind: str) -> str | None:
 class _VerifyingReader:
     """A file-like view of the HTTP body that hashes, counts and polices it as s3transfer reads it."""
 
-    def __init__(self, response: requests.Response, expected: int | None, limit: int) -> None:
+    def __init__(
+        self, response: requests.Response, expected: int | None, limit: int, deadline: float | None = None
+    ) -> None:
         self._raw = response.raw
         self._expected = expected
         self._limit = limit
+        self._deadline = deadline
         self.size = 0
         self.sha256 = hashlib.sha256()
         self._guard = _guard_tail(response) if expected is not None else None
@@ -136,13 +145,18 @@ class _VerifyingReader:
 
     def _read_some(self, want: int) -> bytes:
         try:
-            chunk = self._raw.read(want, decode_content=False)
+            # read1: whatever one socket read brings, so a trickle meets the deadline check in time
+            chunk = self._raw.read1(min(want, READ_SIZE), decode_content=False)
         except (Urllib3Error, requests.RequestException, OSError) as exc:
             raise MediaTransferError(
                 f"the media download broke after {self.size} bytes: {type(exc).__name__}", code="StreamBroken"
             ) from None
         if chunk:
             self.size += len(chunk)
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise MediaTransferError(
+                    f"the media download is too slow: {self.size} bytes when its time ran out", code="TooSlow"
+                )
             if self.size > self._limit:
                 raise MediaRejected(f"the media is larger than MAX_MEDIA_BYTES ({self._limit} bytes)",
                                     code="MediaTooLarge")
@@ -216,7 +230,8 @@ class MediaStreamer:
     timeout: tuple[float, float] = MEDIA_TIMEOUT
     max_concurrency: int = 4
 
-    def store(self, task_id: str, ref: MediaRef) -> StoredMedia:
+    def store(self, task_id: str, ref: MediaRef, deadline: float | None = None) -> StoredMedia:
+        """Streams one item; `deadline` (time.monotonic()) ends a trickle before Lambda's own timeout."""
         response = self._open(ref.url)
         with response:
             expected = _content_length(response)
@@ -232,8 +247,22 @@ class MediaStreamer:
             if content_type.split(";", 1)[0].strip().lower() in _GENERIC_TYPES:
                 content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
-            reader = _VerifyingReader(response, expected, self.max_bytes)
-            self._upload(reader, key, content_type, task_id, ref, expected)
+            reader = _VerifyingReader(response, expected, self.max_bytes, deadline)
+            self._abort_stale_uploads(key)
+            # --- ranged parallel copy (wan_relay/ranged.py) when the host serves byte ranges; else one stream
+            copied = None
+            if wants_ranges(response, expected):
+                copied = copy_in_ranges(
+                    s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
+                    create_args={"ContentType": content_type, "ChecksumAlgorithm": "SHA256",
+                                 "Metadata": {"task-id": task_id, "index": str(ref.index)}},
+                    concurrency=self.max_concurrency, timeout=self.timeout, deadline=deadline,
+                    refusal=_refusal, storage_error=_storage_error,
+                )
+            if copied is not None:
+                reader = copied  # the same size and sha256 attributes
+            else:  # --- end of the ranged copy
+                self._upload(reader, key, content_type, task_id, ref, expected)
         return StoredMedia(
             index=ref.index,
             type=ref.type,
@@ -269,6 +298,16 @@ class MediaStreamer:
             with response:
                 raise _refusal(response)
         raise MediaRejected(f"the media URL redirected more than {MAX_REDIRECTS} times", code="TooManyRedirects")
+
+    def _abort_stale_uploads(self, key: str) -> None:
+        """A crashed attempt cannot abort its multipart upload: the retry does, before starting anew."""
+        try:
+            uploads = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key).get("Uploads", [])
+            for upload in uploads:
+                if upload.get("Key") == key:
+                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+        except ClientError as exc:
+            raise _storage_error(exc, self.bucket) from None
 
     def _upload(self, reader: _VerifyingReader, key: str, content_type: str, task_id: str,
                 ref: MediaRef, expected: int | None) -> None:

@@ -1,0 +1,374 @@
+"""Ranged parallel copy of one media body into S3: concurrent `Range` GETs feed concurrent multipart
+part uploads, so a long, window-bound link carries several TCP streams at once.
+
+Same guarantees as the single stream of ingest.py: the sha256 covers the whole body, hashed part by
+part in order; every range must be exactly its length and the total exactly the Content-Length;
+any failure aborts the multipart upload, so no object and no unfinished upload is left. Memory is
+bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever the size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import mmap
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import MediaTransferError, TransientError
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = int(__import__("os").environ.get("XP", "8")) * MiB
+#: S3 allows 10,000 parts; keep a margin like the single-stream path
+MAX_PARTS = 9000
+#: bytes asked of the socket at a time while a part fills
+READ_CHUNK = 1 * MiB
+#: concurrent Range GETs, and so the most part buffers held at once: on a window-bound link each
+#: range costs a round trip before its first byte, so a few more streams than upload threads
+STREAMS = int(__import__("os").environ.get("XS", "6"))
+UPLOADS = int(__import__("os").environ.get("XU", "4"))
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass
+class RangedCopy:
+    """What the copy read: same `size` and `sha256` attributes as ingest's verifying reader."""
+
+    size: int
+    sha256: Any  # hashlib sha256 object over the whole body, in order
+
+
+def wants_ranges(response: requests.Response, expected: int | None, part_size: int = MIN_PART_SIZE) -> bool:
+    """Worth it and possible: a known length above one part, from a host that serves byte ranges."""
+    accept = response.headers.get("Accept-Ranges", "")
+    encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+    return (
+        expected is not None
+        and expected > part_size
+        and "bytes" in [v.strip().lower() for v in accept.split(",")]
+        and not encoded
+    )
+
+
+def part_size_for(size: int) -> int:
+    return max(MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+
+
+def copy_in_ranges(
+    *,
+    s3: Any,
+    session: requests.Session,
+    response: requests.Response,
+    size: int,
+    bucket: str,
+    key: str,
+    create_args: dict[str, Any],
+    concurrency: int,
+    timeout: tuple[float, float],
+    refusal: Callable[[requests.Response], Exception],
+    storage_error: Callable[[ClientError, str], Exception],
+    deadline: float | None = None,
+) -> RangedCopy | None:
+    """Copies the body behind `response` (a 200 not read yet) to `s3://bucket/key` in ranges.
+
+    Returns None, having started nothing, when the host ignores ranges after all (its answer to the
+    first one is a 200): the caller then streams `response` whole. `create_args` are the multipart
+    upload's ContentType, Metadata and ChecksumAlgorithm.
+    """
+    copier = _RangedCopier(s3, session, response, size, bucket, key, create_args, max(1, concurrency), timeout,
+                           refusal, deadline)
+    try:
+        return copier.run()
+    except ClientError as exc:
+        raise storage_error(exc, bucket) from None
+    except BotoCoreError as exc:
+        raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
+
+
+class _Cancelled(Exception):
+    """Another part failed first; this one stops quietly."""
+
+
+class _RangesIgnored(Exception):
+    """The host answered a range with the whole body (200) before any 206: it does not serve them."""
+
+
+class _RangedCopier:
+    def __init__(self, s3: Any, session: requests.Session, response: requests.Response, size: int, bucket: str,
+                 key: str, create_args: dict[str, Any], concurrency: int, timeout: tuple[float, float],
+                 refusal: Callable[[requests.Response], Exception], deadline: float | None) -> None:
+        self.s3 = s3
+        self.session = session
+        self.url = response.url
+        self.first = response
+        self.size = size
+        self.bucket = bucket
+        self.key = key
+        self.create_args = create_args
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.refusal = refusal
+        self.deadline = deadline
+        self.part_size = part_size_for(size)
+        self.count = math.ceil(size / self.part_size)
+        self.max_live = STREAMS
+        self.upload_id: str | None = None
+        self._cond = threading.Condition()
+        self._downloaded: dict[int, mmap.mmap] = {}  # filled, not hashed yet
+        self._uploaded: dict[int, dict[str, Any]] = {}  # part entries for complete_multipart_upload
+        self._error: BaseException | None = None
+        self._uploads: ThreadPoolExecutor | None = None
+        self._open: set[requests.Response] = set()
+        self._confirmed = threading.Event()  # a range was answered with a 206
+        self._created = threading.Event()  # the multipart upload exists (or the copy failed)
+
+    # --- the copy -------------------------------------------------------------------------------
+
+    def run(self) -> RangedCopy | None:
+        try:
+            digest = self._transfer()
+            if self.upload_id is None:
+                raise MediaTransferError("the multipart upload was never created", code="S3Unavailable")
+            parts = [self._uploaded[i] for i in range(self.count)]
+            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                              MultipartUpload={"Parts": parts})
+        except _RangesIgnored:
+            self._abort()
+            return None
+        except BaseException:
+            self._abort()
+            raise
+        head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
+        if head.get("ContentLength") != self.size:
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
+            raise MediaTransferError(
+                f"s3://{self.bucket}/{self.key} holds {head.get('ContentLength')} bytes, {self.size} were sent",
+                code="LengthMismatch",
+            )
+        return RangedCopy(size=self.size, sha256=digest)
+
+    def _transfer(self) -> Any:
+        """Runs the workers; hashes parts in order as they arrive; returns the sha256 object.
+
+        The first ranges go out at once, before anything is known: the first 206 confirms that the
+        host serves ranges (only then is part 0 read from the first answer), a 200 before that means
+        it ignores them (_RangesIgnored: nothing was read, the caller streams the first answer).
+
+        Part i starts only when i < low + max_live, `low` being the first part not both hashed and
+        uploaded: so at most max_live part buffers exist, and the part `low` always gets a worker.
+        """
+        digest = hashlib.sha256()
+        hashed = 0
+        submitted = 0
+        low_uploaded = 0
+        pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="wan-relay-range")
+        self._uploads = ThreadPoolExecutor(max_workers=UPLOADS, thread_name_prefix="wan-relay-part")
+        try:
+            with self._cond:
+                while True:
+                    if self._error is not None:
+                        raise self._error
+                    while low_uploaded in self._uploaded:
+                        low_uploaded += 1
+                    low = min(hashed, low_uploaded)
+                    while submitted < self.count and submitted < low + self.max_live:
+                        pool.submit(self._part, submitted)
+                        submitted += 1
+                    if self.upload_id is None:  # while the first ranges travel
+                        self._cond.release()
+                        try:
+                            created = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key,
+                                                                      **self.create_args)
+                        finally:
+                            self._cond.acquire()
+                        self.upload_id = created["UploadId"]
+                        self._created.set()
+                        continue
+                    if hashed == self.count and low_uploaded == self.count:
+                        break
+                    buffer = self._downloaded.pop(hashed, None)
+                    if buffer is None:
+                        self._cond.wait(1.0)
+                        continue
+                    self._cond.release()  # hash outside the lock: hashlib releases the GIL on large buffers
+                    try:
+                        digest.update(buffer)
+                    finally:
+                        self._cond.acquire()
+                    del buffer
+                    hashed += 1
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+                for response in list(self._open):
+                    response.close()
+            self._created.set()  # upload threads waiting for it see the error and stop
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._uploads.shutdown(wait=True, cancel_futures=True)
+            for buffer in self._downloaded.values():
+                buffer.close()
+        return digest
+
+    def _part(self, index: int) -> None:
+        """Downloads one part (a download thread), then hands it to an upload thread."""
+        response: requests.Response | None = None
+        try:
+            if self._error is not None:
+                raise _Cancelled
+            start, end = self._bounds(index)
+            if index == 0:
+                while not self._confirmed.wait(0.05):
+                    if self._error is not None:
+                        raise _Cancelled  # the first answer stays unread for the single stream
+                response = self.first
+            else:
+                response = self._get_range(index)
+            buffer = self._read(response, end - start, start, whole=index > 0)
+            with self._cond:
+                self._downloaded[index] = buffer
+                self._cond.notify_all()
+            assert self._uploads is not None
+            self._uploads.submit(self._upload_part, index, buffer)
+        except BaseException as exc:
+            if response is not None and index > 0:
+                response.close()
+            self._fail(exc)
+
+    def _upload_part(self, index: int, buffer: mmap.mmap) -> None:
+        try:
+            self._created.wait()
+            if self._error is not None:
+                raise _Cancelled
+            answer = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                         PartNumber=index + 1, Body=buffer,
+                                         ChecksumAlgorithm=self.create_args.get("ChecksumAlgorithm", "SHA256"))
+            del buffer
+            entry = {"PartNumber": index + 1, "ETag": answer["ETag"]}
+            for name in ("ChecksumSHA256", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1"):
+                if answer.get(name):
+                    entry[name] = answer[name]
+            with self._cond:
+                self._uploaded[index] = entry
+                self._cond.notify_all()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._error is None and not isinstance(exc, _Cancelled):
+                self._error = exc
+            self._cond.notify_all()
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _bounds(self, index: int) -> tuple[int, int]:
+        start = index * self.part_size
+        return start, min(self.size, start + self.part_size)
+
+    def _get_range(self, index: int) -> requests.Response:
+        start, end = self._bounds(index)
+        try:
+            response = self.session.get(
+                self.url, stream=True, timeout=self.timeout, allow_redirects=False,
+                headers={"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"},
+            )
+        except requests.Timeout:
+            raise MediaTransferError("the media host did not answer in time", code="Timeout") from None
+        except requests.RequestException as exc:
+            raise MediaTransferError(f"could not reach the media host: {type(exc).__name__}",
+                                     code="ConnectionError") from None
+        if response.status_code == 206:
+            found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            length = response.headers.get("Content-Length")
+            if (
+                found is None
+                or (int(found.group(1)), int(found.group(2)) + 1) != (start, end)
+                or found.group(3) != str(self.size)
+                or (length is not None and length.strip() != str(end - start))
+            ):
+                response.close()
+                raise MediaTransferError(
+                    f"the media host answered the range {start}-{end - 1} with another one "
+                    f"({response.headers.get('Content-Range', 'none')})", code="LengthMismatch",
+                )
+            with self._cond:
+                self._open.add(response)
+            self._confirmed.set()
+            return response
+        with response:
+            if response.status_code == 200 and not self._confirmed.is_set():
+                raise _RangesIgnored
+            if response.status_code == 200:
+                raise MediaTransferError("the media host stopped honouring byte ranges", code="RangeIgnored")
+            if response.is_redirect:
+                raise MediaTransferError("the media host redirected a byte range", code="RangeRedirected")
+            raise self.refusal(response)
+
+    def _read(self, response: requests.Response, length: int, start: int, whole: bool) -> mmap.mmap:
+        """Exactly `length` bytes of the body into one buffer, then closes the response.
+
+        The buffer is an anonymous memory map: its pages go back to the system as soon as the part
+        is hashed and uploaded (large malloc'd buffers would linger in the allocator's per-thread
+        arenas), and botocore reads it like a file, without a copy.
+        `whole`: the body is this range alone; reading its end hands the connection back to the
+        session's pool, so the next range reuses it (no new handshake, no new slow start)."""
+        buffer = mmap.mmap(-1, length)
+        filled = 0
+        try:
+            while filled < length:
+                if self._error is not None:
+                    raise _Cancelled
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    raise MediaTransferError(
+                        f"the media download is too slow: {start + filled} bytes in when its time ran out",
+                        code="TooSlow",
+                    )
+                try:
+                    chunk = response.raw.read(min(READ_CHUNK, length - filled), decode_content=False)
+                except (Urllib3Error, requests.RequestException, OSError, ValueError) as exc:
+                    raise MediaTransferError(
+                        f"the media download broke at byte {start + filled}: {type(exc).__name__}",
+                        code="StreamBroken",
+                    ) from None
+                if not chunk:
+                    raise MediaTransferError(
+                        f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated"
+                    )
+                buffer.write(chunk)
+                filled += len(chunk)
+            try:
+                surplus = whole and response.raw.read(1, decode_content=False)
+            except (Urllib3Error, requests.RequestException, OSError, ValueError):
+                surplus = False  # the range is complete; the connection is simply not reused
+            if surplus:
+                raise MediaTransferError(f"the media range from byte {start} is longer than asked",
+                                         code="LengthMismatch")
+        except BaseException:
+            buffer.close()
+            raise
+        finally:
+            response.close()
+            with self._cond:
+                self._open.discard(response)
+        buffer.seek(0)
+        return buffer
+
+    def _abort(self) -> None:
+        if self.upload_id is None:
+            return
+        # the original error matters more; the next attempt aborts stale uploads of this key anyway
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
