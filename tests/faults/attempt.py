@@ -41,11 +41,12 @@ def main() -> None:
         events.register("after-call.events.PutEvents", _die)
 
     handler = load_handler(FUNCTIONS / "poll_task")
-    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:poll",
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:poll"
+    context = FakeContext(function_name="poll", invoked_function_arn=arn,
                           timeout_seconds=float(os.environ.get("ATTEMPT_TIMEOUT_SECONDS", "3")))
     try:
         answer = handler(state, context)
-    except Exception as exc:  # noqa: BLE001 - reported as Lambda would
+    except Exception as exc:
         answer = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     if kill_point == "before-answer":
         _die()

@@ -63,7 +63,8 @@ class Refused:
 
 
 def s3_error(code: str, message: str) -> bytes:
-    return f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+    xml = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return xml.encode()
 
 
 def error(code: str, message: str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from moto import mock_aws
 from tests.conftest import BUCKET, sample
 from wan_relay.relay import logger as relay_logger
 from wan_relay_local.lambda_bridge import FUNCTIONS, FakeContext, InProcessLambdas, load_handler
-from wan_relay_local.stack import deploy_embedded_stack
 from wan_relay_local.replay import ReplayDashScope, Reply
+from wan_relay_local.stack import deploy_embedded_stack
 
 SECRET_KEY = "sk-live-7f3a9c1e5b2d4f6a8c0e-TOPSECRET"
 SECRET_NAME = "wan-relay/dashscope-api-key"
@@ -64,7 +64,7 @@ def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_histor
     for task in (echoed, unauthorized):
         try:
             handler({"task_id": task}, context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc!r} {exc.args}")
 
     # and through the real workflow, whose history records every input, output and error
