@@ -12,7 +12,6 @@ import os
 import sys
 
 import boto3
-
 from wan_relay_local.lambda_bridge import FUNCTIONS, FakeContext, load_handler
 
 KILLED = 137

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from wan_relay.errors import OperatorError, TransientError
+from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import sample
 from tests.faults.aws_faults import Injected, Refused, error, s3_error
-from wan_relay.errors import OperatorError, TransientError
-from wan_relay_local.replay import Media, PatternBody
 
 MiB = 1024 * 1024
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import API_KEY, sample
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import InvalidInput, OperatorError, ProtocolError, TransientError
 from wan_relay_local.replay import Reply
+
+from tests.conftest import API_KEY, sample
 
 TASK = "f470bbfd-d955-4165-935b-d35b8e2a91c0"
 

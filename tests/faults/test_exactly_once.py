@@ -18,10 +18,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-
-from tests.conftest import API_KEY, BUCKET, TABLE, sample
 from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
+
+from tests.conftest import API_KEY, BUCKET, TABLE, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024

@@ -8,11 +8,11 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.conftest import EVENTS
 from wan_relay.errors import ProtocolError
 from wan_relay.models import Task
 from wan_relay.normalize import normalize
+
+from tests.conftest import EVENTS
 
 REAL_ANSWERS = [json.loads(p.read_text()) for p in sorted((EVENTS / "dashscope").glob("*.json"))]
 

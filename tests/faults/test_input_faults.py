@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tests.conftest import sample
 from wan_relay.errors import InvalidInput
 from wan_relay.publish import MAX_CONTEXT_BYTES
+
+from tests.conftest import sample
 
 
 @pytest.mark.parametrize("task_id", [

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from tests.conftest import sample
 from wan_relay.errors import MediaTransferError
 from wan_relay.ingest import UrlAllowlist
 from wan_relay_local.replay import EXPIRED_XML, TINY_PNG, Media, PatternBody
+
+from tests.conftest import sample
 
 TASK = "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f"
 MiB = 1024 * 1024

@@ -10,12 +10,12 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
-
-from tests.conftest import BUCKET, sample
 from wan_relay.relay import logger as relay_logger
 from wan_relay_local.lambda_bridge import FUNCTIONS, FakeContext, InProcessLambdas, load_handler
 from wan_relay_local.replay import ReplayDashScope, Reply
 from wan_relay_local.stack import deploy_embedded_stack
+
+from tests.conftest import BUCKET, sample
 
 SECRET_KEY = "sk-live-7f3a9c1e5b2d4f6a8c0e-TOPSECRET"
 SECRET_NAME = "wan-relay/dashscope-api-key"
