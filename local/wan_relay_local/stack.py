@@ -262,28 +262,31 @@ def deploy_embedded_stack(
     ALLOWED_MEDIA_URLS...); the names of the resources created here always come from the stack.
     `parameters` overrides the template's parameter defaults.
     """
+    # one session for every client: botocore then loads each service model once
     session = boto3.session.Session()
     region = session.region_name or "us-east-1"
-    account_id = boto3.client("sts").get_caller_identity()["Account"]
+    account_id = session.client("sts").get_caller_identity()["Account"]
     params = dict(parameters or {})
     if "DashScopeApiKeySecretArn" not in params:
-        params["DashScopeApiKeySecretArn"] = _local_secret(prefix, environment.get("DASHSCOPE_API_KEY"))
+        params["DashScopeApiKeySecretArn"] = _local_secret(session, prefix, environment.get("DASHSCOPE_API_KEY"))
     template = Template(template_path, parameters=params, region=region, account_id=account_id, stack_name=prefix)
 
-    bucket = _create_bucket(template, f"{prefix}-media-{account_id}")
-    bus_name = _ensure_bus(template.parameters["EventBusName"])
-    table = _create_table(template, f"{prefix}-idempotency")
-    function_name, function_arn, function_env = _create_function(template, lambdas, environment, f"{prefix}-poll-task")
-    state_machine_arn = _create_state_machine(template, f"{prefix}-poll-task")
+    bucket = _create_bucket(session, template, f"{prefix}-media-{account_id}")
+    bus_name = _ensure_bus(session, template.parameters["EventBusName"])
+    table = _create_table(session, template, f"{prefix}-idempotency")
+    function_name, function_arn, function_env = _create_function(
+        session, template, lambdas, environment, f"{prefix}-poll-task"
+    )
+    state_machine_arn = _create_state_machine(session, template, f"{prefix}-poll-task")
 
     completion_pattern = json.loads(template.output("CompletionEventPattern"))
-    queue_url = _observe(bus_name, completion_pattern, f"{prefix}-completed-events")
+    queue_url = _observe(session, bus_name, completion_pattern, f"{prefix}-completed-events")
 
     submit = template.properties(STATE_MACHINE)["Events"][SUBMIT_EVENT]["Properties"]
     submit_pattern = template.resolve(submit["Pattern"])
     submit_rule = f"{prefix}-task-submitted"
     # the rule exists, as deployed, but without its Step Functions target (see the module docstring)
-    boto3.client("events").put_rule(
+    session.client("events").put_rule(
         Name=submit_rule, EventBusName=bus_name, EventPattern=json.dumps(submit_pattern), State="ENABLED"
     )
     return EmbeddedStack(
@@ -305,9 +308,9 @@ def deploy_embedded_stack(
     )
 
 
-def _local_secret(prefix: str, api_key: str | None) -> str:
+def _local_secret(session: Any, prefix: str, api_key: str | None) -> str:
     """The secret a deployment reads the key from; holds the caller's key when it gives one."""
-    secrets = boto3.client("secretsmanager")
+    secrets = session.client("secretsmanager")
     name = f"{prefix}/{_LOCAL_SECRET_NAME}"
     try:
         return secrets.create_secret(Name=name, SecretString=api_key or "not-set")["ARN"]
@@ -315,8 +318,8 @@ def _local_secret(prefix: str, api_key: str | None) -> str:
         return secrets.describe_secret(SecretId=name)["ARN"]
 
 
-def _create_bucket(template: Template, default_name: str) -> str:
-    s3 = boto3.client("s3")
+def _create_bucket(session: Any, template: Template, default_name: str) -> str:
+    s3 = session.client("s3")
     created = template.condition(template.resource("MediaBucket")["Condition"])
     name = default_name if created else template.parameters["MediaBucketName"]
     location = {} if template.region == "us-east-1" else {
@@ -352,16 +355,16 @@ def _create_bucket(template: Template, default_name: str) -> str:
     return name
 
 
-def _ensure_bus(name: str) -> str:
-    events = boto3.client("events")
+def _ensure_bus(session: Any, name: str) -> str:
+    events = session.client("events")
     if name != "default":
         with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
             events.create_event_bus(Name=name)
     return name
 
 
-def _create_table(template: Template, name: str) -> str:
-    dynamodb = boto3.client("dynamodb")
+def _create_table(session: Any, template: Template, name: str) -> str:
+    dynamodb = session.client("dynamodb")
     props = template.properties("IdempotencyTable")
     dynamodb.create_table(
         TableName=name,
@@ -381,9 +384,9 @@ def _create_table(template: Template, name: str) -> str:
     return name
 
 
-def _role(template: Template, logical_id: str, name: str, service: str) -> str:
+def _role(session: Any, template: Template, logical_id: str, name: str, service: str) -> str:
     """A role with the resource's `Policies` statements, as SAM would give it."""
-    iam = boto3.client("iam")
+    iam = session.client("iam")
     trust = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
@@ -400,6 +403,7 @@ def _role(template: Template, logical_id: str, name: str, service: str) -> str:
 
 
 def _create_function(
+    session: Any,
     template: Template, lambdas: InProcessLambdas, environment: Mapping[str, str], name: str
 ) -> tuple[str, str, dict[str, str]]:
     props = template.properties(FUNCTION)
@@ -414,8 +418,8 @@ def _create_function(
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(code_dir / f"{module}.py", f"{module}.py")
-    role = _role(template, FUNCTION, f"{name}-role", "lambda.amazonaws.com")
-    answer = boto3.client("lambda").create_function(
+    role = _role(session, template, FUNCTION, f"{name}-role", "lambda.amazonaws.com")
+    answer = session.client("lambda").create_function(
         FunctionName=name,
         Runtime=props.get("Runtime", globals_.get("Runtime")),
         Architectures=props.get("Architectures", globals_.get("Architectures", ["arm64"])),
@@ -431,20 +435,20 @@ def _create_function(
     return name, answer["FunctionArn"], merged
 
 
-def _create_state_machine(template: Template, name: str) -> str:
-    role = _role(template, STATE_MACHINE, f"{name}-states-role", "states.amazonaws.com")
+def _create_state_machine(session: Any, template: Template, name: str) -> str:
+    role = _role(session, template, STATE_MACHINE, f"{name}-states-role", "states.amazonaws.com")
     props = template.properties(STATE_MACHINE)
-    answer = boto3.client("stepfunctions").create_state_machine(
+    answer = session.client("stepfunctions").create_state_machine(
         name=name, definition=template.definition(STATE_MACHINE), roleArn=role, type=props.get("Type", "STANDARD")
     )
     template.refs[STATE_MACHINE] = answer["stateMachineArn"]
     return answer["stateMachineArn"]
 
 
-def _observe(bus_name: str, pattern: dict[str, Any], name: str) -> str:
+def _observe(session: Any, bus_name: str, pattern: dict[str, Any], name: str) -> str:
     """An SQS queue that receives every completion event: how tests and the demo read them back."""
-    sqs = boto3.client("sqs")
-    events = boto3.client("events")
+    sqs = session.client("sqs")
+    events = session.client("events")
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name=name, EventBusName=bus_name, EventPattern=json.dumps(pattern), State="ENABLED")
