@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from wan_relay.errors import OperatorError, TransientError
+from wan_relay.errors import MediaTransferError, OperatorError, TransientError
 from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import sample
@@ -116,3 +116,21 @@ def test_a_denied_put_events_is_an_operator_error(replay, account, relay):
     Refused(account.events, "PutEvents", 400, error("AccessDeniedException", "not authorized"), times=99)
     with pytest.raises(OperatorError, match="AccessDeniedException"):
         relay.handle({"task_id": task_id})
+
+
+@pytest.mark.parametrize("size", [1000, 20 * MiB], ids=["single-put", "multipart"])
+def test_an_object_whose_checksum_differs_from_the_bytes_read_is_deleted_and_retried(replay, account, relay, size):
+    task_id = video_task(replay, size)
+    seen: list[str] = []
+
+    def corrupted(parsed, **_):
+        # S3 reports the checksum of what it stored; here it stored something else
+        seen.append(parsed.get("ChecksumSHA256", ""))
+        parsed["ChecksumSHA256"] = "Y29ycnVwdGVkLWNoZWNrc3VtLXZhbHVlLTAwMDAwMDA="
+    account.s3.meta.events.register("after-call.s3.HeadObject", corrupted)
+
+    with pytest.raises(MediaTransferError, match="SHA-256 checksum that differs") as raised:
+        relay.handle({"task_id": task_id})
+
+    assert raised.value.code == "ChecksumMismatch" and seen and seen[0]  # S3 did report a checksum
+    assert account.objects() == {} and account.completed_events() == []

@@ -8,6 +8,7 @@ no unfinished multipart upload is left. Redirects are followed by hand, each hop
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import math
@@ -128,6 +129,8 @@ class _VerifyingReader:
         self._deadline = deadline
         self.size = 0
         self.sha256 = hashlib.sha256()
+        #: sha256 of each read: s3transfer makes one part of each read (threshold == part size)
+        self.part_digests: list[bytes] = []
         self._guard = _guard_tail(response) if expected is not None else None
 
     def read(self, amount: int = -1) -> bytes:
@@ -141,7 +144,10 @@ class _VerifyingReader:
                 break
             pieces.append(piece)
             got += len(piece)
-        return b"".join(pieces)
+        data = b"".join(pieces)
+        if data:
+            self.part_digests.append(hashlib.sha256(data).digest())
+        return data
 
     def _read_some(self, want: int) -> bytes:
         try:
@@ -263,6 +269,7 @@ class MediaStreamer:
                 reader = copied  # the same size and sha256 attributes
             else:  # --- end of the ranged copy
                 self._upload(reader, key, content_type, task_id, ref, expected)
+            self._verify_landed(key, reader.size, reader.sha256.digest(), getattr(reader, "part_digests", None))
         return StoredMedia(
             index=ref.index,
             type=ref.type,
@@ -299,6 +306,27 @@ class MediaStreamer:
                 raise _refusal(response)
         raise MediaRejected(f"the media URL redirected more than {MAX_REDIRECTS} times", code="TooManyRedirects")
 
+    def _verify_landed(self, key: str, size: int, digest: bytes, part_digests: list[bytes] | None) -> None:
+        """What S3 holds is what was read: its length, and its SHA-256 checksum (whole-object for a
+        single PUT, the composite of the parts' for a multipart upload). A mismatch deletes it."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            raise _storage_error(exc, self.bucket) from None
+        problem = None
+        if head.get("ContentLength") != size:
+            problem = f"holds {head.get('ContentLength')} bytes, {size} were read"
+        stored = (head.get("ChecksumSHA256") or "").split("-", 1)[0]
+        if problem is None and stored:
+            expected = {base64.b64encode(digest).decode()}
+            if part_digests:
+                expected.add(base64.b64encode(hashlib.sha256(b"".join(part_digests)).digest()).decode())
+            if stored not in expected:
+                problem = "has a SHA-256 checksum that differs from the bytes read"
+        if problem is not None:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            raise MediaTransferError(f"s3://{self.bucket}/{key} {problem}", code="ChecksumMismatch")
+
     def _abort_stale_uploads(self, key: str) -> None:
         """A crashed attempt cannot abort its multipart upload: the retry does, before starting anew."""
         try:
@@ -313,7 +341,7 @@ class MediaStreamer:
                 ref: MediaRef, expected: int | None) -> None:
         part = PART_SIZE if expected is None else max(PART_SIZE, math.ceil(expected / 9000))
         config = TransferConfig(
-            multipart_threshold=PART_SIZE,
+            multipart_threshold=part,
             multipart_chunksize=part,
             max_concurrency=self.max_concurrency,
             max_io_queue=self.max_concurrency,
@@ -332,17 +360,6 @@ class MediaStreamer:
             raise _storage_error(exc, self.bucket) from None
         except BotoCoreError as exc:
             raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
-        # moto and S3 both accept what they are given: check that what landed is what was read
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            raise _storage_error(exc, self.bucket) from None
-        if head.get("ContentLength") != reader.size:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-            raise MediaTransferError(
-                f"s3://{self.bucket}/{key} holds {head.get('ContentLength')} bytes, {reader.size} were sent",
-                code="LengthMismatch",
-            )
 
 
 def _content_length(response: requests.Response) -> int | None:

@@ -9,6 +9,7 @@ bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever th
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import math
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -46,6 +47,8 @@ class RangedCopy:
 
     size: int
     sha256: Any  # hashlib sha256 object over the whole body, in order
+    #: sha256 of each part, in order: ingest checks S3's composite checksum against them
+    part_digests: list[bytes] = field(default_factory=list)
 
 
 def wants_ranges(response: requests.Response, expected: int | None, part_size: int = MIN_PART_SIZE) -> bool:
@@ -126,6 +129,7 @@ class _RangedCopier:
         self._cond = threading.Condition()
         self._downloaded: dict[int, mmap.mmap] = {}  # filled, not hashed yet
         self._uploaded: dict[int, dict[str, Any]] = {}  # part entries for complete_multipart_upload
+        self._part_digests: dict[int, bytes] = {}
         self._error: BaseException | None = None
         self._uploads: ThreadPoolExecutor | None = None
         self._open: set[requests.Response] = set()
@@ -148,14 +152,9 @@ class _RangedCopier:
         except BaseException:
             self._abort()
             raise
-        head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
-        if head.get("ContentLength") != self.size:
-            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
-            raise MediaTransferError(
-                f"s3://{self.bucket}/{self.key} holds {head.get('ContentLength')} bytes, {self.size} were sent",
-                code="LengthMismatch",
-            )
-        return RangedCopy(size=self.size, sha256=digest)
+        # what landed (its length, S3's composite checksum) is checked by the caller, as for one stream
+        return RangedCopy(size=self.size, sha256=digest,
+                          part_digests=[self._part_digests[i] for i in range(self.count)])
 
     def _transfer(self) -> Any:
         """Runs the workers; hashes parts in order as they arrive; returns the sha256 object.
@@ -252,15 +251,16 @@ class _RangedCopier:
             self._created.wait()
             if self._error is not None:
                 raise _Cancelled
+            # the part's own sha256, handed to S3 (which checks the part against it) rather than
+            # letting botocore hash the part a second time
+            part_digest = hashlib.sha256(buffer).digest()
+            checksum = base64.b64encode(part_digest).decode()
             answer = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                         PartNumber=index + 1, Body=buffer,
-                                         ChecksumAlgorithm=self.create_args.get("ChecksumAlgorithm", "SHA256"))
+                                         PartNumber=index + 1, Body=buffer, ChecksumSHA256=checksum)
             del buffer
-            entry = {"PartNumber": index + 1, "ETag": answer["ETag"]}
-            for name in ("ChecksumSHA256", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1"):
-                if answer.get(name):
-                    entry[name] = answer[name]
+            entry = {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
             with self._cond:
+                self._part_digests[index] = part_digest
                 self._uploaded[index] = entry
                 self._cond.notify_all()
         except BaseException as exc:
