@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 
 from .lambda_bridge import ROOT, InProcessLambdas, load_handler
 
@@ -190,6 +191,21 @@ def _plain(node: Any) -> Any:
 
 # --- the stack --------------------------------------------------------------------------------
 
+_loader: Any = None
+
+
+def aws_session() -> boto3.session.Session:
+    """A fresh boto3 session (it reads the environment: endpoint, region, credentials now) that shares
+    botocore's model loader with the previous ones: a client then costs no JSON parsing."""
+    global _loader
+    core = botocore.session.Session()
+    if _loader is None:
+        _loader = core.get_component("data_loader")
+    else:
+        core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
 
 @dataclass
 class EmbeddedStack:
@@ -236,9 +252,13 @@ class EmbeddedStack:
         execution = name or f"{loop_input.get('task_id', 'task')}-{event.get('id', 'event')}"
         return self.start(loop_input, name=execution)
 
+    def client(self, service: str) -> Any:
+        """A boto3 client for this stack's AWS (cheap: see `aws_session`)."""
+        return aws_session().client(service)
+
     def start(self, loop_input: Mapping[str, Any], *, name: str | None = None) -> str:
         """StartExecution as a caller does it: the execution named after the task."""
-        sfn = boto3.client("stepfunctions")
+        sfn = self.client("stepfunctions")
         answer = sfn.start_execution(
             stateMachineArn=self.state_machine_arn,
             name=(name or str(loop_input["task_id"]))[:80],
@@ -262,8 +282,7 @@ def deploy_embedded_stack(
     ALLOWED_MEDIA_URLS...); the names of the resources created here always come from the stack.
     `parameters` overrides the template's parameter defaults.
     """
-    # one session for every client: botocore then loads each service model once
-    session = boto3.session.Session()
+    session = aws_session()
     region = session.region_name or "us-east-1"
     account_id = session.client("sts").get_caller_identity()["Account"]
     params = dict(parameters or {})

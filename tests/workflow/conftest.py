@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-import boto3
 import jsonschema
 import pytest
 from moto import mock_aws
@@ -58,11 +57,13 @@ class Workflow:
     stack: EmbeddedStack
     lambdas: InProcessLambdas
     replay: ReplayDashScope
-    sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
-    sqs: Any = field(default_factory=lambda: boto3.client("sqs"))
-    s3: Any = field(default_factory=lambda: boto3.client("s3"))
-    events: Any = field(default_factory=lambda: boto3.client("events"))
-    dynamodb: Any = field(default_factory=lambda: boto3.client("dynamodb"))
+
+    def __post_init__(self) -> None:
+        self.sfn = self.stack.client("stepfunctions")
+        self.sqs = self.stack.client("sqs")
+        self.s3 = self.stack.client("s3")
+        self.events = self.stack.client("events")
+        self.dynamodb = self.stack.client("dynamodb")
 
     def run(self, loop_input: dict[str, Any], *, name: str | None = None) -> dict[str, Any]:
         """StartExecution (named after the task, as callers do) and wait for the execution to end."""

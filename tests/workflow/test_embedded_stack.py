@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
 
 from tests.conftest import ROOT
@@ -14,7 +13,7 @@ from .conftest import Workflow
 
 
 def test_the_media_bucket_has_the_templates_protections(workflow: Workflow) -> None:
-    s3 = boto3.client("s3")
+    s3 = workflow.stack.client("s3")
     bucket = workflow.stack.bucket
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
     (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -24,7 +23,7 @@ def test_the_media_bucket_has_the_templates_protections(workflow: Workflow) -> N
 
 
 def test_the_idempotency_table_expires_records_and_keeps_backups(workflow: Workflow) -> None:
-    dynamodb = boto3.client("dynamodb")
+    dynamodb = workflow.stack.client("dynamodb")
     table = workflow.stack.idempotency_table
     key_schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
     assert key_schema == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -36,7 +35,7 @@ def test_the_idempotency_table_expires_records_and_keeps_backups(workflow: Workf
 
 def test_the_function_runs_with_the_stacks_resources_and_the_callers_settings(workflow: Workflow) -> None:
     stack = workflow.stack
-    env = boto3.client("lambda").get_function_configuration(FunctionName=stack.function_name)["Environment"]
+    env = workflow.stack.client("lambda").get_function_configuration(FunctionName=stack.function_name)["Environment"]
     variables = env["Variables"]
     assert variables["MEDIA_BUCKET"] == stack.bucket
     assert variables["IDEMPOTENCY_TABLE"] == stack.idempotency_table
@@ -48,7 +47,7 @@ def test_the_function_runs_with_the_stacks_resources_and_the_callers_settings(wo
 
 
 def test_the_state_machine_runs_the_repositorys_definition_with_its_substitutions(workflow: Workflow) -> None:
-    definition = boto3.client("stepfunctions").describe_state_machine(
+    definition = workflow.stack.client("stepfunctions").describe_state_machine(
         stateMachineArn=workflow.stack.state_machine_arn
     )["definition"]
     assert "${" not in definition
@@ -60,7 +59,7 @@ def test_the_state_machine_runs_the_repositorys_definition_with_its_substitution
 
 
 def test_the_event_rules_use_the_templates_patterns(workflow: Workflow) -> None:
-    events = boto3.client("events")
+    events = workflow.stack.client("events")
     stack = workflow.stack
     assert stack.completion_pattern == {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}
     assert stack.submit_rule_pattern["detail-type"] == [DETAIL_TYPE_SUBMITTED]
