@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
 from wan_relay.policy import next_wait
-from wan_relay_local.replay import Reply
+from wan_relay_local.replay import Media, Reply
 
 from tests.conftest import sample
 
@@ -260,3 +260,23 @@ def test_an_operator_error_fails_the_execution_by_name_without_an_event(workflow
     assert workflow.replay.polls(IMAGE_TASK) == 1  # not retried: retrying a bad key cannot help
     assert sleeps.retries == []
     assert workflow.completed_events() == []
+
+
+def test_media_that_keeps_failing_to_transfer_is_announced_as_unavailable(workflow: Workflow, sleeps: Sleeps) -> None:
+    answer = sample("wan2.6-t2i_succeeded")
+    url_path = "/1d/7a/20260109/f470bbfd.png"
+    assert url_path in json.dumps(answer)
+    workflow.replay.script(
+        IMAGE_TASK, workflow.replay.rehost(answer, media={url_path: Media(b"never sent", fault="reset")})
+    )
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert workflow.visited(execution["executionArn"])[-2:] == ["ReportFailure", "Relayed"]
+    assert [i.get("error") for i in workflow.lambdas.invocations][:6] == ["MediaTransferError"] * 6
+    assert len(sleeps.retries) == 5
+    detail = only_event(workflow)
+    assert detail["status"] == "MEDIA_UNAVAILABLE"
+    assert detail["error"]["code"] == "MediaTransferError" and detail["error"]["category"] == "media"
+    assert workflow.objects() == {}
