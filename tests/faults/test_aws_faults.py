@@ -7,6 +7,7 @@ import json
 
 import pytest
 from wan_relay.errors import MediaTransferError, OperatorError, TransientError
+from wan_relay_local.lambda_bridge import FakeContext
 from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import sample
@@ -87,12 +88,13 @@ def test_an_event_eventbridge_did_not_accept_is_not_reported_as_sent_and_the_ret
     relay = make_relay(idempotent=True)
     task_id = image_task(replay)
     Refused(account.events, "PutEvents", 200, PARTIAL_FAILURE, times=1)
+    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
 
     with pytest.raises(TransientError, match="did not accept the completion event: InternalFailure"):
-        relay.handle({"task_id": task_id})
+        relay.handle({"task_id": task_id}, context)
     assert account.completed_events() == []
 
-    state = relay.handle({"task_id": task_id})
+    state = relay.handle({"task_id": task_id}, context)
 
     assert state["done"] and state["status"] == "SUCCEEDED"
     assert len(account.completed_events()) == 1
