@@ -4,7 +4,7 @@ part uploads, so a long, window-bound link carries several TCP streams at once.
 Same guarantees as the single stream of ingest.py: the sha256 covers the whole body, hashed part by
 part in order; every range must be exactly its length and the total exactly the Content-Length;
 any failure aborts the multipart upload, so no object and no unfinished upload is left. Memory is
-bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever the size.
+bounded: at most `STREAMS` parts are held (36 MiB with 6 MiB parts), whatever the size.
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from .errors import MediaTransferError, TransientError
 
 MiB = 1024 * 1024
-MIN_PART_SIZE = int(__import__("os").environ.get("XP", "8")) * MiB
+#: smaller than the single stream's 8 MiB parts (S3's minimum is 5 MiB): six streams of 6 MiB hold
+#: 36 MiB, and on a window-bound link a range of P bytes spends P / (P + window) of its time moving
+MIN_PART_SIZE = 6 * MiB
 #: S3 allows 10,000 parts; keep a margin like the single-stream path
 MAX_PARTS = 9000
 #: bytes asked of the socket at a time while a part fills
-READ_CHUNK = 1 * MiB
+READ_CHUNK = 256 * 1024
 #: concurrent Range GETs, and so the most part buffers held at once: on a window-bound link each
 #: range costs a round trip before its first byte, so a few more streams than upload threads
-STREAMS = int(__import__("os").environ.get("XS", "6"))
-UPLOADS = int(__import__("os").environ.get("XU", "4"))
+STREAMS = 6
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -171,7 +172,9 @@ class _RangedCopier:
         submitted = 0
         low_uploaded = 0
         pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="wan-relay-range")
-        self._uploads = ThreadPoolExecutor(max_workers=UPLOADS, thread_name_prefix="wan-relay-part")
+        # S3 takes a part faster than a long link delivers one: half the streamer's concurrency
+        uploads = max(1, self.concurrency // 2)
+        self._uploads = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="wan-relay-part")
         try:
             with self._cond:
                 while True:

@@ -1,0 +1,158 @@
+"""The ranged parallel copy: several Range GETs feeding a multipart upload, with the single stream's
+guarantees (whole-body sha256 in order, exact length, abort on any failure) and a fallback when the
+host does not serve ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from typing import Any
+
+import pytest
+import requests
+from wan_relay.errors import MediaTransferError
+from wan_relay.ingest import MediaStreamer, UrlAllowlist
+from wan_relay.models import MediaRef
+from wan_relay.ranged import MIN_PART_SIZE
+from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
+
+from tests.conftest import BUCKET
+
+PART = MIN_PART_SIZE
+SIZE = 3 * PART + 12345  # four parts, the last one short
+
+
+class _HostThatCutsOneRange(ReplayDashScope):
+    """Answers the range starting at `cut_from` with its full Content-Length but only half the bytes."""
+
+    cut_from = 2 * PART
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+        cut_from = self.cut_from
+
+        class Handler(base):
+            def _media_file(self, media: Media) -> None:
+                byte_range = self.headers.get("Range") or ""
+                if not byte_range.startswith(f"bytes={cut_from}-"):
+                    super()._media_file(media)
+                    return
+                end = int(byte_range.split("-", 1)[1]) + 1
+                self.send_response(206)
+                self.send_header("Content-Type", media.content_type)
+                self.send_header("Content-Range", f"bytes {cut_from}-{end - 1}/{media.size}")
+                self.send_header("Content-Length", str(end - cut_from))
+                self.end_headers()
+                half = (end - cut_from) // 2
+                self.wfile.write(b"".join(media.chunks(cut_from, cut_from + half)))
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        return Handler
+
+
+class _HostWithoutRanges(ReplayDashScope):
+    """Does not advertise `Accept-Ranges` (and would ignore a Range header anyway)."""
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+
+        class Handler(base):
+            def send_header(self, keyword: str, value: str) -> None:
+                if keyword.lower() != "accept-ranges":
+                    super().send_header(keyword, value)
+
+            def do_GET(self) -> None:
+                del self.headers["Range"]
+                super().do_GET()
+
+        return Handler
+
+
+class _HostThatIgnoresRanges(ReplayDashScope):
+    """Advertises `Accept-Ranges: bytes` but answers every request with the whole body (200)."""
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+
+        class Handler(base):
+            def do_GET(self) -> None:
+                del self.headers["Range"]
+                super().do_GET()
+
+        return Handler
+
+
+def _streamer(server: ReplayDashScope, s3: Any) -> MediaStreamer:
+    return MediaStreamer(s3=s3, session=requests.Session(), bucket=BUCKET, prefix="wan/", max_bytes=1 << 31,
+                         allowlist=UrlAllowlist((server.origin,)))
+
+
+def _serve(server_class: type[ReplayDashScope], body: PatternBody) -> ReplayDashScope:
+    server = server_class().start()
+    server.add_media("/media/video.mp4", Media(body, content_type="video/mp4"))
+    return server
+
+
+def test_a_large_body_is_copied_in_parallel_ranges_with_the_whole_body_sha256(account):
+    body = PatternBody(SIZE, seed="ranged")
+    server = _serve(ReplayDashScope, body)
+    try:
+        stored = _streamer(server, account.s3).store("task-1", MediaRef(index=0, type="video",
+                                                                       url=server.media_url("/media/video.mp4")))
+        ranges = [r["range"] for r in server.requests if r["range"]]
+    finally:
+        server.stop()
+
+    assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
+    landed = account.s3.get_object(Bucket=BUCKET, Key="wan/task-1/0.mp4")
+    data = landed["Body"].read()
+    assert len(data) == SIZE and hashlib.sha256(data).hexdigest() == body.sha256()
+    assert landed["ContentType"] == "video/mp4" and landed["Metadata"] == {"task-id": "task-1", "index": "0"}
+    # the first part comes from the first answer; each other part from its own range
+    assert sorted(ranges) == sorted(f"bytes={i * PART}-{min(SIZE, (i + 1) * PART) - 1}" for i in (1, 2, 3))
+    assert account.unfinished_uploads() == []
+
+
+def test_a_cut_range_aborts_the_copy_and_leaves_no_object_nor_unfinished_upload(account):
+    server = _serve(_HostThatCutsOneRange, PatternBody(SIZE, seed="cut"))
+    try:
+        with pytest.raises(MediaTransferError) as caught:
+            _streamer(server, account.s3).store("task-2", MediaRef(index=0, type="video",
+                                                                  url=server.media_url("/media/video.mp4")))
+    finally:
+        server.stop()
+
+    assert caught.value.code in ("Truncated", "StreamBroken")
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    assert account.unfinished_uploads() == []
+
+
+@pytest.mark.parametrize("server_class", [_HostWithoutRanges, _HostThatIgnoresRanges])
+def test_a_host_without_working_ranges_gets_the_single_stream_with_the_same_result(account, server_class):
+    body = PatternBody(SIZE, seed="whole")
+    server = _serve(server_class, body)
+    try:
+        stored = _streamer(server, account.s3).store("task-3", MediaRef(index=0, type="video",
+                                                                       url=server.media_url("/media/video.mp4")))
+    finally:
+        server.stop()
+
+    assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
+    data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-3/0.mp4")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == body.sha256()
+    assert account.unfinished_uploads() == []
+
+
+def test_a_body_of_one_part_keeps_the_single_stream(account):
+    body = PatternBody(PART, seed="small")
+    server = _serve(ReplayDashScope, body)
+    try:
+        stored = _streamer(server, account.s3).store("task-4", MediaRef(index=0, type="video",
+                                                                       url=server.media_url("/media/video.mp4")))
+        ranges = [r["range"] for r in server.requests if r["range"]]
+    finally:
+        server.stop()
+
+    assert stored.sha256 == body.sha256() and ranges == []
