@@ -4,7 +4,7 @@ part uploads, so a long, window-bound link carries several TCP streams at once.
 Same guarantees as the single stream of ingest.py: the sha256 covers the whole body, hashed part by
 part in order; every range must be exactly its length and the total exactly the Content-Length;
 any failure aborts the multipart upload, so no object and no unfinished upload is left. Memory is
-bounded: at most `STREAMS` parts are held (36 MiB with 6 MiB parts), whatever the size.
+bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever the size.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from .errors import MediaTransferError, TransientError
 
 MiB = 1024 * 1024
-#: smaller than the single stream's 8 MiB parts (S3's minimum is 5 MiB): six streams of 6 MiB hold
-#: 36 MiB, and on a window-bound link a range of P bytes spends P / (P + window) of its time moving
-MIN_PART_SIZE = 6 * MiB
+#: the single stream's part size; on a window-bound link a range of P bytes spends P / (P + window)
+#: of its time moving bytes, the rest waiting a round trip for its first byte
+MIN_PART_SIZE = 8 * MiB
 #: S3 allows 10,000 parts; keep a margin like the single-stream path
 MAX_PARTS = 9000
 #: bytes asked of the socket at a time while a part fills
