@@ -182,7 +182,7 @@ def test_the_state_machine_may_invoke_only_its_function_and_write_only_task_lock
     assert invoke["Action"] == "lambda:InvokeFunction"
     assert invoke["Resource"] == template.attributes[("PollTaskFunction", "Arn")]
     locks = statements["TaskLocks"]
-    assert locks["Action"] == "dynamodb:PutItem"
+    assert locks["Action"] == ["dynamodb:PutItem", "dynamodb:UpdateItem"]  # claim, then let expire
     assert locks["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["lock#*"]
 
 
@@ -228,7 +228,7 @@ def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Te
 
 def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
-    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure"}
+    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure", "ExpireLock"}
     for name, task in tasks.items():
         assert 0 < task["TimeoutSeconds"] <= 960, name
         assert task["Retry"], name

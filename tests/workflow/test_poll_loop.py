@@ -127,7 +127,7 @@ def test_retries_exhausted_report_the_failure_once_through_report_failure(workfl
 
     assert execution["status"] == "SUCCEEDED"
     visited = workflow.visited(execution["executionArn"])
-    assert visited[-2:] == ["ReportFailure", "Relayed"]
+    assert visited[-3:] == ["ReportFailure", "ExpireLock", "Relayed"]
     # one try and five retries (MaxAttempts 5), each back-off within its capped, jittered bound
     assert workflow.replay.polls(IMAGE_TASK) == 6
     assert len(sleeps.retries) == 5
@@ -243,6 +243,9 @@ def test_a_second_start_for_the_same_task_is_refused(workflow: Workflow, sleeps:
         TableName=workflow.stack.idempotency_table, Key={"id": {"S": f"lock#{IMAGE_TASK}"}}
     )["Item"]
     assert lock["execution"]["S"] == first["executionArn"]
+    # the task is over: the lock expires with the task's idempotency records, about 48 h from now
+    expires_in = int(lock["expiration"]["N"]) - datetime.now(UTC).timestamp()
+    assert 47 * 3600 < expires_in <= 48 * 3600
 
 
 def test_an_operator_error_fails_the_execution_by_name_without_an_event(workflow: Workflow, sleeps: Sleeps) -> None:
@@ -273,7 +276,7 @@ def test_media_that_keeps_failing_to_transfer_is_announced_as_unavailable(workfl
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
-    assert workflow.visited(execution["executionArn"])[-2:] == ["ReportFailure", "Relayed"]
+    assert workflow.visited(execution["executionArn"])[-3:] == ["ReportFailure", "ExpireLock", "Relayed"]
     assert [i.get("error") for i in workflow.lambdas.invocations][:6] == ["MediaTransferError"] * 6
     assert len(sleeps.retries) == 5
     detail = only_event(workflow)

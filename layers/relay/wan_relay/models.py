@@ -193,5 +193,8 @@ class LoopState(BaseModel):
     status: str | None = None
     wait_seconds: int | None = None
     event: dict[str, Any] | None = None
+    records_expire_at: int | None = Field(
+        default=None, description="Epoch seconds when the task's idempotency records (and its lock) expire."
+    )
     # written by the workflow's Catch: {"Error": name, "Cause": json}
     error: dict[str, Any] | None = None

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, ThrottledError
-from .idempotency import Ledger, NoLedger
+from .idempotency import RECORD_TTL_SECONDS, Ledger, NoLedger
 from .ingest import MediaStreamer
 from .models import (
     CompletionDetail,
@@ -202,6 +202,7 @@ class Relay:
         return state.model_copy(update={
             "kind": detail.kind, "polls": polls, "done": True, "status": status, "wait_seconds": 0,
             "event": detail.model_dump(mode="json"),
+            "records_expire_at": int(self.clock().timestamp()) + RECORD_TTL_SECONDS,
         })
 
     def _ingest(
