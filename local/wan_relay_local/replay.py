@@ -117,7 +117,9 @@ class ReplayDashScope:
         self._lock = threading.Lock()
         self._server = _QuietServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="replay-dashscope", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-dashscope", daemon=True
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
