@@ -184,9 +184,9 @@ def _function_log(out_dir: Path) -> Iterator[Path]:
 def _console(stream: TextIO) -> Any:
     from rich.console import Console
 
-    # a pipe or a file gets lines wide enough for a task id and an S3 key, not 80 columns
-    width = None if stream.isatty() else 120
-    return Console(file=stream, highlight=False, width=width)
+    # a pipe or a file gets whole lines (grep-able), not lines folded at 80 columns
+    terminal = stream.isatty()
+    return Console(file=stream, highlight=False, width=None if terminal else 120, soft_wrap=not terminal)
 
 
 def _workflow_failure(error: str | None, cause: str | None) -> int:

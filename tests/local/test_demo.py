@@ -1,0 +1,43 @@
+"""`make run` runs `wan-relay demo`: four replayed tasks through the embedded AWS, files a person can open."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .conftest import assert_media_files_match, load_event, user_environment
+
+EXPECTED = {
+    "f470bbfd-d955-4165-935b-d35b8e2a91c0": ("SUCCEEDED", "image", 1),  # wan2.6 text-to-image
+    "a1b2c3d4-0000-4c5d-8e9f-111122223333": ("PARTIAL", "image", 2),  # wan2.5, one of three refused
+    "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f": ("SUCCEEDED", "video", 1),  # wan2.7 image-to-video
+    "86ecf553-d340-4e21-af6e-0a1b2c3d4e5f": ("FAILED", "image", 0),  # refused by DashScope
+}
+
+
+def test_demo_relays_four_tasks_and_leaves_their_events_and_media(wan_relay: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    done = subprocess.run(
+        [str(wan_relay), "demo", "--out", str(out)],
+        env=user_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    for task_id, (status, kind, media) in EXPECTED.items():
+        folder = out / task_id
+        detail = load_event(folder)
+        assert (detail["task_id"], detail["status"], detail["kind"]) == (task_id, status, kind)
+        assert len(detail["media"]) == media
+        assert_media_files_match(folder, detail)
+        # the polls were shown as they happened, then the event
+        assert f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s" in done.stdout
+        assert f"{task_id[:8]}… poll 2: RUNNING, next poll in 1 s" in done.stdout
+        assert f"completion event: {task_id} {status}" in done.stdout
+    partial = load_event(out / "a1b2c3d4-0000-4c5d-8e9f-111122223333")
+    assert [f["code"] for f in partial["failures"]] == ["DataInspectionFailed"]
+    assert (out / "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f" / "0.mp4").stat().st_size > 100_000
+    # the function's own log lines are kept out of the display, in a file
+    assert '"level"' not in done.stdout
+    assert "task not finished" in (out / "logs" / "poll-task.log").read_text()
