@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint schema clean
+.PHONY: run test unit lint schema clean integration
 
 $(STAMP): pyproject.toml layers/relay/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -102,3 +102,7 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt $(wildcard l
 	ls $(CHECKS)/sam-build/RelayLayer/python/pydantic_core/*cpython-313-aarch64-linux-gnu.so
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	touch $@
+
+# Opt-in, against a deployed stack and the real DashScope: see tests/integration/test_deployed_stack.py
+integration: $(STAMP)
+	WAN_RELAY_INTEGRATION=1 $(BIN)/python -m pytest tests/integration -v
