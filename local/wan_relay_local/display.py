@@ -74,7 +74,7 @@ class Display:
         with self._lock:
             row = self._rows.get(seen.task_id)
             if seen.error is not None:
-                self.console.print(f"{name} [red]poll failed[/red] with {escape(seen.error)}: the workflow retries")
+                self.console.print(f"{name} [red]poll failed[/red] with {escape(seen.error)}")
                 return
             if seen.done:
                 line = f"{name} poll {seen.polls}: {_styled(seen.status)} - relayed"

@@ -57,6 +57,8 @@ class EmbeddedPipeline:
         for name, value in _PROCESS_DEFAULTS.items():
             os.environ.setdefault(name, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no line per request
+        # the interpreter logs each failed state with its whole parse tree; the history holds the same
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         self._aws.__enter__()
         try:
             self._lambdas.__enter__()

@@ -68,6 +68,28 @@ def test_run_relays_a_task_through_the_embedded_pipeline(
     assert all(request["authorized"] for request in replay.requests if "/tasks/" in request["path"])
 
 
+def test_run_reports_a_key_dashscope_refuses_in_one_line_and_exits_2(
+    wan_relay: Path, tmp_path: Path, replay: ReplayDashScope
+) -> None:
+    task_id = _script(replay, "wan2.6-t2i_succeeded")
+    env = user_environment(
+        DASHSCOPE_BASE_URL=replay.base_url, DASHSCOPE_API_KEY="sk-wrong-key", ALLOWED_MEDIA_URLS=replay.origin
+    )
+
+    done = subprocess.run(
+        [str(wan_relay), "run", task_id, "--out", str(tmp_path)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        "wan-relay: the workflow failed with OperatorError: DashScope answered HTTP 401 InvalidApiKey: "
+        "Invalid API-key provided. (request_id replay-401)\n"
+    )
+    assert "sk-wrong-key" not in done.stdout + (tmp_path / "logs" / "poll-task.log").read_text()
+    assert not (tmp_path / task_id).exists()
+
+
 def _run_in_process(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(argv)
     captured = capsys.readouterr()
