@@ -145,6 +145,24 @@ def test_a_host_without_working_ranges_gets_the_single_stream_with_the_same_resu
     assert account.unfinished_uploads() == []
 
 
+def test_a_body_of_two_parts_is_fetched_in_two_ranges_and_stored_by_one_put(account):
+    body = PatternBody(2 * PART - 999, seed="two-parts")
+    server = _serve(ReplayDashScope, body)
+    calls: list[str] = []
+    account.s3.meta.events.register("provide-client-params.s3.*", lambda model, **_: calls.append(model.name))
+    try:
+        stored = _streamer(server, account.s3).store("task-5", MediaRef(index=0, type="video",
+                                                                       url=server.media_url("/media/video.mp4")))
+        ranges = [r["range"] for r in server.requests if r["range"]]
+    finally:
+        server.stop()
+
+    assert stored.sha256 == body.sha256() and ranges == [f"bytes={PART}-{2 * PART - 1000}"]
+    assert "PutObject" in calls and "CreateMultipartUpload" not in calls
+    data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-5/0.mp4")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == body.sha256()
+
+
 def test_a_body_of_one_part_keeps_the_single_stream(account):
     body = PatternBody(PART, seed="small")
     server = _serve(ReplayDashScope, body)

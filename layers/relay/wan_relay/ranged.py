@@ -4,7 +4,9 @@ part uploads, so a long, window-bound link carries several TCP streams at once.
 Same guarantees as the single stream of ingest.py: the sha256 covers the whole body, hashed part by
 part in order; every range must be exactly its length and the total exactly the Content-Length;
 any failure aborts the multipart upload, so no object and no unfinished upload is left. Memory is
-bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever the size.
+bounded: at most `STREAMS` parts are held (48 MiB with 8 MiB parts), whatever the size. A body of
+two parts, which the parallel path would hold whole anyway, is fetched the same way into one buffer
+and stored with a single PUT: no multipart upload to create, complete or leave behind.
 """
 
 from __future__ import annotations
@@ -99,6 +101,14 @@ def copy_in_ranges(
         raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
 
 
+def _free(buffer: Any) -> None:
+    """Gives a part's memory back: unmaps a part buffer, or releases a view of the whole body."""
+    if isinstance(buffer, memoryview):
+        buffer.release()
+    else:
+        buffer.close()
+
+
 class _Cancelled(Exception):
     """Another part failed first; this one stops quietly."""
 
@@ -126,6 +136,9 @@ class _RangedCopier:
         self.part_size = part_size_for(size)
         self.count = math.ceil(size / self.part_size)
         self.max_live = STREAMS
+        #: two parts at most: held whole anyway, so stored by one PUT (two requests fewer)
+        self.single = self.count <= 2
+        self._whole = mmap.mmap(-1, size) if self.single else None
         self.upload_id: str | None = None
         self._cond = threading.Condition()
         self._downloaded: dict[int, mmap.mmap] = {}  # filled, not hashed yet
@@ -142,6 +155,12 @@ class _RangedCopier:
     def run(self) -> RangedCopy | None:
         try:
             digest = self._transfer()
+            if self._whole is not None:
+                self._whole.seek(0)
+                args = {k: v for k, v in self.create_args.items() if k != "ChecksumAlgorithm"}
+                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=self._whole,
+                                   ChecksumSHA256=base64.b64encode(digest.digest()).decode(), **args)
+                return RangedCopy(size=self.size, sha256=digest, part_digests=[])
             if self.upload_id is None:
                 raise MediaTransferError("the multipart upload was never created", code="S3Unavailable")
             parts = [self._uploaded[i] for i in range(self.count)]
@@ -153,6 +172,10 @@ class _RangedCopier:
         except BaseException:
             self._abort()
             raise
+        finally:
+            if self._whole is not None:
+                with contextlib.suppress(BufferError):  # a view still held: the collector unmaps it
+                    self._whole.close()
         # what landed (its length, S3's composite checksum) is checked by the caller, as for one stream
         return RangedCopy(size=self.size, sha256=digest,
                           part_digests=[self._part_digests[i] for i in range(self.count)])
@@ -186,7 +209,7 @@ class _RangedCopier:
                     while submitted < self.count and submitted < low + self.max_live:
                         pool.submit(self._part, submitted)
                         submitted += 1
-                    if self.upload_id is None:  # while the first ranges travel
+                    if self.upload_id is None and not self.single:  # while the first ranges travel
                         self._cond.release()
                         try:
                             created = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key,
@@ -221,7 +244,7 @@ class _RangedCopier:
             pool.shutdown(wait=True, cancel_futures=True)
             self._uploads.shutdown(wait=True, cancel_futures=True)
             for buffer in self._downloaded.values():
-                buffer.close()
+                _free(buffer)
         return digest
 
     def _part(self, index: int) -> None:
@@ -241,9 +264,12 @@ class _RangedCopier:
             buffer = self._read(response, end - start, start, whole=index > 0)
             with self._cond:
                 self._downloaded[index] = buffer
+                if self.single:
+                    self._uploaded[index] = {}  # stored whole by one PUT at the end
                 self._cond.notify_all()
-            assert self._uploads is not None
-            self._uploads.submit(self._upload_part, index, buffer)
+            if not self.single:
+                assert self._uploads is not None
+                self._uploads.submit(self._upload_part, index, buffer)
         except BaseException as exc:
             if response is not None and index > 0:
                 response.close()
@@ -328,7 +354,10 @@ class _RangedCopier:
         arenas), and botocore reads it like a file, without a copy.
         `whole`: the body is this range alone; reading its end hands the connection back to the
         session's pool, so the next range reuses it (no new handshake, no new slow start)."""
-        buffer = mmap.mmap(-1, length)
+        if self._whole is not None:  # a small body: its part of the one buffer
+            buffer: Any = memoryview(self._whole)[start : start + length]
+        else:
+            buffer = mmap.mmap(-1, length)
         filled = 0
         try:
             while filled < length:
@@ -350,7 +379,10 @@ class _RangedCopier:
                     raise MediaTransferError(
                         f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated"
                     )
-                buffer.write(chunk)
+                if self._whole is not None:
+                    buffer[filled : filled + len(chunk)] = chunk
+                else:
+                    buffer.write(chunk)
                 filled += len(chunk)
             try:
                 surplus = whole and response.raw.read(1, decode_content=False)
@@ -360,13 +392,14 @@ class _RangedCopier:
                 raise MediaTransferError(f"the media range from byte {start} is longer than asked",
                                          code="LengthMismatch")
         except BaseException:
-            buffer.close()
+            _free(buffer)
             raise
         finally:
             response.close()
             with self._cond:
                 self._open.discard(response)
-        buffer.seek(0)
+        if self._whole is None:
+            buffer.seek(0)
         return buffer
 
     def _abort(self) -> None:
