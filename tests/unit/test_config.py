@@ -1,0 +1,76 @@
+"""Configuration from the environment: defaults as documented, and a clear failure naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from wan_relay.config import Config
+from wan_relay.errors import ConfigurationError
+from wan_relay.runtime import api_key_from_secret_string
+
+BASE = {"DASHSCOPE_API_KEY": "sk-x", "MEDIA_BUCKET": "media"}
+
+
+def test_defaults_are_the_documented_ones():
+    config = Config.from_env(BASE)
+    assert config.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
+    assert config.media_prefix == "wan/" and config.event_bus_name == "default" and config.event_source == "wan.relay"
+    assert config.allowed_media_urls == ("https://*.aliyuncs.com",)
+    assert config.max_media_bytes == 1024**3
+    assert config.idempotency_table is None
+
+
+def test_values_are_read_and_cleaned():
+    config = Config.from_env({
+        **BASE, "DASHSCOPE_BASE_URL": "https://dashscope-us.aliyuncs.com/api/v1/", "MEDIA_PREFIX": "media/wan/",
+        "ALLOWED_MEDIA_URLS": " https://*.aliyuncs.com , HTTP://127.0.0.1:9000 ,", "MAX_MEDIA_BYTES": "2048",
+        "EVENT_BUS_NAME": "pipelines", "EVENT_SOURCE": "acme.relay", "IDEMPOTENCY_TABLE": "t",
+    })
+    assert config.base_url == "https://dashscope-us.aliyuncs.com/api/v1"
+    assert config.allowed_media_urls == ("https://*.aliyuncs.com", "http://127.0.0.1:9000")
+    assert (config.max_media_bytes, config.event_bus_name, config.event_source) == (2048, "pipelines", "acme.relay")
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"MEDIA_BUCKET": "media"}, "DASHSCOPE_API_KEY"),
+    ({"DASHSCOPE_API_KEY": "sk-x"}, "MEDIA_BUCKET"),
+    ({**BASE, "MAX_MEDIA_BYTES": "1GB"}, "MAX_MEDIA_BYTES"),
+    ({**BASE, "MAX_MEDIA_BYTES": "0"}, "MAX_MEDIA_BYTES"),
+    ({**BASE, "DASHSCOPE_BASE_URL": "dashscope-intl.aliyuncs.com"}, "DASHSCOPE_BASE_URL"),
+    ({**BASE, "DASHSCOPE_BASE_URL": "ftp://dashscope.aliyuncs.com"}, "DASHSCOPE_BASE_URL"),
+    ({**BASE, "ALLOWED_MEDIA_URLS": "*.aliyuncs.com"}, "ALLOWED_MEDIA_URLS"),
+    ({**BASE, "MEDIA_PREFIX": "../other/"}, "MEDIA_PREFIX"),
+    ({**BASE, "MEDIA_PREFIX": "/abs/"}, "MEDIA_PREFIX"),
+])
+def test_missing_or_invalid_configuration_fails_fast_naming_the_variable(env, variable):
+    with pytest.raises(ConfigurationError, match=variable):
+        Config.from_env(env)
+
+
+def test_the_plain_key_never_shows_in_the_configuration_repr():
+    config = Config.from_env({**BASE, "DASHSCOPE_API_KEY": "sk-very-secret-value"})
+    assert "sk-very-secret-value" not in repr(config) and "sk-very-secret-value" not in str(config)
+
+
+@pytest.mark.parametrize(("secret", "key"), [
+    ("sk-plain", "sk-plain"), (" sk-plain\n", "sk-plain"), ('{"DASHSCOPE_API_KEY": "sk-json"}', "sk-json"),
+    ('{"api_key": "sk-json2", "note": "x"}', "sk-json2"),
+])
+def test_the_secret_holds_the_key_as_text_or_json(secret, key):
+    assert api_key_from_secret_string(secret) == key
+
+
+@pytest.mark.parametrize("secret", ["", "{not json", '{"other": "x"}'])
+def test_an_unusable_secret_is_a_configuration_error(secret):
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY_SECRET"):
+        api_key_from_secret_string(secret)
+
+
+def test_the_handler_fails_by_name_when_configuration_is_missing(monkeypatch):
+    from wan_relay_local.lambda_bridge import FUNCTIONS, FakeContext, load_handler
+
+    for name in ("DASHSCOPE_API_KEY", "DASHSCOPE_API_KEY_SECRET", "MEDIA_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    handler = load_handler(FUNCTIONS / "poll_task")
+    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY_SECRET"):
+        handler({"task_id": "abc"}, context)
