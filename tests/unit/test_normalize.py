@@ -15,7 +15,7 @@ def test_wan26_image_answer_yields_its_image_and_utc_times():
     assert task.kind == "image"
     assert [(m.index, m.type) for m in task.media] == [(0, "image")]
     assert task.media[0].url.startswith("https://dashscope-463f.oss-accelerate.aliyuncs.com/")
-    assert task.media[0].expires_at == "2026-01-09T09:28:45.000Z"
+    assert task.media[0].expires_at == "2026-01-10T09:18:45.000Z"  # Expires=, 24 h after the task ended
     # China time (UTC+8), no zone marker -> UTC
     assert task.submitted_at == "2026-01-09T09:18:17.901Z"
     assert task.ended_at == "2026-01-09T09:18:45.544Z"
