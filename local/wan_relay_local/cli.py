@@ -252,7 +252,8 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
         got = results.get(task.task_id)
         ok = ok and got == task.expect
         mark = "[green]as expected[/green]" if got == task.expect else f"[red]expected {task.expect}[/red]"
-        console.print(f"{task.title:<36} {got or 'no event'}  {mark}  -> {task_dir(out_dir, task.task_id)}/")
+        console.print(f"{task.title:<34} {got or 'no event':<10} {mark}  {task_dir(out_dir, task.task_id)}/",
+                      soft_wrap=True)
     console.print(f"The images and the video are in [bold]{out_dir}/[/bold]; the function's log is {log}.")
     return EXIT_SUCCEEDED if ok else EXIT_OTHER
 
