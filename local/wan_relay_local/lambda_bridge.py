@@ -81,6 +81,11 @@ class InProcessLambdas:
     def register(self, function_name: str, handler: Handler, environment: dict[str, str] | None = None) -> None:
         self._functions[function_name] = _Registered(handler, dict(environment or {}))
 
+    def wrap(self, function_name: str, wrapper: Callable[[Handler], Handler]) -> None:
+        """Puts `wrapper(handler)` in place of a registered handler, same environment (fault injection)."""
+        registered = self._functions[function_name]
+        self._functions[function_name] = _Registered(wrapper(registered.handler), registered.environment)
+
     def __enter__(self) -> InProcessLambdas:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 

@@ -120,6 +120,36 @@ def test_transient_error_is_retried_with_jittered_backoff_then_succeeds(workflow
     assert only_event(workflow)["status"] == "SUCCEEDED"
 
 
+@pytest.mark.parametrize("error_name", ["Lambda.Unknown", "Sandbox.Timedout"])
+def test_a_poll_whose_lambda_dies_is_retried_and_the_task_relayed_once(
+    workflow: Workflow, sleeps: Sleeps, error_name: str
+) -> None:
+    """A function timeout or out-of-memory: Lambda reports no error of the relay's, only that it died."""
+    died = type(error_name, (Exception,), {})  # the errorType Lambda reports is the exception's name
+
+    def dies_once(handler):
+        calls = []
+
+        def run(event, context):
+            calls.append(1)
+            if len(calls) == 1:
+                raise died("Task timed out after 900.00 seconds")
+            return handler(event, context)
+
+        return run
+
+    workflow.lambdas.wrap(workflow.stack.function_name, dies_once)
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert [i.get("error") for i in workflow.lambdas.invocations] == [error_name, None]
+    assert len(sleeps.retries) == 1
+    assert only_event(workflow)["status"] == "SUCCEEDED"
+    assert len(workflow.objects()) == 1
+
+
 def test_retries_exhausted_report_the_failure_once_through_report_failure(workflow: Workflow, sleeps: Sleeps) -> None:
     workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE)
 
