@@ -103,6 +103,20 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt $(wildcard l
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	touch $@
 
+# --- benchmarks (issue 6): docs/BENCHMARKS.md and docs/bench-*.png, about 15-20 minutes on 2 cores ---
+# Not part of `make test`: nothing there is a timed test. `.venv/bin/python -m bench.run --render`
+# redraws the report from out/bench/results.json without measuring again.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+.PHONY: bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
 # Opt-in, against a deployed stack and the real DashScope: see tests/integration/test_deployed_stack.py
 integration: $(STAMP)
 	WAN_RELAY_INTEGRATION=1 $(BIN)/python -m pytest tests/integration -v

@@ -1,0 +1,1 @@
+"""Benchmarks and the cost simulation behind docs/BENCHMARKS.md (`make bench`); not collected by pytest."""
