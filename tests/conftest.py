@@ -14,12 +14,10 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "wan-relay")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "WanRelay")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-import boto3
 import jsonschema
 import pytest
 from moto import mock_aws
 from wan_relay.config import Config
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay.relay import Relay
 from wan_relay.runtime import build_relay, default_clients
 from wan_relay.schema import completion_schema
@@ -58,25 +56,13 @@ def replay() -> Iterator[ReplayDashScope]:
 
 
 class Account:
-    """A moto account with the media bucket and a rule that copies completion events to SQS."""
+    """A moto account with the media bucket (versioned: a second upload of the same media shows)."""
 
     def __init__(self) -> None:
         # the clients production builds (standard retry mode), shared with the relay under test
-        self.s3, self.events, self.dynamodb = default_clients()
-        self.sqs = boto3.client("sqs")
+        self.s3, self.dynamodb = default_clients()
         self.s3.create_bucket(Bucket=BUCKET)
         self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        queue_url = self.sqs.create_queue(QueueName="completed-events")["QueueUrl"]
-        self.queue_url = queue_url
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        self.events.put_rule(
-            Name="wan-task-completed",
-            EventPattern=json.dumps({"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}),
-        )
-        self.events.put_targets(Rule="wan-task-completed", Targets=[{"Id": "sqs", "Arn": queue_arn}])
-        self._schema = completion_schema()
 
     def create_idempotency_table(self) -> str:
         """The table as template.yaml declares it: partition key `id`, TTL on `expiration`."""
@@ -100,20 +86,6 @@ class Account:
             counts[version["Key"]] = counts.get(version["Key"], 0) + 1
         return counts
 
-    def completed_events(self) -> list[dict[str, Any]]:
-        """Every completion event delivered so far, each validated against the published schema."""
-        found = []
-        while True:
-            answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            messages = answer.get("Messages", [])
-            if not messages:
-                return found
-            for message in messages:
-                event = json.loads(message["Body"])
-                jsonschema.validate(event["detail"], self._schema)
-                found.append(event)
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
     def objects(self) -> dict[str, bytes]:
         listing = self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
         return {o["Key"]: self.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listing}
@@ -126,6 +98,17 @@ class Account:
 def account() -> Iterator[Account]:
     with mock_aws():
         yield Account()
+
+
+COMPLETION_SCHEMA = completion_schema()
+
+
+def completion(state: dict[str, Any]) -> dict[str, Any]:
+    """The completion event a finished poll answers with (the workflow's EmitCompletion puts exactly
+    this detail on the bus), checked against the published schema."""
+    assert state["done"] is True, state
+    jsonschema.validate(state["event"], COMPLETION_SCHEMA)
+    return state["event"]
 
 
 def relay_config(replay: ReplayDashScope, **overrides: str) -> Config:
@@ -146,7 +129,7 @@ def make_relay(replay: ReplayDashScope, account: Account):
             overrides.setdefault("IDEMPOTENCY_TABLE", account.create_idempotency_table())
         config = relay_config(replay, **overrides)
         return build_relay(
-            config, api_key=API_KEY, s3=account.s3, events=account.events, dynamodb=account.dynamodb
+            config, api_key=API_KEY, s3=account.s3, dynamodb=account.dynamodb
         )
 
     return make

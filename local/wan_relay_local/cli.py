@@ -293,7 +293,9 @@ def _run_direct(args: argparse.Namespace, loop_input: dict[str, Any], environ: d
     _check_relay_environment(environ, embedded=False)
     import boto3
     from botocore.exceptions import BotoCoreError
+    from wan_relay.config import Config
     from wan_relay.errors import WanRelayError
+    from wan_relay.publish import EventPublisher
     from wan_relay.runtime import relay_from_env
 
     from .direct import run_loop
@@ -309,6 +311,9 @@ def _run_direct(args: argparse.Namespace, loop_input: dict[str, Any], environ: d
             display.track(task_id, loop_input.get("model", ""))
             state = run_loop(relay, loop_input, on_poll=display.poll)
             detail = state["event"]
+            # what the workflow's EmitCompletion state does in the stack
+            config = Config.from_env()
+            EventPublisher(boto3.client("events"), config.event_bus_name, config.event_source).publish(detail)
             display.ended(task_id, detail.get("status"))
         display.event(detail)
         display.files(save_result(args.out, detail, boto3.client("s3")))

@@ -3,7 +3,8 @@
 It does what the workflow does around the handler: waits as the relay's policy says between polls,
 retries a failed poll as the state machine's Retry does (the same retriers, read from
 `statemachine/poll_task.asl.json`), and hands errors it catches back to the relay so the failure is
-announced once, as ReportFailure does.
+decided once, as ReportFailure does. Its caller then puts the event, as EmitCompletion does (here
+without Step Functions' exactly-once state execution: a crash right after the put would send it again).
 """
 
 from __future__ import annotations

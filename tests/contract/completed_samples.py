@@ -1,7 +1,9 @@
-"""The sample completion events in events/completed/, as the relay emits them.
+"""The sample completion events in events/completed/, as the deployed workflow emits them: each
+scenario runs through the state machine of template.yaml (moto), whose EmitCompletion state puts the
+event the relay decided.
 
 `python -m tests.contract.completed_samples` rewrites them; test_event_contract.py fails when the
-relay would emit something else, so the samples subscribers copy from cannot drift from the code.
+workflow would emit something else, so the samples subscribers copy from cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def emit(name: str, replay: ReplayDashScope, relay: Any, account: Any) -> dict[str, Any]:
-    """The full EventBridge event the relay emits in scenario `name`, volatile fields blanked."""
-    relay.handle(SCENARIOS[name](replay))
-    (event,) = account.completed_events()
+def emit(name: str, workflow: Any) -> dict[str, Any]:
+    """The full EventBridge event the workflow emits in scenario `name`, volatile fields blanked."""
+    execution = workflow.run(SCENARIOS[name](workflow.replay))
+    assert execution["status"] == "SUCCEEDED", execution
+    (event,) = workflow.completed_events()
     return stable(event)
 
 
@@ -75,17 +78,13 @@ def stable(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_all() -> None:
-    from moto import mock_aws
-    from wan_relay.runtime import build_relay
-
-    from tests.conftest import API_KEY, Account, relay_config
+    from tests.conftest import API_KEY
+    from tests.workflow.conftest import deployed_workflow, recorded_sleeps
 
     COMPLETED.mkdir(exist_ok=True)
     for name in SCENARIOS:
-        with ReplayDashScope(api_key=API_KEY) as replay, mock_aws():
-            account = Account()
-            relay = build_relay(relay_config(replay), api_key=API_KEY, s3=account.s3, events=account.events)
-            event = emit(name, replay, relay, account)
+        with ReplayDashScope(api_key=API_KEY) as replay, recorded_sleeps(), deployed_workflow(replay) as workflow:
+            event = emit(name, workflow)
             Path(COMPLETED / f"{name}.json").write_text(json.dumps(event, indent=2, sort_keys=True) + "\n")
 
 

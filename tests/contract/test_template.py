@@ -164,23 +164,28 @@ def test_no_wildcard_actions_and_no_wildcard_resources_where_a_name_exists(templ
             assert set(actions) <= RESOURCE_STAR_ALLOWED, statement
 
 
-def test_the_function_may_touch_only_its_prefix_its_secret_its_bus_and_its_table(template: Template) -> None:
+def test_the_function_may_touch_only_its_prefix_its_secret_and_its_table(template: Template) -> None:
     grants = {a: as_list(s["Resource"]) for s in allow_statements(template, "PollTaskFunction")
               for a in as_list(s["Action"])}
     media = ["arn:aws:s3:::wan-relay-mediabucket-1a2b3c/wan/*"]
     assert grants["s3:GetObject"] == grants["s3:PutObject"] == grants["s3:AbortMultipartUpload"] == media
     assert grants["secretsmanager:GetSecretValue"] == [REQUIRED["DashScopeApiKeySecretArn"]]
-    assert grants["events:PutEvents"] == ["arn:aws:events:us-east-1:123456789012:event-bus/default"]
+    assert "events:PutEvents" not in grants  # only the workflow's EmitCompletion puts the event
     table = [template.attributes[("IdempotencyTable", "Arn")]]
     assert grants["dynamodb:PutItem"] == grants["dynamodb:GetItem"] == table
     assert "dynamodb:Scan" not in grants and "s3:ListBucket" not in grants
 
 
-def test_the_state_machine_may_invoke_only_its_function_and_write_only_task_locks(template: Template) -> None:
+def test_the_state_machine_may_invoke_its_function_put_on_its_bus_and_write_only_task_locks(
+    template: Template,
+) -> None:
     statements = {s["Sid"]: s for s in allow_statements(template, "PollTaskStateMachine")}
     invoke = statements["InvokeThePollFunction"]
     assert invoke["Action"] == "lambda:InvokeFunction"
     assert invoke["Resource"] == template.attributes[("PollTaskFunction", "Arn")]
+    events = statements["CompletionEvents"]
+    assert events["Action"] == "events:PutEvents"
+    assert events["Resource"] == "arn:aws:events:us-east-1:123456789012:event-bus/default"
     locks = statements["TaskLocks"]
     assert locks["Action"] == ["dynamodb:PutItem", "dynamodb:UpdateItem"]  # claim, then let expire
     assert locks["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["lock#*"]
@@ -228,7 +233,7 @@ def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Te
 
 def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
-    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure", "ExpireLock"}
+    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure", "EmitCompletion", "ExpireLock"}
     for name, task in tasks.items():
         assert 0 < task["TimeoutSeconds"] <= 960, name
         assert task["Retry"], name
@@ -266,3 +271,24 @@ def test_the_error_names_the_workflow_matches_are_the_relays_error_classes(asl: 
         assert issubclass(getattr(errors, name), errors.WanRelayError), name
     (catch,) = asl["States"]["PollTask"]["Catch"]
     assert catch["Next"] == "ReportFailure" and catch["ResultPath"] == "$.error"
+
+
+def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided_detail(
+    asl: dict[str, Any], template: Template
+) -> None:
+    states = asl["States"]
+    done = next(c for c in states["IsDone"]["Choices"] if c.get("BooleanEquals") is True)
+    assert done["Next"] == states["ReportFailure"]["Next"] == "EmitCompletion"
+    emit = states["EmitCompletion"]
+    assert emit["Resource"] == "arn:aws:states:::events:putEvents"  # the optimized integration: FailedEntry
+    assert "Catch" not in emit and emit["Next"] == "ExpireLock"  # no path around the event
+    into_expire = [name for name, s in states.items() if s.get("Next") == "ExpireLock"]
+    assert into_expire == ["EmitCompletion"]
+    (entry,) = emit["Parameters"]["Entries"]
+    assert entry == {"EventBusName": "${EventBusName}", "Source": "${EventSource}",
+                     "DetailType": "${CompletedDetailType}", "Detail.$": "$.event"}
+    substitutions = template.properties("PollTaskStateMachine")["DefinitionSubstitutions"]
+    assert template.resolve(substitutions["CompletedDetailType"]) == DETAIL_TYPE_COMPLETED
+    assert template.resolve(substitutions["EventSource"]) == DEFAULT_EVENT_SOURCE
+    refused = emit["Retry"][0]
+    assert refused["ErrorEquals"] == ["EventBridge.FailedEntry"]  # nothing was sent: always safe to retry

@@ -34,10 +34,12 @@ def main() -> None:
 
     if kill_point == "after-first-part":
         events.register("after-call.s3.UploadPart", after_a_part)
-    elif kill_point == "after-last-upload":
-        events.register("before-call.events.PutEvents", _die)
-    elif kill_point == "after-put-events":
-        events.register("after-call.events.PutEvents", _die)
+    elif kill_point == "after-upload-completed":
+        # the object exists in S3; the ledger has not yet recorded that it landed
+        events.register("after-call.s3.CompleteMultipartUpload", _die)
+    elif kill_point == "after-media-recorded":
+        # the ledger's first UpdateItem marks the (one) media item done; the fate is not decided yet
+        events.register("after-call.dynamodb.UpdateItem", _die)
 
     handler = load_handler(FUNCTIONS / "poll_task")
     arn = "arn:aws:lambda:us-east-1:123456789012:function:poll"
@@ -48,6 +50,7 @@ def main() -> None:
     except Exception as exc:
         answer = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     if kill_point == "before-answer":
+        # the media is stored and the completion decided; Step Functions never hears the answer
         _die()
     sys.stdout.write(json.dumps(answer) + "\n")
 

@@ -1,16 +1,22 @@
-"""Fault matrix, AWS side: operator errors fail loudly without announcing anything; transient
-errors are retried; an event EventBridge did not accept is never reported as sent."""
+"""Fault matrix, AWS side: operator errors fail loudly without deciding the task's fate; transient
+errors are retried; an event EventBridge did not accept is never reported as sent.
+
+In the stack the workflow's EmitCompletion state puts the event (tests/workflow/test_emit_completion.py);
+the `EventPublisher` tests here are the same put made by `wan-relay run --aws`."""
 
 from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+from botocore.config import Config as BotoConfig
 from wan_relay.errors import MediaTransferError, OperatorError, TransientError
-from wan_relay_local.lambda_bridge import FakeContext
+from wan_relay.models import DEFAULT_EVENT_SOURCE
+from wan_relay.publish import EventPublisher
 from wan_relay_local.replay import Media, PatternBody
 
-from tests.conftest import sample
+from tests.conftest import completion, sample
 from tests.faults.aws_faults import Injected, Refused, error, s3_error
 
 MiB = 1024 * 1024
@@ -41,7 +47,7 @@ def test_a_missing_bucket_is_an_operator_error_and_no_event_claims_the_task_fail
     task_id = image_task(replay)
     with pytest.raises(OperatorError, match="no-such-bucket-here: NoSuchBucket"):
         relay.handle({"task_id": task_id})
-    assert account.completed_events() == []
+    assert account.objects() == {}
 
 
 def test_denied_access_to_the_bucket_is_an_operator_error(replay, account, relay):
@@ -50,7 +56,7 @@ def test_denied_access_to_the_bucket_is_an_operator_error(replay, account, relay
     with pytest.raises(OperatorError, match="AccessDenied") as raised:
         relay.handle({"task_id": task_id})
     assert raised.value.code == "S3.AccessDenied"
-    assert account.completed_events() == [] and account.objects() == {}
+    assert account.objects() == {}
 
 
 @pytest.mark.parametrize(("status", "code"), [(503, "SlowDown"), (500, "InternalError")])
@@ -64,7 +70,7 @@ def test_a_part_upload_failing_once_is_retried_and_the_video_lands_whole(replay,
     assert injected.injected == 1 and injected.calls == 4  # 3 parts, one of them sent twice
     assert account.versions() == {f"wan/{task_id}/0.mp4": 1}
     assert account.unfinished_uploads() == []
-    assert len(account.completed_events()) == 1
+    assert [m["key"] for m in completion(state)["media"]] == [f"wan/{task_id}/0.mp4"]
 
 
 def test_a_part_upload_that_keeps_failing_aborts_the_upload(replay, account, relay):
@@ -73,7 +79,6 @@ def test_a_part_upload_that_keeps_failing_aborts_the_upload(replay, account, rel
     with pytest.raises(TransientError, match="SlowDown"):
         relay.handle({"task_id": task_id})
     assert account.unfinished_uploads() == [] and account.objects() == {}
-    assert account.completed_events() == []
 
 
 PARTIAL_FAILURE = {
@@ -82,42 +87,40 @@ PARTIAL_FAILURE = {
 }
 
 
-def test_an_event_eventbridge_did_not_accept_is_not_reported_as_sent_and_the_retry_sends_it_once(
-    replay, account, make_relay
-):
-    relay = make_relay(idempotent=True)
-    task_id = image_task(replay)
-    Refused(account.events, "PutEvents", 200, PARTIAL_FAILURE, times=1)
-    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
+@pytest.fixture
+def publisher(account):
+    """The put that `wan-relay run --aws` makes where the stack's EmitCompletion state would."""
+    events = boto3.client("events", config=BotoConfig(retries={"mode": "standard", "max_attempts": 5}))
+    return EventPublisher(events, "default", DEFAULT_EVENT_SOURCE)
 
+
+def a_detail(replay, relay) -> dict:
+    return completion(relay.handle({"task_id": image_task(replay)}))
+
+
+def test_an_event_eventbridge_did_not_accept_is_not_reported_as_sent(replay, account, relay, publisher):
+    detail = a_detail(replay, relay)
+    Refused(publisher._events, "PutEvents", 200, PARTIAL_FAILURE, times=1)
     with pytest.raises(TransientError, match="did not accept the completion event: InternalFailure"):
-        relay.handle({"task_id": task_id}, context)
-    assert account.completed_events() == []
-
-    state = relay.handle({"task_id": task_id}, context)
-
-    assert state["done"] and state["status"] == "SUCCEEDED"
-    assert len(account.completed_events()) == 1
-    assert account.versions() == {f"wan/{task_id}/0.png": 1}  # the media was not uploaded twice
+        publisher.publish(detail)
+    assert publisher.publish(detail)  # the retry: EventBridge's id for the event
 
 
-def test_put_events_raising_is_retried_by_the_sdk_then_reported_as_transient(replay, account, relay):
-    task_id = image_task(replay)
+def test_put_events_raising_is_retried_by_the_sdk_then_reported_as_transient(replay, account, relay, publisher):
+    detail = a_detail(replay, relay)
     body = json.dumps({"__type": "InternalException", "message": "Internal error"}).encode()
-    injected = Injected(account.events, "PutEvents", 500, body, times=99, content_type="application/x-amz-json-1.1")
+    injected = Injected(publisher._events, "PutEvents", 500, body, times=99,
+                        content_type="application/x-amz-json-1.1")
     with pytest.raises(TransientError, match="EventBridge failed: InternalException"):
-        relay.handle({"task_id": task_id})
-    assert injected.calls == 6  # the first call and the 5 retries runtime.default_clients allows
-    # (moto still receives each injected send, so what reached the bus is not asserted here: like a
-    # real 500, the answer does not say whether EventBridge kept the event; subscribers dedupe on
-    # event_id, which is the same for every attempt)
+        publisher.publish(detail)
+    assert injected.calls == 6  # the first call and the 5 retries (botocore: retries={"max_attempts": 5})
 
 
-def test_a_denied_put_events_is_an_operator_error(replay, account, relay):
-    task_id = image_task(replay)
-    Refused(account.events, "PutEvents", 400, error("AccessDeniedException", "not authorized"), times=99)
+def test_a_denied_put_events_is_an_operator_error(replay, account, relay, publisher):
+    detail = a_detail(replay, relay)
+    Refused(publisher._events, "PutEvents", 400, error("AccessDeniedException", "not authorized"), times=99)
     with pytest.raises(OperatorError, match="AccessDeniedException"):
-        relay.handle({"task_id": task_id})
+        publisher.publish(detail)
 
 
 @pytest.mark.parametrize("size", [1000, 20 * MiB], ids=["single-put", "multipart"])
@@ -135,4 +138,4 @@ def test_an_object_whose_checksum_differs_from_the_bytes_read_is_deleted_and_ret
         relay.handle({"task_id": task_id})
 
     assert raised.value.code == "ChecksumMismatch" and seen and seen[0]  # S3 did report a checksum
-    assert account.objects() == {} and account.completed_events() == []
+    assert account.objects() == {}

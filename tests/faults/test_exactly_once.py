@@ -1,123 +1,127 @@
-"""Nothing lost, nothing twice: an attempt killed at each step, then retried as Step Functions would.
+"""Nothing lost, nothing twice: the deployed workflow on moto's server, each Lambda attempt in a
+process of its own that is really killed (os._exit) at a chosen step; Step Functions retries it as
+its Retry says, and EmitCompletion puts the event.
 
-Each attempt runs in its own process and is really killed (os._exit), against a moto server in
-another process, so what survives the crash is exactly what AWS would hold. The bucket is versioned:
-a second upload of the same media would show as a second version.
+What survives a crash is exactly what AWS would hold. The bucket is versioned: a second upload of the
+same media would show as a second version; every event that reached the bus is counted.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from wan_relay_local.embedded_aws import EmbeddedAws
+from wan_relay_local.lambda_bridge import InProcessLambdas
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
+from wan_relay_local.stack import EmbeddedStack, deploy_embedded_stack
 
-from tests.conftest import API_KEY, BUCKET, TABLE, sample
+from tests.conftest import API_KEY, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 IN_PROGRESS_SECONDS = 3  # the crashed attempt's Lambda deadline, as register_lambda_context records it
+EXECUTION_DEADLINE_SECONDS = 90
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+def _died(name: str, message: str) -> Exception:
+    """An exception whose class name is the errorType Lambda reports, which Step Functions matches."""
+    return type(name, (Exception,), {})(message)
 
 
 class World:
-    def __init__(self, endpoint: str, replay: ReplayDashScope) -> None:
-        self.endpoint = endpoint
-        self.replay = replay
-        kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-        self.s3 = boto3.client("s3", **kw)
-        self.sqs = boto3.client("sqs", **kw)
-        events = boto3.client("events", **kw)
-        ddb = boto3.client("dynamodb", **kw)
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
-        self.s3.create_bucket(Bucket=BUCKET)
-        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        ddb.create_table(
-            TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-        )
-        self.queue = self.sqs.create_queue(QueueName="completed")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="completed", EventPattern=json.dumps(
-            {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
-        events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": arn}])
+    """The stack on an embedded moto server; the function's attempts run as killable processes."""
 
-    def attempt(self, kill_point: str, state: dict) -> tuple[int, dict | None]:
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "DASHSCOPE_BASE_URL": self.replay.base_url,
-            "DASHSCOPE_API_KEY": API_KEY, "MEDIA_BUCKET": BUCKET, "IDEMPOTENCY_TABLE": TABLE,
-            "ALLOWED_MEDIA_URLS": self.replay.origin, "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "wan-relay", "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
-            "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS),
-        }
+    def __init__(self, stack: EmbeddedStack, replay: ReplayDashScope, endpoint: str) -> None:
+        self.stack = stack
+        self.replay = replay
+        self.endpoint = endpoint
+        self.kill_points: list[str] = []  # the next attempts' kill points, in order; then none
+        self.attempts: list[tuple[str, int]] = []
+        self.s3 = boto3.client("s3")
+        self.sqs = boto3.client("sqs")
+        self.sfn = boto3.client("stepfunctions")
+        self.s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def attempt(self, state: dict[str, Any], _context: Any) -> dict[str, Any]:
+        """The function, as moto's Lambda calls it: one process per attempt (the function's
+        environment is this process's during the call)."""
+        kill_point = self.kill_points.pop(0) if self.kill_points else "none"
+        env = {**os.environ, "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS), "POWERTOOLS_TRACE_DISABLED": "true"}
         done = subprocess.run(
             [sys.executable, "-m", "tests.faults.attempt", kill_point, json.dumps(state)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"level"' not in line
-                 and '"_aws"' not in line]
-        return done.returncode, (json.loads(lines[-1]) if lines else None)
+        self.attempts.append((kill_point, done.returncode))
+        if done.returncode == 137:
+            raise _died("Runtime.ExitError", "RequestId: x Error: Runtime exited with error: exit status 137")
+        lines = [line for line in done.stdout.splitlines()
+                 if line.startswith("{") and '"level"' not in line and '"_aws"' not in line]
+        answer = json.loads(lines[-1])
+        if "errorType" in answer:
+            raise _died(answer["errorType"], answer["errorMessage"])
+        return answer
+
+    def run(self, loop_input: dict[str, Any]) -> dict[str, Any]:
+        execution = self.stack.start(loop_input)
+        deadline = time.monotonic() + EXECUTION_DEADLINE_SECONDS
+        while (described := self.sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the execution did not end"
+            time.sleep(0.1)
+        return described
 
     def versions(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for version in self.s3.list_object_versions(Bucket=BUCKET).get("Versions", []):
+        for version in self.s3.list_object_versions(Bucket=self.stack.bucket).get("Versions", []):
             counts[version["Key"]] = counts.get(version["Key"], 0) + 1
         return counts
 
     def unfinished_uploads(self) -> list:
-        return self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        return self.s3.list_multipart_uploads(Bucket=self.stack.bucket).get("Uploads", [])
 
     def events(self) -> list[dict]:
         found = []
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=self.stack.events_queue_url,
+                                                MaxNumberOfMessages=10).get("Messages", [])
             if not messages:
                 return found
             for message in messages:
                 found.append(json.loads(message["Body"])["detail"])
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=self.stack.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 @pytest.fixture
-def world(moto_server):
-    with ReplayDashScope(api_key=API_KEY) as replay:
-        yield World(moto_server, replay)
+def world(monkeypatch) -> Iterator[World]:
+    # Step Functions' retry back-off, shortened (not removed: a crashed attempt's record stays in
+    # progress for IN_PROGRESS_SECONDS, and the retries must outlast it as they would in AWS)
+    short = types.SimpleNamespace(sleep=lambda seconds: time.sleep(min(seconds, 1.0)), time=time.time,
+                                  monotonic=time.monotonic)
+    with (
+        ReplayDashScope(api_key=API_KEY) as replay,
+        EmbeddedAws() as aws,
+        InProcessLambdas() as lambdas,
+        mock.patch.object(retrier_decl, "time", short),
+    ):
+        stack = deploy_embedded_stack(
+            environment={"DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": API_KEY,
+                         "ALLOWED_MEDIA_URLS": replay.origin},
+            lambdas=lambdas,
+        )
+        world = World(stack, replay, aws.endpoint_url)
+        lambdas.wrap(stack.function_name, lambda _handler: world.attempt)
+        yield world
 
 
 def video_task(world: World) -> str:
@@ -130,57 +134,38 @@ def video_task(world: World) -> str:
     return answer["output"]["task_id"]
 
 
-def retry_until_done(world: World, state: dict) -> dict:
-    """Step Functions' Retry: an attempt that finds the crashed one still 'in progress' is retried later."""
-    for _ in range(10):
-        code, answer = world.attempt("none", state)
-        assert code == 0, answer
-        if answer and answer.get("errorType") == "TransientError" and "still working" in answer["errorMessage"]:
-            time.sleep(1)
-            continue
-        return answer
-    raise AssertionError("the retry never got past the crashed attempt's lock")
-
-
-@pytest.mark.parametrize("kill_point", ["after-first-part", "after-last-upload", "before-answer"])
-def test_a_crash_at_any_step_then_a_retry_lands_the_media_once_and_announces_it_once(world, kill_point):
+@pytest.mark.parametrize("kill_point", ["after-first-part", "after-media-recorded", "before-answer"])
+def test_a_crash_at_any_step_then_the_workflows_retry_lands_the_media_once_and_announces_it_once(
+    world, kill_point
+):
     task_id = video_task(world)
-    state = {"task_id": task_id, "context": {"run": kill_point}}
+    world.kill_points = [kill_point]
 
-    code, _ = world.attempt(kill_point, state)
-    assert code == 137  # really killed
+    execution = world.run({"task_id": task_id, "context": {"run": kill_point}})
 
-    answer = retry_until_done(world, state)
-
-    assert answer["done"] is True and answer["status"] == "SUCCEEDED"
+    assert execution["status"] == "SUCCEEDED"
+    assert world.attempts[0] == (kill_point, 137)  # really killed
+    assert all(code == 0 for _, code in world.attempts[1:])
     assert world.versions() == {f"wan/{task_id}/0.mp4": 1}
     assert world.unfinished_uploads() == []
-    events = world.events()
-    assert len(events) == 1
-    assert events[0] == answer["event"]
+    (event,) = world.events()
+    assert event["status"] == "SUCCEEDED" and event["context"] == {"run": kill_point}
+    assert event == json.loads(execution["output"])["event"]
 
 
-def test_a_crash_right_after_eventbridge_accepted_the_event_resends_the_same_event_id_and_no_media(world):
-    """The one window no design closes: EventBridge accepted the event and the process died before the
-    ledger recorded it. The retry sends it again with the same event_id, the dedupe key subscribers use;
-    the media is not uploaded again."""
+def test_a_second_execution_for_a_finished_task_relays_nothing_again(world):
     task_id = video_task(world)
-    state = {"task_id": task_id}
+    assert world.run({"task_id": task_id})["status"] == "SUCCEEDED"
+    first_events = world.events()
 
-    code, _ = world.attempt("after-put-events", state)
-    assert code == 137
-    answer = retry_until_done(world, state)
+    # a duplicate `Wan Task Submitted` delivery: another execution name, same task
+    duplicate = world.sfn.start_execution(stateMachineArn=world.stack.state_machine_arn,
+                                          name=f"{task_id}-again", input=json.dumps({"task_id": task_id}))
+    deadline = time.monotonic() + EXECUTION_DEADLINE_SECONDS
+    while world.sfn.describe_execution(executionArn=duplicate["executionArn"])["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
-    events = world.events()
-    assert [e["event_id"] for e in events] == [answer["event"]["event_id"]] * 2
-    assert events[0]["media"] == events[1]["media"]
+    assert len(first_events) == 1 and world.events() == []
     assert world.versions() == {f"wan/{task_id}/0.mp4": 1}
-
-
-def test_a_retried_poll_after_the_event_went_out_answers_with_that_event(world):
-    task_id = video_task(world)
-    first = retry_until_done(world, {"task_id": task_id})
-    again = retry_until_done(world, {"task_id": task_id})
-    assert again["event"] == first["event"]
-    assert len(world.events()) == 1
-    assert world.versions() == {f"wan/{task_id}/0.mp4": 1}
+    assert len(world.attempts) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 
 import boto3
@@ -47,6 +48,13 @@ def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_histor
     # in Lambda the layer's child loggers are made after POWERTOOLS_LOG_LEVEL is set; here they were
     # imported earlier, so give them the level a fresh Lambda container would
     relay_logger.setLevel(logging.DEBUG)
+    # and, like a fresh container, the handler's Powertools logger writes at DEBUG to this stdout (an
+    # earlier test in this process may have set it up, bound to that test's captured stdout)
+    service_logger = logging.getLogger("wan-relay")
+    service_logger.setLevel(logging.DEBUG)
+    for handler in service_logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stdout)
     answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
     good = answer["output"]["task_id"]
     replay.script(good, sample("pending"), answer)

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.cli import main
 from wan_relay_local.replay import ReplayDashScope
 
@@ -105,7 +107,22 @@ def aws_account(replay: ReplayDashScope, account: Account, monkeypatch: pytest.M
     monkeypatch.setenv("MEDIA_BUCKET", BUCKET)
     for name in ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "DASHSCOPE_API_KEY_SECRET", "MEDIA_PREFIX"):
         monkeypatch.delenv(name, raising=False)
+    # a subscriber on the default bus: a rule copying completion events to a queue
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue_url = sqs.create_queue(QueueName="completed")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="completed", EventPattern=json.dumps(
+        {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
+    events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": queue_arn}])
+    account.queue_url = queue_url
     return account
+
+
+def completed_events(account: Account) -> list[dict]:
+    """What the subscriber's queue received."""
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=account.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
 
 
 def test_run_with_aws_relays_into_the_accounts_bucket_and_bus(
@@ -116,7 +133,7 @@ def test_run_with_aws_relays_into_the_accounts_bucket_and_bus(
     code, out, _ = _run_in_process(["run", task_id, "--aws", "--poll-interval", "1", "--out", str(tmp_path)], capsys)
 
     assert code == 0
-    [emitted] = aws_account.completed_events()
+    [emitted] = completed_events(aws_account)
     assert load_event(tmp_path / task_id) == emitted["detail"]
     assert emitted["detail"]["kind"] == "video"
     stored = aws_account.objects()[emitted["detail"]["media"][0]["key"]]
@@ -134,7 +151,7 @@ def test_run_exits_1_when_dashscope_reports_the_task_failed(
     assert code == 1
     detail = load_event(tmp_path / task_id)
     assert (detail["status"], detail["error"]["code"]) == ("FAILED", "DataInspectionFailed")
-    assert [e["detail"] for e in aws_account.completed_events()] == [detail]
+    assert [e["detail"] for e in completed_events(aws_account)] == [detail]
     assert sorted(p.name for p in (tmp_path / task_id).iterdir()) == ["event.json"]
 
 

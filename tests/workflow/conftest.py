@@ -8,6 +8,7 @@ import json
 import time
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -35,8 +36,8 @@ class Sleeps:
     retries: list[float] = field(default_factory=list)
 
 
-@pytest.fixture
-def sleeps() -> Iterator[Sleeps]:
+@contextmanager
+def recorded_sleeps() -> Iterator[Sleeps]:
     recorded = Sleeps()
 
     def wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
@@ -49,6 +50,12 @@ def sleeps() -> Iterator[Sleeps]:
         mock.patch.object(WaitFunction, "_wait_interval", wait_interval),
         mock.patch.object(retrier_decl, "time", fake_time),
     ):
+        yield recorded
+
+
+@pytest.fixture
+def sleeps() -> Iterator[Sleeps]:
+    with recorded_sleeps() as recorded:
         yield recorded
 
 
@@ -113,8 +120,9 @@ def stack_parameters() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-def workflow(replay: ReplayDashScope, sleeps: Sleeps, stack_parameters: dict[str, str]) -> Iterator[Workflow]:
+@contextmanager
+def deployed_workflow(replay: ReplayDashScope, parameters: dict[str, str] | None = None) -> Iterator[Workflow]:
+    """The stack of template.yaml on an in-process moto whose state machines really execute."""
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config), InProcessLambdas() as lambdas:
         stack = deploy_embedded_stack(
@@ -125,6 +133,12 @@ def workflow(replay: ReplayDashScope, sleeps: Sleeps, stack_parameters: dict[str
                 "POWERTOOLS_TRACE_DISABLED": "true",
             },
             lambdas=lambdas,
-            parameters=stack_parameters,
+            parameters=parameters or {},
         )
         yield Workflow(stack=stack, lambdas=lambdas, replay=replay)
+
+
+@pytest.fixture
+def workflow(replay: ReplayDashScope, sleeps: Sleeps, stack_parameters: dict[str, str]) -> Iterator[Workflow]:
+    with deployed_workflow(replay, stack_parameters) as deployed:
+        yield deployed

@@ -39,7 +39,7 @@ def test_the_function_runs_with_the_stacks_resources_and_the_callers_settings(wo
     variables = env["Variables"]
     assert variables["MEDIA_BUCKET"] == stack.bucket
     assert variables["IDEMPOTENCY_TABLE"] == stack.idempotency_table
-    assert variables["EVENT_BUS_NAME"] == stack.bus_name == "default"
+    assert "EVENT_BUS_NAME" not in variables  # the workflow puts the event, not the function
     assert variables["EVENT_SOURCE"] == DEFAULT_EVENT_SOURCE
     assert variables["DASHSCOPE_BASE_URL"] == workflow.replay.base_url  # the caller's, over the template's
     assert variables["DASHSCOPE_API_KEY_SECRET"].startswith("arn:aws:secretsmanager:")
@@ -56,6 +56,10 @@ def test_the_state_machine_runs_the_repositorys_definition_with_its_substitution
     assert deployed["States"].keys() == source["States"].keys()
     assert deployed["States"]["PollTask"]["Parameters"]["FunctionName"] == workflow.stack.function_arn
     assert deployed["States"]["ClaimTask"]["Parameters"]["TableName"] == workflow.stack.idempotency_table
+    (entry,) = deployed["States"]["EmitCompletion"]["Parameters"]["Entries"]
+    assert (entry["EventBusName"], entry["Source"], entry["DetailType"]) == (
+        workflow.stack.bus_name, DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
+    )
 
 
 def test_the_event_rules_use_the_templates_patterns(workflow: Workflow) -> None:

@@ -120,7 +120,7 @@ def test_transient_error_is_retried_with_jittered_backoff_then_succeeds(workflow
     assert only_event(workflow)["status"] == "SUCCEEDED"
 
 
-@pytest.mark.parametrize("error_name", ["Lambda.Unknown", "Sandbox.Timedout"])
+@pytest.mark.parametrize("error_name", ["Lambda.Unknown", "Sandbox.Timedout", "Runtime.ExitError"])
 def test_a_poll_whose_lambda_dies_is_retried_and_the_task_relayed_once(
     workflow: Workflow, sleeps: Sleeps, error_name: str
 ) -> None:
@@ -157,7 +157,7 @@ def test_retries_exhausted_report_the_failure_once_through_report_failure(workfl
 
     assert execution["status"] == "SUCCEEDED"
     visited = workflow.visited(execution["executionArn"])
-    assert visited[-3:] == ["ReportFailure", "ExpireLock", "Relayed"]
+    assert visited[-4:] == ["ReportFailure", "EmitCompletion", "ExpireLock", "Relayed"]
     # one try and five retries (MaxAttempts 5), each back-off within its capped, jittered bound
     assert workflow.replay.polls(IMAGE_TASK) == 6
     assert len(sleeps.retries) == 5
@@ -306,7 +306,8 @@ def test_media_that_keeps_failing_to_transfer_is_announced_as_unavailable(workfl
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
-    assert workflow.visited(execution["executionArn"])[-3:] == ["ReportFailure", "ExpireLock", "Relayed"]
+    visited = workflow.visited(execution["executionArn"])
+    assert visited[-4:] == ["ReportFailure", "EmitCompletion", "ExpireLock", "Relayed"]
     assert [i.get("error") for i in workflow.lambdas.invocations][:6] == ["MediaTransferError"] * 6
     assert len(sleeps.retries) == 5
     detail = only_event(workflow)

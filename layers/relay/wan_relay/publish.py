@@ -1,4 +1,8 @@
-"""The completion event: fitted under EventBridge's size limit, published, and checked entry by entry."""
+"""The completion event: fitted under EventBridge's size limit (and Step Functions' payload limit).
+
+In the stack the workflow's EmitCompletion state puts the event; `EventPublisher` does the same put
+for a wait loop run without a workflow (`wan-relay run --aws`), checking the answer entry by entry.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import OperatorError, TransientError
 from .models import DETAIL_TYPE_COMPLETED, CompletionDetail
 
-#: EventBridge's limit is 256 KB for the whole entry; keep room for the envelope and the state
+#: EventBridge's limit is 256 KB for the whole entry, Step Functions' 256 KiB for a state's input and
+#: output, which carries the detail and the loop state (whose context is at most MAX_CONTEXT_BYTES)
 MAX_DETAIL_BYTES = 200 * 1024
 #: a caller's context larger than this is replaced by a marker when the loop starts
 MAX_CONTEXT_BYTES = 32 * 1024
@@ -78,12 +83,14 @@ class EventPublisher:
         self._bus_name = bus_name
         self._source = source
 
-    def publish(self, detail: CompletionDetail) -> str:
+    def publish(self, detail: CompletionDetail | dict[str, Any]) -> str:
         """Publishes the detail; returns EventBridge's event id."""
+        if isinstance(detail, CompletionDetail):
+            detail = detail.model_dump(mode="json")
         entry = {
             "Source": self._source,
             "DetailType": DETAIL_TYPE_COMPLETED,
-            "Detail": _json(detail.model_dump(mode="json")),
+            "Detail": _json(detail),
             "EventBusName": self._bus_name,
         }
         try:

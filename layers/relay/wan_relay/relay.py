@@ -1,7 +1,11 @@
-"""One poll of the wait loop: query the task, decide, and on a terminal status ingest then publish.
+"""One poll of the wait loop: query the task, decide, and on a terminal status ingest the media and
+decide the completion event.
 
 `Relay.handle(event)` is everything the Lambda handler does, minus Lambda: it takes the loop state,
-returns the next one, and raises the typed errors the workflow's Retry and Catch match on.
+returns the next one, and raises the typed errors the workflow's Retry and Catch match on. The relay
+does not put the event on the bus itself: its last answer carries the event's detail and the
+workflow's EmitCompletion state puts it, so that Step Functions' exactly-once state execution, not a
+crash window in this process, decides how often it is sent.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from .models import (
 )
 from .normalize import iso_z, normalize
 from .policy import budget_left, kind_from_model, next_wait, throttle_wait
-from .publish import EventPublisher, fit_context, fit_detail
+from .publish import fit_context, fit_detail
 
 logger = Logger(child=True)
 
@@ -88,7 +92,6 @@ def parse_state(event: Any) -> LoopState:
 class Relay:
     client: DashScopeClient
     streamer: MediaStreamer
-    publisher: EventPublisher
     event_source: str
     metrics: Any = None
     ledger: Ledger | NoLedger = field(default_factory=NoLedger)
@@ -98,7 +101,7 @@ class Relay:
 
     def __post_init__(self) -> None:
         self._store_once = self.ledger.once("media", self._store_effect)
-        self._publish_once = self.ledger.once("event", self._publish_effect)
+        self._decide_once = self.ledger.once("completion", self._decide_effect)
         self._transfer_deadline: float | None = None
 
     # --- entry point --------------------------------------------------------------------------
@@ -186,16 +189,17 @@ class Relay:
         status: CompletionStatus | None,
         error: ErrorInfo | None = None,
     ) -> LoopState:
-        """Ingest (on success), publish once, and answer `done`."""
+        """Ingest (on success), decide the completion event once, and answer `done` with its detail."""
         stored: list[StoredMedia] = []
         failures: list[ItemFailure] = list(task.failures) if task else []
         if task is not None and status is None:
             status, error = self._ingest(state, task, stored, failures)
         assert status is not None
         draft = self._detail(state, task, polls, status, stored, failures, error)
-        # a retry after the event was accepted answers with the event that was sent, not a new one
-        sent = self._publish_once(request={"key": state.task_id, "detail": draft.model_dump(mode="json")})
-        detail = CompletionDetail.model_validate(sent["detail"])
+        # the first answer that reached a fate is the task's event: a retried or redriven poll answers
+        # with the same detail (same media, same times), never a second version of it
+        decided = self._decide_once(request={"key": state.task_id, "detail": draft.model_dump(mode="json")})
+        detail = CompletionDetail.model_validate(decided["detail"])
         status = detail.status
         self._count(f"Tasks{status.title().replace('_', '')}")
         logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
@@ -243,8 +247,8 @@ class Relay:
         stored = self.streamer.store(request["task_id"], ref, deadline=self._transfer_deadline)
         return stored.model_dump(mode="json")
 
-    def _publish_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
-        self.publisher.publish(CompletionDetail.model_validate(request["detail"]))
+    @staticmethod
+    def _decide_effect(*, request: dict[str, Any]) -> dict[str, Any]:
         return {"detail": request["detail"]}
 
     def _detail(

@@ -17,7 +17,6 @@ from .dashscope import DashScopeClient
 from .errors import ConfigurationError, OperatorError
 from .idempotency import Ledger, NoLedger
 from .ingest import MediaStreamer, UrlAllowlist
-from .publish import EventPublisher
 from .relay import Relay
 
 SECRET_MAX_AGE_SECONDS = 300
@@ -68,15 +67,15 @@ def resolve_api_key(config: Config) -> str:
     return api_key_from_secret_string(secret)
 
 
-def default_clients() -> tuple[Any, Any, Any]:
-    """S3, EventBridge and DynamoDB clients with the SDK's standard retry mode (SlowDown, 5xx retried)."""
+def default_clients() -> tuple[Any, Any]:
+    """S3 and DynamoDB clients with the SDK's standard retry mode (SlowDown, 5xx retried).
+    The function needs no EventBridge client: the workflow puts the completion event."""
     import boto3
     from botocore.config import Config as BotoConfig
 
     retries = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
     return (
         boto3.client("s3", config=retries),
-        boto3.client("events", config=retries),
         boto3.client("dynamodb", config=retries),
     )
 
@@ -86,7 +85,6 @@ def build_relay(
     *,
     api_key: str,
     s3: Any,
-    events: Any,
     dynamodb: Any = None,
     session: requests.Session | None = None,
     metrics: Any = None,
@@ -110,7 +108,6 @@ def build_relay(
             max_bytes=config.max_media_bytes,
             allowlist=UrlAllowlist(config.allowed_media_urls),
         ),
-        publisher=EventPublisher(events, config.event_bus_name, config.event_source),
         event_source=config.event_source,
         metrics=metrics,
         ledger=ledger,
@@ -119,7 +116,5 @@ def build_relay(
 
 def relay_from_env(metrics: Any = None) -> Relay:
     config = Config.from_env()
-    s3, events, dynamodb = default_clients()
-    return build_relay(
-        config, api_key=resolve_api_key(config), s3=s3, events=events, dynamodb=dynamodb, metrics=metrics
-    )
+    s3, dynamodb = default_clients()
+    return build_relay(config, api_key=resolve_api_key(config), s3=s3, dynamodb=dynamodb, metrics=metrics)
