@@ -26,9 +26,9 @@ LAMBDA_GB = 1.0  # template.yaml: MemorySize 1024
 S3_PUT_CLASS = {"image": 1 + 1, "video": 6 + 1}  # PUT/COPY/POST/LIST are one price class
 S3_GET_CLASS = 1
 #: Step Functions states entered (statemachine/poll_task.asl.json): ClaimTask, LoopDefaults,
-#: ApplyDefaults; per poll PollTask, IsDone and (unless done) WaitForTask; then ExpireLock, Relayed
+#: ApplyDefaults; per poll PollTask, IsDone and (unless done) WaitForTask; then EmitCompletion, ExpireLock, Relayed
 def transitions(polls: int) -> int:
-    return 3 + 3 * polls - 1 + 2
+    return 3 + 3 * polls - 1 + 3
 
 
 # --- AWS list prices, us-east-1, on-demand, without free tiers --------------------------------------

@@ -285,8 +285,8 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "invoke, DashScope GET, transitions) before its Wait starts; Waits are whole seconds.",
         "- Detection delay: from the task's end to the poll that sees it finished.",
         "- State transitions from `statemachine/poll_task.asl.json`: ClaimTask, LoopDefaults, ApplyDefaults; "
-        "PollTask + IsDone + WaitForTask per unfinished poll; PollTask + IsDone + ExpireLock + Relayed at the "
-        "end (3 x polls + 4). Retries are not counted.",
+        "PollTask + IsDone + WaitForTask per unfinished poll; PollTask + IsDone + EmitCompletion + ExpireLock + "
+        "Relayed at the end (3 x polls + 5). Retries are not counted.",
         "- Lambda arm64 at 1,024 MB (template.yaml): 0.2 s billed per poll that finds the task running, "
         "1.5 s (image) or 6 s (video, about 30 MB) for the final poll that copies the media.",
         "- AWS list prices, us-east-1, on demand, free tiers ignored: Step Functions Standard $0.025 per "

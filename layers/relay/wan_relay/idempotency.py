@@ -3,8 +3,9 @@
 Two kinds of record, each keyed by what makes the effect unique:
 - `wan-relay.media#hash(task_id#index)`: one media item landed; its StoredMedia is kept, so a retried
   or redriven poll reuses it instead of downloading and uploading again;
-- `wan-relay.event#hash(task_id)`: the completion event was accepted by EventBridge; its detail is
-  kept, so a retry answers with the event that was sent instead of sending another.
+- `wan-relay.completion#hash(task_id)`: the task's fate, decided by the first attempt that got that
+  far; its completion detail is kept, so a retried or redriven poll answers with the same detail
+  (the workflow's EmitCompletion state puts it on the bus, once).
 Records live 48 h (DashScope forgets tasks after 24 h). A crashed attempt's record stays
 "in progress" only until that Lambda's deadline (`register_lambda_context`), then the work resumes.
 """
