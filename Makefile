@@ -18,6 +18,24 @@ run: $(STAMP)
 
 test: $(STAMP) lint check-template
 	$(BIN)/python -m pytest
+	@if [ -n "$(PY313)" ]; then $(MAKE) --no-print-directory test-py313; \
+	else echo "note: no python3.13 found: the relay's tests ran on $$($(BIN)/python --version) only"; fi
+
+# The Lambda runtime is python3.13: the code that runs there (tests/unit, tests/faults) is tested on it
+# too, in a venv of its own, with pyenv's 3.13 (or a python3.13 on PATH).
+PY313 := $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
+VENV313 := .venv-py313
+
+$(VENV313)/.installed: pyproject.toml layers/relay/requirements.txt
+	@test -n "$(PY313)" || { echo "no python3.13: pyenv install 3.13, or put python3.13 on PATH"; exit 1; }
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/pip install --quiet --upgrade pip
+	$(VENV313)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: test-py313
+test-py313: $(VENV313)/.installed
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/faults
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
