@@ -18,15 +18,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, ThrottledError
-from .idempotency import RECORD_TTL_SECONDS, Ledger, NoLedger
-from .ingest import MediaStreamer
 from .models import (
     CompletionDetail,
     CompletionStatus,
@@ -41,6 +39,17 @@ from .models import (
 from .normalize import iso_z, normalize
 from .policy import budget_left, kind_from_model, next_wait, throttle_wait
 from .publish import fit_context, fit_detail
+
+if TYPE_CHECKING:  # only a finished task needs them: runtime.py builds them on first use
+    from .idempotency import Ledger, NoLedger
+    from .ingest import MediaStreamer
+
+
+def _no_ledger() -> NoLedger:
+    from .idempotency import NoLedger
+
+    return NoLedger()
+
 
 logger = Logger(child=True)
 
@@ -94,7 +103,7 @@ class Relay:
     streamer: MediaStreamer
     event_source: str
     metrics: Any = None
-    ledger: Ledger | NoLedger = field(default_factory=NoLedger)
+    ledger: Ledger | NoLedger = field(default_factory=_no_ledger)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
     transfer_budget_seconds: float = TRANSFER_BUDGET_SECONDS
@@ -190,6 +199,8 @@ class Relay:
         error: ErrorInfo | None = None,
     ) -> LoopState:
         """Ingest (on success), decide the completion event once, and answer `done` with its detail."""
+        from .idempotency import RECORD_TTL_SECONDS
+
         stored: list[StoredMedia] = []
         failures: list[ItemFailure] = list(task.failures) if task else []
         if task is not None and status is None:

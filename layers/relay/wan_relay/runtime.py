@@ -1,23 +1,35 @@
 """Builds a `Relay` from the environment: configuration, the API key, boto3 clients, HTTP sessions.
 
 Called once per Lambda container (warm starts reuse it). Tests and the local runner build the same
-relay with their own clients through `build_relay`.
+relay with their own clients through `build_relay`. What only a finished task needs (the S3 streamer,
+the idempotency ledger and their clients) is built the first time a finished task uses it: most
+polls find the task still running and never load `ingest` nor Powertools Idempotency, nor make an S3
+or DynamoDB client.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+# Every cold start's first poll reads the key from Secrets Manager: the SDK is part of the typical
+# poll, so it is loaded here, in Lambda's init phase, not in that first invocation.
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from .config import Config
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError, OperatorError
-from .idempotency import Ledger, NoLedger
-from .ingest import MediaStreamer, UrlAllowlist
 from .relay import Relay
+
+if TYPE_CHECKING:
+    from .idempotency import Ledger, NoLedger
+    from .ingest import MediaStreamer
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -52,9 +64,6 @@ def resolve_api_key(config: Config) -> str:
     """The plain key for local runs, else the secret, cached by Powertools for a few minutes."""
     if config.api_key:
         return config.api_key
-    from aws_lambda_powertools.utilities import parameters  # only Lambda needs Secrets Manager
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
     try:
         secret = parameters.get_secret(config.api_key_secret or "", max_age=SECRET_MAX_AGE_SECONDS)
     except GetParameterError as exc:
@@ -67,54 +76,130 @@ def resolve_api_key(config: Config) -> str:
     return api_key_from_secret_string(secret)
 
 
-def default_clients() -> tuple[Any, Any]:
-    """S3 and DynamoDB clients with the SDK's standard retry mode (SlowDown, 5xx retried).
-    The function needs no EventBridge client: the workflow puts the completion event."""
+def default_client(service: str) -> Any:
+    """A client with the SDK's standard retry mode (SlowDown, 5xx retried)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
     retries = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
-    return (
-        boto3.client("s3", config=retries),
-        boto3.client("dynamodb", config=retries),
-    )
+    return boto3.client(service, config=retries)
+
+
+def default_clients() -> tuple[Any, Any]:
+    """S3 and DynamoDB clients, as `default_client` makes them.
+    The function needs no EventBridge client: the workflow puts the completion event."""
+    return default_client("s3"), default_client("dynamodb")
+
+
+class TerminalPath:
+    """The collaborators only a finished task needs, each built on first use: the S3 streamer and the
+    idempotency ledger, with the clients not given (`default_client`). Polls that find the task
+    still running never touch them."""
+
+    def __init__(self, config: Config, *, session: requests.Session, s3: Any = None, dynamodb: Any = None) -> None:
+        self._config = config
+        self._session = session
+        self._clients = {"s3": s3, "dynamodb": dynamodb}
+
+    def _client(self, service: str) -> Any:
+        if self._clients[service] is None:
+            self._clients[service] = default_client(service)
+        return self._clients[service]
+
+    @cached_property
+    def streamer(self) -> MediaStreamer:
+        from .ingest import MediaStreamer, UrlAllowlist
+
+        return MediaStreamer(
+            s3=self._client("s3"),
+            session=self._session,
+            bucket=self._config.media_bucket,
+            prefix=self._config.media_prefix,
+            max_bytes=self._config.max_media_bytes,
+            allowlist=UrlAllowlist(self._config.allowed_media_urls),
+        )
+
+    @cached_property
+    def ledger(self) -> Ledger | NoLedger:
+        from .idempotency import Ledger, NoLedger
+
+        if self._config.idempotency_table:
+            return Ledger(self._config.idempotency_table, self._client("dynamodb"))
+        return NoLedger()
+
+
+class OnFirstUse:
+    """Stands for an object that is built the first time one of its attributes is read or set."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        object.__setattr__(self, "_build", build)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._build(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._build(), name, value)
+
+
+class LedgerOnFirstEffect:
+    """Stands for the idempotency ledger. `Relay` wraps its effects when it is made and registers the
+    Lambda context on every poll; the real ledger is built only when a wrapped effect first runs,
+    and gets the latest context then."""
+
+    def __init__(self, build: Callable[[], Ledger | NoLedger]) -> None:
+        self._build = build
+        self._context: Any = None
+        self._ledger: Ledger | NoLedger | None = None
+
+    def _get(self) -> Ledger | NoLedger:
+        if self._ledger is None:
+            self._ledger = self._build()
+            if self._context is not None:
+                self._ledger.register_lambda_context(self._context)
+        return self._ledger
+
+    @property
+    def table_name(self) -> str | None:
+        return self._get().table_name
+
+    def register_lambda_context(self, context: Any) -> None:
+        self._context = context
+        if self._ledger is not None:
+            self._ledger.register_lambda_context(context)
+
+    def once(self, name: str, effect: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        guarded: Callable[..., dict[str, Any]] | None = None
+
+        def run(*, request: dict[str, Any]) -> dict[str, Any]:
+            nonlocal guarded
+            if guarded is None:
+                guarded = self._get().once(name, effect)
+            return guarded(request=request)
+
+        return run
 
 
 def build_relay(
     config: Config,
     *,
     api_key: str,
-    s3: Any,
+    s3: Any = None,
     dynamodb: Any = None,
     session: requests.Session | None = None,
     metrics: Any = None,
 ) -> Relay:
+    """The relay; clients not given are made when a finished task first needs them."""
     session = session or requests.Session()
-    if config.idempotency_table:
-        if dynamodb is None:
-            import boto3
-
-            dynamodb = boto3.client("dynamodb")
-        ledger: Ledger | NoLedger = Ledger(config.idempotency_table, dynamodb)
-    else:
-        ledger = NoLedger()
+    terminal = TerminalPath(config, session=session, s3=s3, dynamodb=dynamodb)
     return Relay(
         client=DashScopeClient(config.base_url, api_key, session=session),
-        streamer=MediaStreamer(
-            s3=s3,
-            session=session,
-            bucket=config.media_bucket,
-            prefix=config.media_prefix,
-            max_bytes=config.max_media_bytes,
-            allowlist=UrlAllowlist(config.allowed_media_urls),
-        ),
+        streamer=OnFirstUse(lambda: terminal.streamer),
         event_source=config.event_source,
         metrics=metrics,
-        ledger=ledger,
+        ledger=LedgerOnFirstEffect(lambda: terminal.ledger),
     )
 
 
 def relay_from_env(metrics: Any = None) -> Relay:
     config = Config.from_env()
-    s3, dynamodb = default_clients()
-    return build_relay(config, api_key=resolve_api_key(config), s3=s3, dynamodb=dynamodb, metrics=metrics)
+    return build_relay(config, api_key=resolve_api_key(config), metrics=metrics)

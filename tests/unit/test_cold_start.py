@@ -1,0 +1,96 @@
+"""What a new Lambda container loads: a poll that finds the task still running (most polls) loads
+nothing that only a finished task needs, and the layer brings no AWS SDK of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import distribution
+
+from wan_relay_local.lambda_bridge import FUNCTIONS
+from wan_relay_local.replay import ReplayDashScope
+
+from tests.conftest import API_KEY, ROOT, sample
+
+#: modules only the end of a task needs (ingest, idempotency ledger), and the X-Ray SDK
+TERMINAL_ONLY = (
+    "wan_relay.ingest", "wan_relay.ranged", "wan_relay.idempotency",
+    "aws_lambda_powertools.utilities.idempotency", "boto3.s3.transfer", "aws_xray_sdk",
+)
+
+_FIRST_POLL = """
+import json, sys
+sys.path.insert(0, {function_dir!r})
+import app
+
+class Context:
+    function_name = "poll"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:poll"
+    aws_request_id = "request"
+    def get_remaining_time_in_millis(self):
+        return 900_000
+
+answer = app.lambda_handler({{"task_id": {task_id!r}}}, Context())
+print(json.dumps({{"answer": answer, "modules": sorted(sys.modules)}}))
+"""
+
+
+def first_poll_in_a_new_container(replay: ReplayDashScope, task_id: str) -> dict:
+    """The handler imported and called once, in a fresh interpreter, as Lambda does (tracing active)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "DASHSCOPE_"))}
+    env.update({
+        "AWS_LAMBDA_FUNCTION_NAME": "poll", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_SERVICE_NAME": "wan-relay", "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
+        "DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": API_KEY, "MEDIA_BUCKET": "unused",
+        "IDEMPOTENCY_TABLE": "unused", "ALLOWED_MEDIA_URLS": replay.origin,
+    })
+    code = _FIRST_POLL.format(function_dir=str(FUNCTIONS / "poll_task"), task_id=task_id)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         timeout=60)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_poll_that_finds_the_task_running_loads_nothing_only_a_finished_task_needs():
+    running = sample("running")
+    task_id = running["output"]["task_id"]
+    with ReplayDashScope(api_key=API_KEY) as replay:
+        replay.script(task_id, running)
+        result = first_poll_in_a_new_container(replay, task_id)
+
+    assert result["answer"]["done"] is False and result["answer"]["status"] == "RUNNING"
+    loaded = [m for m in result["modules"] if m.startswith(TERMINAL_ONLY)]
+    assert loaded == [], "the typical poll loaded what only a finished task needs"
+
+
+def _requirement_names(requirements: list[str]) -> list[str]:
+    """Distribution names of requirement lines, extras and markers for other Pythons left out."""
+    names = []
+    for line in requirements:
+        line, _, marker = line.partition(";")
+        if marker.strip() and "extra ==" in marker:
+            continue
+        name = re.split(r"[\s\[<>=!~]", line.strip(), maxsplit=1)[0]
+        if name:
+            names.append(name)
+    return names
+
+
+def test_the_layer_brings_no_aws_sdk_to_shadow_the_runtimes():
+    pins = [line for line in (ROOT / "layers/relay/requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert not any("[" in line for line in pins), "no extras: they are where the X-Ray SDK and botocore came from"
+    seen: set[str] = set()
+    todo = _requirement_names(pins)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_requirement_names(distribution(name).requires or []))
+    assert seen.isdisjoint({"boto3", "botocore", "s3transfer", "aws-xray-sdk"}), sorted(seen)
