@@ -36,7 +36,9 @@ class Context:
         return 900_000
 
 answer = app.lambda_handler({{"task_id": {task_id!r}}}, Context())
-print(json.dumps({{"answer": answer, "modules": sorted(sys.modules)}}))
+from wan_relay import models
+built = [name for name in dir(models) if getattr(getattr(models, name), "__pydantic_complete__", False)]
+print(json.dumps({{"answer": answer, "modules": sorted(sys.modules), "built_models": built}}))
 """
 
 
@@ -66,6 +68,8 @@ def test_a_poll_that_finds_the_task_running_loads_nothing_only_a_finished_task_n
     assert result["answer"]["done"] is False and result["answer"]["status"] == "RUNNING"
     loaded = [m for m in result["modules"] if m.startswith(TERMINAL_ONLY)]
     assert loaded == [], "the typical poll loaded what only a finished task needs"
+    assert {"LoopState", "Task"} <= set(result["built_models"])
+    assert {"CompletionDetail", "StoredMedia", "Timing", "ErrorInfo"}.isdisjoint(result["built_models"])
 
 
 def _requirement_names(requirements: list[str]) -> list[str]:

@@ -36,6 +36,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _TerminalModel(_Model):
+    """A model only a finished task uses: its validator is built on first use, not at import, so the
+    polls that find the task still running (most of them) never pay for building it."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # --- the normalized DashScope task ------------------------------------------------------------
 
 
@@ -109,7 +116,7 @@ class Task(_Model):
 # --- the completion event ---------------------------------------------------------------------
 
 
-class StoredMedia(_Model):
+class StoredMedia(_TerminalModel):
     """One media item as it landed in S3."""
 
     index: int
@@ -123,7 +130,7 @@ class StoredMedia(_Model):
     source_expires_at: IsoUtc | None = None
 
 
-class Timing(_Model):
+class Timing(_TerminalModel):
     submitted_at: IsoUtc | None = None
     scheduled_at: IsoUtc | None = None
     ended_at: IsoUtc | None = None
@@ -132,14 +139,14 @@ class Timing(_Model):
     detected_at: IsoUtc
 
 
-class ErrorInfo(_Model):
+class ErrorInfo(_TerminalModel):
     code: str
     message: str
     category: str
     retryable: bool
 
 
-class CompletionDetail(_Model):
+class CompletionDetail(_TerminalModel):
     """The `detail` of the `Wan Task Completed` event: one per task, success or failure."""
 
     model_config = ConfigDict(
