@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -40,7 +41,7 @@ from .normalize import iso_z, normalize
 from .policy import budget_left, kind_from_model, next_wait, throttle_wait
 from .publish import fit_context, fit_detail
 
-if TYPE_CHECKING:  # only a finished task needs them: runtime.py builds them on first use
+if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
 
@@ -99,19 +100,42 @@ def parse_state(event: Any) -> LoopState:
 
 @dataclass
 class Relay:
+    """One poll of the wait loop. What only a finished task needs, the media streamer and the
+    idempotency ledger (and through them s3transfer, Powertools Idempotency, the S3 and DynamoDB
+    clients), is made from its factory the first time a finished task uses it: most polls find the
+    task still running and never load any of it."""
+
     client: DashScopeClient
-    streamer: MediaStreamer
+    make_streamer: Callable[[], MediaStreamer]
     event_source: str
     metrics: Any = None
-    ledger: Ledger | NoLedger = field(default_factory=_no_ledger)
+    make_ledger: Callable[[], Ledger | NoLedger] = _no_ledger
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
     transfer_budget_seconds: float = TRANSFER_BUDGET_SECONDS
 
     def __post_init__(self) -> None:
-        self._store_once = self.ledger.once("media", self._store_effect)
-        self._decide_once = self.ledger.once("completion", self._decide_effect)
         self._transfer_deadline: float | None = None
+        self._lambda_context: Any = None
+
+    @cached_property
+    def streamer(self) -> MediaStreamer:
+        return self.make_streamer()
+
+    @cached_property
+    def ledger(self) -> Ledger | NoLedger:
+        ledger = self.make_ledger()
+        if self._lambda_context is not None:
+            ledger.register_lambda_context(self._lambda_context)
+        return ledger
+
+    @cached_property
+    def _store_once(self) -> Callable[..., dict[str, Any]]:
+        return self.ledger.once("media", self._store_effect)
+
+    @cached_property
+    def _decide_once(self) -> Callable[..., dict[str, Any]]:
+        return self.ledger.once("completion", self._decide_effect)
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -120,7 +144,9 @@ class Relay:
         state = parse_state(event)
         budget = self.transfer_budget_seconds
         if lambda_context is not None:
-            self.ledger.register_lambda_context(lambda_context)
+            self._lambda_context = lambda_context
+            if "ledger" in self.__dict__:  # made by an earlier poll of this container
+                self.ledger.register_lambda_context(lambda_context)
             remaining = lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_TIME_MARGIN_SECONDS
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget

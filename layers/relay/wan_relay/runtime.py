@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -91,94 +89,6 @@ def default_clients() -> tuple[Any, Any]:
     return default_client("s3"), default_client("dynamodb")
 
 
-class TerminalPath:
-    """The collaborators only a finished task needs, each built on first use: the S3 streamer and the
-    idempotency ledger, with the clients not given (`default_client`). Polls that find the task
-    still running never touch them."""
-
-    def __init__(self, config: Config, *, session: requests.Session, s3: Any = None, dynamodb: Any = None) -> None:
-        self._config = config
-        self._session = session
-        self._clients = {"s3": s3, "dynamodb": dynamodb}
-
-    def _client(self, service: str) -> Any:
-        if self._clients[service] is None:
-            self._clients[service] = default_client(service)
-        return self._clients[service]
-
-    @cached_property
-    def streamer(self) -> MediaStreamer:
-        from .ingest import MediaStreamer, UrlAllowlist
-
-        return MediaStreamer(
-            s3=self._client("s3"),
-            session=self._session,
-            bucket=self._config.media_bucket,
-            prefix=self._config.media_prefix,
-            max_bytes=self._config.max_media_bytes,
-            allowlist=UrlAllowlist(self._config.allowed_media_urls),
-        )
-
-    @cached_property
-    def ledger(self) -> Ledger | NoLedger:
-        from .idempotency import Ledger, NoLedger
-
-        if self._config.idempotency_table:
-            return Ledger(self._config.idempotency_table, self._client("dynamodb"))
-        return NoLedger()
-
-
-class OnFirstUse:
-    """Stands for an object that is built the first time one of its attributes is read or set."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        object.__setattr__(self, "_build", build)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._build(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._build(), name, value)
-
-
-class LedgerOnFirstEffect:
-    """Stands for the idempotency ledger. `Relay` wraps its effects when it is made and registers the
-    Lambda context on every poll; the real ledger is built only when a wrapped effect first runs,
-    and gets the latest context then."""
-
-    def __init__(self, build: Callable[[], Ledger | NoLedger]) -> None:
-        self._build = build
-        self._context: Any = None
-        self._ledger: Ledger | NoLedger | None = None
-
-    def _get(self) -> Ledger | NoLedger:
-        if self._ledger is None:
-            self._ledger = self._build()
-            if self._context is not None:
-                self._ledger.register_lambda_context(self._context)
-        return self._ledger
-
-    @property
-    def table_name(self) -> str | None:
-        return self._get().table_name
-
-    def register_lambda_context(self, context: Any) -> None:
-        self._context = context
-        if self._ledger is not None:
-            self._ledger.register_lambda_context(context)
-
-    def once(self, name: str, effect: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        guarded: Callable[..., dict[str, Any]] | None = None
-
-        def run(*, request: dict[str, Any]) -> dict[str, Any]:
-            nonlocal guarded
-            if guarded is None:
-                guarded = self._get().once(name, effect)
-            return guarded(request=request)
-
-        return run
-
-
 def build_relay(
     config: Config,
     *,
@@ -188,15 +98,35 @@ def build_relay(
     session: requests.Session | None = None,
     metrics: Any = None,
 ) -> Relay:
-    """The relay; clients not given are made when a finished task first needs them."""
+    """The relay; the streamer, the ledger and the clients not given are made when a finished task
+    first needs them."""
     session = session or requests.Session()
-    terminal = TerminalPath(config, session=session, s3=s3, dynamodb=dynamodb)
+
+    def make_streamer() -> MediaStreamer:
+        from .ingest import MediaStreamer, UrlAllowlist
+
+        return MediaStreamer(
+            s3=s3 if s3 is not None else default_client("s3"),
+            session=session,
+            bucket=config.media_bucket,
+            prefix=config.media_prefix,
+            max_bytes=config.max_media_bytes,
+            allowlist=UrlAllowlist(config.allowed_media_urls),
+        )
+
+    def make_ledger() -> Ledger | NoLedger:
+        from .idempotency import Ledger, NoLedger
+
+        if config.idempotency_table:
+            return Ledger(config.idempotency_table, dynamodb if dynamodb is not None else default_client("dynamodb"))
+        return NoLedger()
+
     return Relay(
         client=DashScopeClient(config.base_url, api_key, session=session),
-        streamer=OnFirstUse(lambda: terminal.streamer),
+        make_streamer=make_streamer,
         event_source=config.event_source,
         metrics=metrics,
-        ledger=LedgerOnFirstEffect(lambda: terminal.ledger),
+        make_ledger=make_ledger,
     )
 
 
