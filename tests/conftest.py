@@ -12,7 +12,6 @@ from typing import Any
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "wan-relay")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "WanRelay")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 import jsonschema
 import pytest

@@ -292,6 +292,10 @@ def _run_direct(args: argparse.Namespace, loop_input: dict[str, Any], environ: d
                 stdout: TextIO) -> int:
     _check_relay_environment(environ, embedded=False)
     import boto3
+
+    if boto3.session.Session().region_name is None:
+        # the relay makes its S3 client only when the task is done: say it now, not at the end
+        raise UsageError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)")
     from botocore.exceptions import BotoCoreError
     from wan_relay.config import Config
     from wan_relay.errors import WanRelayError

@@ -30,11 +30,10 @@ RELAY_VARIABLES = (
     "EVENT_SOURCE",
 )
 
-#: what Powertools needs in this process: the handler module makes its Logger and Tracer at import
+#: what Powertools needs in this process: the handler module makes its Logger and Metrics at import
 _PROCESS_DEFAULTS = {
     "POWERTOOLS_SERVICE_NAME": "wan-relay",
     "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
-    "POWERTOOLS_TRACE_DISABLED": "true",
 }
 
 

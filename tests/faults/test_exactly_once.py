@@ -58,7 +58,7 @@ class World:
         """The function, as moto's Lambda calls it: one process per attempt (the function's
         environment is this process's during the call)."""
         kill_point = self.kill_points.pop(0) if self.kill_points else "none"
-        env = {**os.environ, "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS), "POWERTOOLS_TRACE_DISABLED": "true"}
+        env = {**os.environ, "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS)}
         done = subprocess.run(
             [sys.executable, "-m", "tests.faults.attempt", kill_point, json.dumps(state)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,

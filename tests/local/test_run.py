@@ -167,6 +167,22 @@ def test_run_with_aws_and_a_missing_bucket_says_so_in_one_line(
     assert err.strip() == "wan-relay: MEDIA_BUCKET is required: the S3 bucket the media is streamed into"
 
 
+def test_run_with_aws_and_no_region_says_so_before_polling(
+    aws_account: Account, replay: ReplayDashScope, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task_id = _script(replay, "wan2.7-i2v_succeeded")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+
+    code, _, err = _run_in_process(["run", task_id, "--aws", "--out", str(tmp_path)], capsys)
+
+    assert code == 2
+    assert err.strip().startswith("wan-relay: no AWS region")
+    assert replay.polls(task_id) == 0
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "reason"),
     [

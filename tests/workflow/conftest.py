@@ -130,7 +130,6 @@ def deployed_workflow(replay: ReplayDashScope, parameters: dict[str, str] | None
                 "DASHSCOPE_BASE_URL": replay.base_url,
                 "DASHSCOPE_API_KEY": API_KEY,
                 "ALLOWED_MEDIA_URLS": replay.origin,
-                "POWERTOOLS_TRACE_DISABLED": "true",
             },
             lambdas=lambdas,
             parameters=parameters or {},
