@@ -61,8 +61,8 @@ print((time.perf_counter() - started) * 1000.0)
 #: name -> (what is timed, whether the event is a task that finished: a fresh one per run)
 VARIANTS: dict[str, tuple[str, bool]] = {
     "baseline: import boto3, requests": ("import boto3, requests", False),
-    "baseline + S3 and EventBridge clients": (
-        "import boto3, requests\nboto3.client('s3'); boto3.client('events')", False),
+    "baseline + S3 and DynamoDB clients": (
+        "import boto3, requests\nboto3.client('s3'); boto3.client('dynamodb')", False),
     "handler module (import + module scope)": ("import app", False),
     "handler module + first call's set-up (relay_from_env, key from Secrets Manager)": (
         "import app\napp._get_relay()", False),

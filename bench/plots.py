@@ -118,7 +118,7 @@ def coldstart(medians: dict[str, float], path: Path) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ms in a fresh process (median)")
-    ax.set_title("Cold start: imports and module-scope set-up")
+    ax.set_title("Cold start: the handler's imports, set-up and first poll")
     ax.set_xlim(0, max(values) * 1.2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
