@@ -8,6 +8,7 @@ same media would show as a second version; every event that reached the bus is c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -134,7 +135,9 @@ def video_task(world: World) -> str:
     return answer["output"]["task_id"]
 
 
-@pytest.mark.parametrize("kill_point", ["after-first-part", "after-media-recorded", "before-answer"])
+@pytest.mark.parametrize(
+    "kill_point", ["after-first-part", "after-upload-completed", "after-media-recorded", "before-answer"]
+)
 def test_a_crash_at_any_step_then_the_workflows_retry_lands_the_media_once_and_announces_it_once(
     world, kill_point
 ):
@@ -151,6 +154,9 @@ def test_a_crash_at_any_step_then_the_workflows_retry_lands_the_media_once_and_a
     (event,) = world.events()
     assert event["status"] == "SUCCEEDED" and event["context"] == {"run": kill_point}
     assert event == json.loads(execution["output"])["event"]
+    body = world.s3.get_object(Bucket=world.stack.bucket, Key=f"wan/{task_id}/0.mp4")["Body"].read()
+    (item,) = event["media"]
+    assert (item["size_bytes"], item["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
 
 
 def test_a_second_execution_for_a_finished_task_relays_nothing_again(world):

@@ -13,7 +13,7 @@ from wan_relay.errors import MediaTransferError
 from wan_relay.ingest import UrlAllowlist
 from wan_relay_local.replay import EXPIRED_XML, TINY_PNG, Media, PatternBody
 
-from tests.conftest import completion, sample
+from tests.conftest import BUCKET, completion, sample
 
 TASK = "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f"
 MiB = 1024 * 1024
@@ -183,3 +183,25 @@ def test_a_small_image_keeps_its_bytes_exactly(replay, account, relay):
     replay.script(answer["output"]["task_id"], answer)
     relay.handle({"task_id": answer["output"]["task_id"]})
     assert list(account.objects().values()) == [TINY_PNG]
+
+
+def test_an_object_an_earlier_attempt_landed_without_recording_it_is_kept_not_uploaded_again(replay, account, relay):
+    """No idempotency record (the attempt died after S3 completed the object, or no table): the object
+    at the task's key, with the task's metadata and the source's length, is the media."""
+    video_task(replay, Media(PatternBody(10 * MiB, seed="landed"), content_type="video/mp4"))
+    first = completion(relay.handle({"task_id": TASK}))
+
+    again = completion(relay.handle({"task_id": TASK}))
+
+    assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
+    assert again["media"] == first["media"]  # sha256 read back from S3, same as when it was streamed
+
+
+def test_an_object_of_another_length_at_the_key_is_replaced(replay, account, relay):
+    video_task(replay, Media(PatternBody(10 * MiB, seed="other"), content_type="video/mp4"))
+    account.s3.put_object(Bucket=BUCKET, Key=f"wan/{TASK}/0.mp4", Body=b"stale", Metadata={"task-id": TASK})
+
+    detail = completion(relay.handle({"task_id": TASK}))
+
+    assert detail["media"][0]["size_bytes"] == 10 * MiB
+    assert account.versions() == {f"wan/{TASK}/0.mp4": 2}

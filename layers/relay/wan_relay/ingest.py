@@ -253,6 +253,9 @@ class MediaStreamer:
             if content_type.split(";", 1)[0].strip().lower() in _GENERIC_TYPES:
                 content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
+            landed = self._landed_earlier(key, task_id, ref, expected, content_type)
+            if landed is not None:
+                return landed
             reader = _VerifyingReader(response, expected, self.max_bytes, deadline)
             self._abort_stale_uploads(key)
             # --- ranged parallel copy (wan_relay/ranged.py) when the host serves byte ranges; else one stream
@@ -279,6 +282,43 @@ class MediaStreamer:
             size_bytes=reader.size,
             content_type=content_type,
             sha256=reader.sha256.hexdigest(),
+            source_expires_at=ref.expires_at,
+        )
+
+    def _landed_earlier(self, key: str, task_id: str, ref: MediaRef, expected: int | None,
+                        content_type: str) -> StoredMedia | None:
+        """The object an earlier attempt of this task completed, then died before recording it: kept,
+        not uploaded again (a second version), its sha256 read back from S3 instead of the source.
+
+        Keys are per task and item, and S3 makes a multipart object visible only once it is complete,
+        with every part checked against its checksum; the length is checked against the source's. Any
+        answer but a match (404, or 403 when the role may not list the bucket) means: not there."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return None
+        if head.get("Metadata", {}).get("task-id") != task_id:
+            return None
+        size = head.get("ContentLength")
+        if expected is not None and size != expected:
+            return None
+        digest = hashlib.sha256()
+        read = 0
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key, IfMatch=head["ETag"])["Body"]
+            for chunk in iter(lambda: body.read(PART_SIZE), b""):
+                digest.update(chunk)
+                read += len(chunk)
+        except ClientError as exc:
+            raise _storage_error(exc, self.bucket) from None
+        except (BotoCoreError, Urllib3Error) as exc:
+            raise MediaTransferError(f"could not read back s3://{self.bucket}/{key}: {type(exc).__name__}",
+                                     code="ReadBack") from None
+        if read != size:
+            raise MediaTransferError(f"s3://{self.bucket}/{key} read back {read} of {size} bytes", code="ReadBack")
+        return StoredMedia(
+            index=ref.index, type=ref.type, bucket=self.bucket, key=key, s3_uri=f"s3://{self.bucket}/{key}",
+            size_bytes=read, content_type=head.get("ContentType") or content_type, sha256=digest.hexdigest(),
             source_expires_at=ref.expires_at,
         )
 
