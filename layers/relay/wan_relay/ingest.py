@@ -155,6 +155,10 @@ class _VerifyingReader:
             self.part_checksums.append(zlib.crc32(data).to_bytes(4, "big"))
         return data
 
+    def overflowed(self) -> bool:
+        """Whether the server sent bytes past its Content-Length (known once the body is read to it)."""
+        return self._guard is not None and self._guard.overflow
+
     def _read_some(self, want: int) -> bytes:
         try:
             # read1: whatever one socket read brings, so a trickle meets the deadline check in time
@@ -181,7 +185,7 @@ class _VerifyingReader:
             raise MediaTransferError(
                 f"the media body ended after {self.size} of {self._expected} bytes", code="Truncated"
             )
-        if self._guard is not None and self._guard.overflow:
+        if self.overflowed():
             raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
         return b""
 
@@ -269,7 +273,7 @@ class MediaStreamer:
                     create_args={"ContentType": content_type,
                                  "Metadata": {"task-id": task_id, "index": str(ref.index)}},
                     concurrency=self.max_concurrency, timeout=self.timeout, deadline=deadline,
-                    refusal=_refusal, storage_error=_storage_error,
+                    refusal=_refusal, storage_error=_storage_error, overflowed=reader.overflowed,
                 )
             if copied is not None:
                 reader = copied  # the same size and sha256 attributes

@@ -14,8 +14,9 @@ multipart upload to create, complete or leave behind.
 Bytes are copied once on their way: the socket reads straight into the part buffer (http.client's
 readinto), and the filled buffer goes to hashlib, zlib and botocore as one `bytes` object without a
 copy (a BytesIO's buffer: `getbuffer()` to fill it, `getvalue()` to hand it over; BytesIO copies on
-write should anything still hold it when it is refilled). hashlib and zlib release the GIL on it,
-and the socket sends it in one call, so the download, hashing and upload threads run in parallel.
+write should anything still hold it when it is refilled); botocore signs and sends it through a
+file-like view whose reads are slices of it, not copies (_PartBody). hashlib, zlib and the socket
+release the GIL on large buffers, so the download, hashing and upload threads run in parallel.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import heapq
 import io
 import math
 import re
@@ -51,8 +53,12 @@ READ_CHUNK = 256 * 1024
 #: concurrent Range GETs, and so the most part buffers held at once: on a window-bound link each
 #: range costs a round trip before its first byte, so a few more streams than upload threads
 STREAMS = 6
-#: part uploads at a time: S3 takes a part faster than a long link delivers one
-UPLOADS = 2
+#: part uploads at a time, at most (and at most the streamer's concurrency): where S3 is the slower
+#: side (a fast link), it gets several parts at once; on a long link most of these threads wait
+UPLOADS = 4
+#: a first answer whose headers came back within this many ms (request to headers, handshake included)
+#: is on a short link: one stream is not window-bound there, and range requests would only add work
+FAST_MS = 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -98,15 +104,21 @@ def copy_in_ranges(
     refusal: Callable[[requests.Response], Exception],
     storage_error: Callable[[ClientError, str], Exception],
     deadline: float | None = None,
+    overflowed: Callable[[], bool] | None = None,
 ) -> RangedCopy | None:
     """Copies the body behind `response` (a 200 not read yet) to `s3://bucket/key` in ranges.
 
+    On a short link (the first answer's headers came within FAST_MS) the parts are read one after
+    the other from the first answer instead: one stream is not window-bound there, and ranges would
+    only cost requests. `overflowed` then tells, once that answer is read to its Content-Length,
+    whether the server sent more (the copy fails: LengthMismatch).
+
     Returns None, having started nothing, when the host ignores ranges after all (its answer to the
     first one is a 200): the caller then streams `response` whole. `create_args` are the multipart
-    upload's ContentType, Metadata and ChecksumAlgorithm.
+    upload's ContentType and Metadata.
     """
     copier = _RangedCopier(s3, session, response, size, bucket, key, create_args, max(1, concurrency), timeout,
-                           refusal, deadline)
+                           refusal, deadline, overflowed)
     try:
         return copier.run()
     except ClientError as exc:
@@ -118,6 +130,43 @@ def copy_in_ranges(
 def _new_buffer(size: int) -> io.BytesIO:
     """A part buffer of `size` zero bytes (untouched pages until the socket fills them)."""
     return io.BytesIO(bytes(size))
+
+
+class _PartBody:
+    """A part's bytes as the file-like body botocore takes, without copies: botocore turns a `bytes`
+    Body into a BytesIO, whose every read (1 MiB to sign the payload, 128 KiB blocks to send it) is
+    a copy; here a read returns a memoryview slice (hashlib, zlib and sockets take those as bytes),
+    and a read of everything from the start returns the bytes object itself. Seekable, for retries."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._view = memoryview(data)
+        self._position = 0
+
+    def read(self, amount: int | None = -1) -> bytes | memoryview:
+        start = self._position
+        end = len(self._data) if amount is None or amount < 0 else min(len(self._data), start + amount)
+        self._position = max(start, end)
+        if start == 0 and end == len(self._data):
+            return self._data
+        return self._view[start:end]
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: len(self._data)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return max(0, len(self._data) - self._position)
 
 
 def _crc32(data: Any) -> bytes:
@@ -165,7 +214,9 @@ class _RangesIgnored(Exception):
 class _RangedCopier:
     def __init__(self, s3: Any, session: requests.Session, response: requests.Response, size: int, bucket: str,
                  key: str, create_args: dict[str, Any], concurrency: int, timeout: tuple[float, float],
-                 refusal: Callable[[requests.Response], Exception], deadline: float | None) -> None:
+                 refusal: Callable[[requests.Response], Exception], deadline: float | None,
+                 overflowed: Callable[[], bool] | None = None) -> None:
+        self.overflowed = overflowed
         self.s3 = s3
         self.session = session
         self.url = response.url
@@ -193,8 +244,15 @@ class _RangedCopier:
         self._part_checksums: dict[int, bytes] = {}
         self._error: BaseException | None = None
         self._uploads: ThreadPoolExecutor | None = None
+        self._ready: list[int] = []  # downloaded parts waiting for an upload thread (a heap: lowest first)
         self._open: set[requests.Response] = set()
         self._confirmed = threading.Event()  # a range was answered with a 206
+        #: one stream: every part from the first answer, in order (no ranges)
+        elapsed = getattr(response, "elapsed", None)
+        self.sequential = elapsed is not None and elapsed.total_seconds() * 1000 < FAST_MS
+        if self.sequential:
+            self._confirmed.set()
+            self._open.add(response)
         self._created = threading.Event()  # the multipart upload exists (or the copy failed)
 
     # --- the copy -------------------------------------------------------------------------------
@@ -204,7 +262,7 @@ class _RangedCopier:
             digest = self._transfer()
             if self._whole is not None:
                 args = {k: v for k, v in self.create_args.items() if k != "ChecksumAlgorithm"}
-                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=self._whole.getvalue(),
+                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=_PartBody(self._whole.getvalue()),
                                    ChecksumSHA256=base64.b64encode(digest.digest()).decode(), **args)
                 return RangedCopy(size=self.size, sha256=digest, part_checksums=[], checksum_algorithm="SHA256")
             if self.upload_id is None:
@@ -253,7 +311,7 @@ class _RangedCopier:
         hashed = 0
         submitted = 0
         low_uploaded = 0
-        pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="wan-relay-range")
+        pool = ThreadPoolExecutor(max_workers=1 if self.sequential else STREAMS, thread_name_prefix="wan-relay-range")
         uploads = max(1, min(UPLOADS, self.concurrency))
         self._uploads = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="wan-relay-part")
         try:
@@ -320,7 +378,7 @@ class _RangedCopier:
         try:
             if self._error is not None:
                 raise _Cancelled
-            if index == 0:
+            if index == 0 or self.sequential:
                 while not self._confirmed.wait(0.05):
                     if self._error is not None:
                         raise _Cancelled  # the first answer stays unread for the single stream
@@ -335,11 +393,20 @@ class _RangedCopier:
                 self._cond.notify_all()
             if not self.single:
                 assert self._uploads is not None
-                self._uploads.submit(self._upload_part, index, buffer)
+                with self._cond:
+                    heapq.heappush(self._ready, index)
+                self._uploads.submit(self._upload_next)
         except BaseException as exc:
-            if response is not None and index > 0:
+            if response is not None and (index > 0 or self.sequential):
                 response.close()
             self._fail(exc)
+
+    def _upload_next(self) -> None:
+        """Uploads the lowest part waiting (one task per part): the parts the window waits for first."""
+        with self._cond:
+            index = heapq.heappop(self._ready)
+            buffer = self._buffers[index]
+        self._upload_part(index, buffer)
 
     def _upload_part(self, index: int, buffer: io.BytesIO) -> None:
         try:
@@ -353,7 +420,7 @@ class _RangedCopier:
             part_checksum = _crc32(data)
             checksum = base64.b64encode(part_checksum).decode()
             answer = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                         PartNumber=index + 1, Body=data, ChecksumCRC32=checksum)
+                                         PartNumber=index + 1, Body=_PartBody(data), ChecksumCRC32=checksum)
             del data
             entry = {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum}
             with self._cond:
@@ -448,17 +515,24 @@ class _RangedCopier:
                         f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated"
                     )
                 filled += got
-            if index > 0:
+            if index > 0 and not self.sequential:
                 if self._surplus(response, inner):
                     raise MediaTransferError(f"the media range from byte {start} is longer than asked",
                                              code="LengthMismatch")
                 _release(response, inner)
+            if self.sequential and index < self.count - 1:
+                return  # the next part follows on the same answer
+            if self.sequential and self.overflowed is not None and self.overflowed():
+                raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
+        except BaseException:
+            response.close()
+            raise
         finally:
             view.release()
             whole.release()
-            response.close()
-            with self._cond:
-                self._open.discard(response)
+        response.close()
+        with self._cond:
+            self._open.discard(response)
 
     @staticmethod
     def _surplus(response: requests.Response, inner: Any) -> bool:
