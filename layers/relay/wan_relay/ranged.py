@@ -249,7 +249,9 @@ class _RangedCopier:
         self._confirmed = threading.Event()  # a range was answered with a 206
         #: one stream: every part from the first answer, in order (no ranges)
         elapsed = getattr(response, "elapsed", None)
-        self.sequential = elapsed is not None and elapsed.total_seconds() * 1000 < FAST_MS
+        # (not for a body of two parts: reading the first answer to its end would wait up to 50 ms for
+        # a surplus that never comes, ingest's overflow check; one range for the second part is cheaper)
+        self.sequential = not self.single and elapsed is not None and elapsed.total_seconds() * 1000 < FAST_MS
         if self.sequential:
             self._confirmed.set()
             self._open.add(response)
