@@ -54,7 +54,8 @@ def run_one(competitor: str, url: str, endpoint: str, key: str, timeout: float) 
 
 def run_matrix(origin: str, endpoint: str, plan: list[tuple[int, list[str], int]], label: str,
                timeout: float = 600) -> list[Cell]:
-    """`plan`: (size, competitors, repeats). Competitors alternate within a repeat; each object is
+    """`plan`: (size, competitors, repeats). Competitors alternate within a repeat, in an order that
+    rotates from one repeat to the next; each object is
     checked for its size and deleted before the next run so moto's memory does not pile up."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
@@ -65,7 +66,10 @@ def run_matrix(origin: str, endpoint: str, plan: list[tuple[int, list[str], int]
         cells.extend(row.values())
         url = f"{origin}/media/{size}.mp4"
         for attempt in range(repeats):
-            for competitor in competitors:
+            # each round starts with another competitor: none always follows the same one (moto's
+            # clean-up of the previous object, the page cache, ... would favour some positions)
+            shift = attempt % len(competitors)
+            for competitor in competitors[shift:] + competitors[:shift]:
                 result = run_one(competitor, url, endpoint, f"{competitor}-{attempt}/0.mp4", timeout)
                 landed = s3.head_object(Bucket=BUCKET, Key=result["key"])["ContentLength"]
                 if landed != size or result["size"] != size:

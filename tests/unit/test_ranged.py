@@ -1,11 +1,15 @@
 """The ranged parallel copy: several Range GETs feeding a multipart upload, with the single stream's
 guarantees (whole-body sha256 in order, exact length, abort on any failure) and a fallback when the
-host does not serve ranges."""
+host does not serve ranges. On a short link (the first answer comes back fast) the same copy reads
+the parts one after the other from the first answer: no range requests."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
+import time
+import zlib
 from typing import Any
 
 import pytest
@@ -13,7 +17,7 @@ import requests
 from wan_relay.errors import MediaTransferError
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
 from wan_relay.models import MediaRef
-from wan_relay.ranged import MIN_PART_SIZE
+from wan_relay.ranged import FAST_MS, MIN_PART_SIZE
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
 
 from tests.conftest import BUCKET
@@ -22,7 +26,22 @@ PART = MIN_PART_SIZE
 SIZE = 3 * PART + 12345  # four parts, the last one short
 
 
-class _HostThatCutsOneRange(ReplayDashScope):
+class _FarHost(ReplayDashScope):
+    """A host on a long link: its first answer (no Range) takes longer than FAST_MS to come back."""
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+
+        class Handler(base):
+            def do_GET(self) -> None:
+                if not self.headers.get("Range"):
+                    time.sleep(2 * FAST_MS / 1000)
+                super().do_GET()
+
+        return Handler
+
+
+class _HostThatCutsOneRange(_FarHost):
     """Answers the range starting at `cut_from` with its full Content-Length but only half the bytes."""
 
     cut_from = 2 * PART
@@ -70,7 +89,7 @@ class _HostWithoutRanges(ReplayDashScope):
         return Handler
 
 
-class _HostThatIgnoresRanges(ReplayDashScope):
+class _HostThatIgnoresRanges(_FarHost):
     """Advertises `Accept-Ranges: bytes` but answers every request with the whole body (200)."""
 
     def _handler_class(self) -> Any:
@@ -95,9 +114,9 @@ def _serve(server_class: type[ReplayDashScope], body: PatternBody) -> ReplayDash
     return server
 
 
-def test_a_large_body_is_copied_in_parallel_ranges_with_the_whole_body_sha256(account):
+def test_a_large_body_from_a_far_host_is_copied_in_parallel_ranges_with_the_whole_body_sha256(account):
     body = PatternBody(SIZE, seed="ranged")
-    server = _serve(ReplayDashScope, body)
+    server = _serve(_FarHost, body)
     try:
         stored = _streamer(server, account.s3).store("task-1", MediaRef(index=0, type="video",
                                                                        url=server.media_url("/media/video.mp4")))
@@ -147,7 +166,7 @@ def test_a_host_without_working_ranges_gets_the_single_stream_with_the_same_resu
 
 def test_a_body_of_two_parts_is_fetched_in_two_ranges_and_stored_by_one_put(account):
     body = PatternBody(2 * PART - 999, seed="two-parts")
-    server = _serve(ReplayDashScope, body)
+    server = _serve(_FarHost, body)
     calls: list[str] = []
     account.s3.meta.events.register("provide-client-params.s3.*", lambda model, **_: calls.append(model.name))
     try:
@@ -174,3 +193,43 @@ def test_a_body_of_one_part_keeps_the_single_stream(account):
         server.stop()
 
     assert stored.sha256 == body.sha256() and ranges == []
+
+
+def _composite_crc32(data: bytes, part: int) -> str:
+    crcs = b"".join(zlib.crc32(data[i : i + part]).to_bytes(4, "big") for i in range(0, len(data), part))
+    return base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+
+
+def test_a_large_body_from_a_near_host_is_read_as_one_stream_in_parts_each_with_its_crc32(account):
+    body = PatternBody(SIZE, seed="near")
+    server = _serve(ReplayDashScope, body)
+    try:
+        stored = _streamer(server, account.s3).store("task-6", MediaRef(index=0, type="video",
+                                                                       url=server.media_url("/media/video.mp4")))
+        ranges = [r["range"] for r in server.requests if r["range"]]
+    finally:
+        server.stop()
+
+    assert stored.size_bytes == SIZE and stored.sha256 == body.sha256() and ranges == []
+    data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-6/0.mp4")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == body.sha256()
+    head = account.s3.head_object(Bucket=BUCKET, Key="wan/task-6/0.mp4", ChecksumMode="ENABLED")
+    # S3 checked every part's CRC32; the object's is the CRC32 of theirs (moto may leave out the "-4")
+    assert head["ChecksumCRC32"].split("-")[0] == _composite_crc32(data, PART)
+    assert account.unfinished_uploads() == []
+
+
+@pytest.mark.parametrize(("fault", "code"), [("truncate", "Truncated"), ("overlong", "LengthMismatch")])
+def test_a_near_host_sending_less_or_more_than_its_length_fails_the_copy_and_leaves_nothing(account, fault, code):
+    server = ReplayDashScope().start()
+    server.add_media("/media/video.mp4", Media(PatternBody(SIZE, seed=fault), content_type="video/mp4", fault=fault))
+    try:
+        with pytest.raises(MediaTransferError) as caught:
+            _streamer(server, account.s3).store("task-7", MediaRef(index=0, type="video",
+                                                                  url=server.media_url("/media/video.mp4")))
+    finally:
+        server.stop()
+
+    assert caught.value.code in (code, "StreamBroken")
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    assert account.unfinished_uploads() == []

@@ -1,9 +1,12 @@
 """Media URL allowlist and the streaming copy of one media item into S3.
 
 The body flows from the HTTP socket to S3's multipart upload in parts; memory is bounded by a few
-parts whatever the size. While it flows, its bytes are counted and hashed (sha256); a body shorter
-or longer than its Content-Length, or over the size limit, makes the upload abort, so no object and
-no unfinished multipart upload is left. Redirects are followed by hand, each hop checked.
+parts whatever the size. While it flows, its bytes are counted and hashed (sha256, for the event);
+a body shorter or longer than its Content-Length, or over the size limit, makes the upload abort, so
+no object and no unfinished multipart upload is left. Each part goes to S3 with a CRC32 checksum,
+which S3 checks on arrival; once stored, the object's length and S3's checksum of it (the composite
+of the parts' CRC32s, or the sha256 of a body sent in one PUT) are compared with what was read.
+Redirects are followed by hand, each hop checked.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import re
 import socket
 import time
+import zlib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -129,8 +133,10 @@ class _VerifyingReader:
         self._deadline = deadline
         self.size = 0
         self.sha256 = hashlib.sha256()
-        #: sha256 of each read: s3transfer makes one part of each read (threshold == part size)
-        self.part_digests: list[bytes] = []
+        #: CRC32 of each read: s3transfer makes one part of each read (threshold == part size), or
+        #: stores the one read with a single PUT
+        self.part_checksums: list[bytes] = []
+        self.checksum_algorithm = "CRC32"
         self._guard = _guard_tail(response) if expected is not None else None
 
     def read(self, amount: int = -1) -> bytes:
@@ -146,8 +152,12 @@ class _VerifyingReader:
             got += len(piece)
         data = b"".join(pieces)
         if data:
-            self.part_digests.append(hashlib.sha256(data).digest())
+            self.part_checksums.append(zlib.crc32(data).to_bytes(4, "big"))
         return data
+
+    def overflowed(self) -> bool:
+        """Whether the server sent bytes past its Content-Length (known once the body is read to it)."""
+        return self._guard is not None and self._guard.overflow
 
     def _read_some(self, want: int) -> bytes:
         try:
@@ -175,7 +185,7 @@ class _VerifyingReader:
             raise MediaTransferError(
                 f"the media body ended after {self.size} of {self._expected} bytes", code="Truncated"
             )
-        if self._guard is not None and self._guard.overflow:
+        if self.overflowed():
             raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
         return b""
 
@@ -263,16 +273,17 @@ class MediaStreamer:
             if wants_ranges(response, expected):
                 copied = copy_in_ranges(
                     s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
-                    create_args={"ContentType": content_type, "ChecksumAlgorithm": "SHA256",
+                    create_args={"ContentType": content_type,
                                  "Metadata": {"task-id": task_id, "index": str(ref.index)}},
                     concurrency=self.max_concurrency, timeout=self.timeout, deadline=deadline,
-                    refusal=_refusal, storage_error=_storage_error,
+                    refusal=_refusal, storage_error=_storage_error, overflowed=reader.overflowed,
                 )
             if copied is not None:
                 reader = copied  # the same size and sha256 attributes
             else:  # --- end of the ranged copy
                 self._upload(reader, key, content_type, task_id, ref, expected)
-            self._verify_landed(key, reader.size, reader.sha256.digest(), getattr(reader, "part_digests", None))
+            self._verify_landed(key, reader.size, reader.sha256.digest(), reader.checksum_algorithm,
+                                reader.part_checksums)
         return StoredMedia(
             index=ref.index,
             type=ref.type,
@@ -346,9 +357,10 @@ class MediaStreamer:
                 raise _refusal(response)
         raise MediaRejected(f"the media URL redirected more than {MAX_REDIRECTS} times", code="TooManyRedirects")
 
-    def _verify_landed(self, key: str, size: int, digest: bytes, part_digests: list[bytes] | None) -> None:
-        """What S3 holds is what was read: its length, and its SHA-256 checksum (whole-object for a
-        single PUT, the composite of the parts' for a multipart upload). A mismatch deletes it."""
+    def _verify_landed(self, key: str, size: int, sha256: bytes, algorithm: str, part_checksums: list[bytes]) -> None:
+        """What S3 holds is what was read: its length, and its checksum, `algorithm` (SHA256 or CRC32):
+        S3's composite of the parts' checksums for a multipart upload, the whole body's for a single
+        PUT (a body's sha256, or the CRC32 of its one read). A mismatch deletes it."""
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
@@ -356,13 +368,16 @@ class MediaStreamer:
         problem = None
         if head.get("ContentLength") != size:
             problem = f"holds {head.get('ContentLength')} bytes, {size} were read"
-        stored = (head.get("ChecksumSHA256") or "").split("-", 1)[0]
+        stored = (head.get(f"Checksum{algorithm}") or "").split("-", 1)[0]
         if problem is None and stored:
-            expected = {base64.b64encode(digest).decode()}
-            if part_digests:
-                expected.add(base64.b64encode(hashlib.sha256(b"".join(part_digests)).digest()).decode())
+            expected = {_b64(_composite(algorithm, part_checksums))} if part_checksums else set()
+            if algorithm == "SHA256":
+                expected.add(_b64(sha256))
+            elif len(part_checksums) == 1:
+                expected.add(_b64(part_checksums[0]))
             if stored not in expected:
-                problem = "has a SHA-256 checksum that differs from the bytes read"
+                label = {"SHA256": "SHA-256"}.get(algorithm, algorithm)
+                problem = f"has a {label} checksum that differs from the bytes read"
         if problem is not None:
             self.s3.delete_object(Bucket=self.bucket, Key=key)
             raise MediaTransferError(f"s3://{self.bucket}/{key} {problem}", code="ChecksumMismatch")
@@ -391,7 +406,7 @@ class MediaStreamer:
         config.max_in_memory_upload_chunks = self.max_concurrency
         extra = {
             "ContentType": content_type,
-            "ChecksumAlgorithm": "SHA256",
+            "ChecksumAlgorithm": "CRC32",
             "Metadata": {"task-id": task_id, "index": str(ref.index)},
         }
         try:
@@ -400,6 +415,16 @@ class MediaStreamer:
             raise _storage_error(exc, self.bucket) from None
         except BotoCoreError as exc:
             raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _composite(algorithm: str, part_checksums: list[bytes]) -> bytes:
+    """S3's checksum of a multipart object: the checksum of its parts' checksums, concatenated."""
+    joined = b"".join(part_checksums)
+    return hashlib.sha256(joined).digest() if algorithm == "SHA256" else zlib.crc32(joined).to_bytes(4, "big")
 
 
 def _content_length(response: requests.Response) -> int | None:
