@@ -164,10 +164,13 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "multipart upload may remain. Competitors alternate within each round.",
         "",
         "The relay copies a body larger than one 8 MiB part from a host that advertises `Accept-Ranges: bytes` "
-        "with six concurrent `Range` GETs feeding two part-upload threads (`wan_relay/ranged.py`); at most six "
-        "8 MiB part buffers exist at once (anonymous memory maps, returned to the system when a part is hashed "
-        "and uploaded). The whole-body sha256 is computed over the parts in order; each part's sha256 goes to "
-        "S3 as its `ChecksumSHA256`, and the streamer compares S3's composite checksum with them. "
+        "through `wan_relay/ranged.py`: on a long link (the first answer's headers took over 20 ms) six "
+        "concurrent `Range` GETs, on a short one (loopback, here) the first answer read in order, part by "
+        "part, both feeding up to four part uploads. At most six 8 MiB part buffers exist at once, reused "
+        "from part to part; each byte is read from the socket straight into its part buffer and handed to "
+        "hashlib, zlib and botocore without a further copy. The whole-body sha256 (the event's) is computed "
+        "over the parts in order; each part goes to S3 with its CRC32 (`ChecksumCRC32`), and the streamer "
+        "compares S3's composite checksum with the CRC32s of the bytes it read. "
         "\"relay, ranged path off\" is the same streamer forced onto its single-stream path "
         "(`upload_fileobj` of a verifying reader, 4 threads): an ablation, not a competitor.",
         "",
@@ -181,10 +184,13 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "",
         "Reading the numbers: this machine has two cores shared by the media host, moto's server and the "
         "uploader, all Python, so loopback throughput is CPU-bound and noisy (the spread of the runs is in "
-        "brackets): it measures how much CPU each copy costs more than how it uses a network. The relay does "
-        "more work per byte than `upload_fileobj`: two sha256 passes (the whole body, for the event, and each "
-        "part, for S3's checksum) where botocore computes a CRC32 by default, plus a copy of each chunk into "
-        "its part buffer; the CPU column shows it. "
+        "brackets): it measures how much CPU each copy costs more than how it uses a network; moto's server "
+        "alone spends several CPU-seconds per GiB, and assembles a multipart object serially at the end, the "
+        "same for every competitor. The relay does one pass more per byte than `upload_fileobj`: the "
+        "whole-body sha256 the event carries (about 0.6 s per GiB on this CPU); both compute a CRC32 per "
+        "part, and over moto's plain HTTP botocore also SHA-256-signs every request body, for every "
+        "competitor (over TLS, in AWS, the relay's client does not: `payload_signing_enabled` is off, the "
+        "parts' CRC32 covers them). The CPU column shows the difference. "
         + _loopback_verdict(loop) +
         " The naive copy holds the body whole (and botocore copies it once more), so its memory grows with "
         "the file: about 2x the body. `upload_fileobj`'s memory also grows with the size (s3transfer reads "

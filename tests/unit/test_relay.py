@@ -216,3 +216,21 @@ def test_the_api_key_never_appears_in_logs(replay, account, relay, capsys, caplo
     assert "task completed" in everything or "task not finished" in everything  # the logs were captured
     assert "0123456789abcdef-SECRET" not in everything
     assert all(r["authorized"] for r in replay.requests if r["path"].startswith("/api/"))
+
+
+def test_parts_go_to_s3_with_their_crc32_and_are_not_hashed_again_to_sign_them(replay, account, relay):
+    """S3 checks each part against its CRC32; a SHA-256 of the body for the signature would be a
+    second pass over every byte for nothing (the connection is TLS in AWS)."""
+    task_id = _video_task(replay, Media(PatternBody(20 * 1024 * 1024, seed="signing"), content_type="video/mp4"))
+    sent: list[dict[str, str]] = []
+
+    def record(request, **_):
+        sent.append({k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+
+    account.s3.meta.events.register_first("before-send.s3.UploadPart", record)
+
+    state = relay.handle(start(task_id))
+
+    assert state["status"] == "SUCCEEDED" and len(sent) == 3
+    signed = [(h["X-Amz-Content-SHA256"], bool(h.get("x-amz-checksum-crc32"))) for h in sent]
+    assert signed == [("UNSIGNED-PAYLOAD", True)] * 3

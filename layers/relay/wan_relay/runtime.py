@@ -75,12 +75,17 @@ def resolve_api_key(config: Config) -> str:
 
 
 def default_client(service: str) -> Any:
-    """A client with the SDK's standard retry mode (SlowDown, 5xx retried)."""
+    """A client with the SDK's standard retry mode (SlowDown, 5xx retried).
+
+    S3 parts carry their CRC32 (`ChecksumCRC32`, computed by the streamer), which S3 checks; botocore
+    does not recognise a checksum given that way and would SHA-256 the whole body again to sign it.
+    Over TLS with a checksum that is what botocore itself skips, so payload signing is off for S3."""
     import boto3
     from botocore.config import Config as BotoConfig
 
-    retries = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
-    return boto3.client(service, config=retries)
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60,
+                        s3={"payload_signing_enabled": False} if service == "s3" else None)
+    return boto3.client(service, config=config)
 
 
 def default_clients() -> tuple[Any, Any]:
