@@ -161,7 +161,8 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "and its memory: `idle` is its resident size once imports and clients are ready (after one "
         "`list_buckets`), `peak` its `ru_maxrss` after the copy; the table shows peak - idle. Each object is "
         "checked for its length and deleted after its run (moto keeps objects in memory), and no unfinished "
-        "multipart upload may remain. Competitors alternate within each round.",
+        "multipart upload may remain. Competitors take turns within each round, their order rotated from "
+        "round to round.",
         "",
         "The relay copies a body larger than one 8 MiB part from a host that advertises `Accept-Ranges: bytes` "
         "through `wan_relay/ranged.py`: on a long link (the first answer's headers took over 20 ms) six "
