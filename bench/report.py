@@ -198,7 +198,7 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "ahead of its ten upload threads). The relay's stays flat: at most six 8 MiB part buffers. Its "
         "single-stream path, used for hosts without ranges, peaked at "
         f"+{loop[(max(s for s, _ in loop), 'relay_single')]['growth_max']:.0f} MiB at "
-        f"{_size(max(s for s, _ in loop))} (s3transfer's read-ahead of 4 parts plus the parts in flight).",
+        f"{_size(max(s for s, _ in loop))} (s3transfer's read-ahead of 2 parts plus the parts in flight).",
         "",
     ]
 

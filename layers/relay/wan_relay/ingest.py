@@ -402,8 +402,10 @@ class MediaStreamer:
             max_io_queue=self.max_concurrency,
         )
         # s3transfer's own knob (boto3 does not take it as an argument): parts read ahead of the
-        # uploads; with the concurrency it bounds memory to about 2 x 4 parts whatever the size
-        config.max_in_memory_upload_chunks = self.max_concurrency
+        # uploads. Two keep the uploads fed (reading a part is faster than sending it) and bound the
+        # memory, with the parts in flight, to a few parts whatever the size (measured: 4 gave +68 MiB
+        # at 1 GiB, 2 gives about +45 MiB at the same speed)
+        config.max_in_memory_upload_chunks = 2
         extra = {
             "ContentType": content_type,
             "ChecksumAlgorithm": "CRC32",
