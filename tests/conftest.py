@@ -102,6 +102,21 @@ def account() -> Iterator[Account]:
 COMPLETION_SCHEMA = completion_schema()
 
 
+def drain_events(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every EventBridge event a subscriber's queue received so far (each taken off the queue), each
+    checked against the published schema: duplicates show as duplicates."""
+    found = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            event = json.loads(message["Body"])
+            jsonschema.validate(event["detail"], COMPLETION_SCHEMA)
+            found.append(event)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
 def completion(state: dict[str, Any]) -> dict[str, Any]:
     """The completion event a finished poll answers with (the workflow's EmitCompletion puts exactly
     this detail on the bus), checked against the published schema."""

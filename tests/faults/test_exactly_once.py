@@ -28,7 +28,7 @@ from wan_relay_local.lambda_bridge import InProcessLambdas
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
 from wan_relay_local.stack import EmbeddedStack, deploy_embedded_stack
 
-from tests.conftest import API_KEY, sample
+from tests.conftest import API_KEY, drain_events, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -92,15 +92,8 @@ class World:
         return self.s3.list_multipart_uploads(Bucket=self.stack.bucket).get("Uploads", [])
 
     def events(self) -> list[dict]:
-        found = []
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=self.stack.events_queue_url,
-                                                MaxNumberOfMessages=10).get("Messages", [])
-            if not messages:
-                return found
-            for message in messages:
-                found.append(json.loads(message["Body"])["detail"])
-                self.sqs.delete_message(QueueUrl=self.stack.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        """The details of every completion event delivered so far."""
+        return [event["detail"] for event in drain_events(self.sqs, self.stack.events_queue_url)]
 
 
 @pytest.fixture

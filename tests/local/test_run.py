@@ -15,7 +15,7 @@ from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.cli import main
 from wan_relay_local.replay import ReplayDashScope
 
-from tests.conftest import API_KEY, BUCKET, Account, sample
+from tests.conftest import API_KEY, BUCKET, Account, drain_events, sample
 
 from .conftest import assert_media_files_match, load_event, user_environment
 
@@ -120,9 +120,7 @@ def aws_account(replay: ReplayDashScope, account: Account, monkeypatch: pytest.M
 
 def completed_events(account: Account) -> list[dict]:
     """What the subscriber's queue received."""
-    sqs = boto3.client("sqs")
-    messages = sqs.receive_message(QueueUrl=account.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
+    return drain_events(boto3.client("sqs"), account.queue_url)
 
 
 def test_run_with_aws_relays_into_the_accounts_bucket_and_bus(

@@ -16,7 +16,7 @@ import pytest
 import requests
 from wan_relay.errors import MediaTransferError
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
-from wan_relay.models import MediaRef
+from wan_relay.models import MediaRef, StoredMedia
 from wan_relay.ranged import FAST_MS, MIN_PART_SIZE
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
 
@@ -108,21 +108,23 @@ def _streamer(server: ReplayDashScope, s3: Any) -> MediaStreamer:
                          allowlist=UrlAllowlist((server.origin,)))
 
 
-def _serve(server_class: type[ReplayDashScope], body: PatternBody) -> ReplayDashScope:
+def _copy(server_class: type[ReplayDashScope], body: PatternBody, s3: Any, task_id: str,
+          fault: str | None = None) -> tuple[StoredMedia, list[str]]:
+    """Serves `body` from a host of `server_class` and stores it as item 0 of `task_id`: the stored
+    item, and the Range headers the host was asked for."""
     server = server_class().start()
-    server.add_media("/media/video.mp4", Media(body, content_type="video/mp4"))
-    return server
+    server.add_media("/media/video.mp4", Media(body, content_type="video/mp4", fault=fault))
+    try:
+        stored = _streamer(server, s3).store(task_id, MediaRef(index=0, type="video",
+                                                               url=server.media_url("/media/video.mp4")))
+        return stored, [r["range"] for r in server.requests if r["range"]]
+    finally:
+        server.stop()
 
 
 def test_a_large_body_from_a_far_host_is_copied_in_parallel_ranges_with_the_whole_body_sha256(account):
     body = PatternBody(SIZE, seed="ranged")
-    server = _serve(_FarHost, body)
-    try:
-        stored = _streamer(server, account.s3).store("task-1", MediaRef(index=0, type="video",
-                                                                       url=server.media_url("/media/video.mp4")))
-        ranges = [r["range"] for r in server.requests if r["range"]]
-    finally:
-        server.stop()
+    stored, ranges = _copy(_FarHost, body, account.s3, "task-1")
 
     assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
     landed = account.s3.get_object(Bucket=BUCKET, Key="wan/task-1/0.mp4")
@@ -135,13 +137,8 @@ def test_a_large_body_from_a_far_host_is_copied_in_parallel_ranges_with_the_whol
 
 
 def test_a_cut_range_aborts_the_copy_and_leaves_no_object_nor_unfinished_upload(account):
-    server = _serve(_HostThatCutsOneRange, PatternBody(SIZE, seed="cut"))
-    try:
-        with pytest.raises(MediaTransferError) as caught:
-            _streamer(server, account.s3).store("task-2", MediaRef(index=0, type="video",
-                                                                  url=server.media_url("/media/video.mp4")))
-    finally:
-        server.stop()
+    with pytest.raises(MediaTransferError) as caught:
+        _copy(_HostThatCutsOneRange, PatternBody(SIZE, seed="cut"), account.s3, "task-2")
 
     assert caught.value.code in ("Truncated", "StreamBroken")
     assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
@@ -151,12 +148,7 @@ def test_a_cut_range_aborts_the_copy_and_leaves_no_object_nor_unfinished_upload(
 @pytest.mark.parametrize("server_class", [_HostWithoutRanges, _HostThatIgnoresRanges])
 def test_a_host_without_working_ranges_gets_the_single_stream_with_the_same_result(account, server_class):
     body = PatternBody(SIZE, seed="whole")
-    server = _serve(server_class, body)
-    try:
-        stored = _streamer(server, account.s3).store("task-3", MediaRef(index=0, type="video",
-                                                                       url=server.media_url("/media/video.mp4")))
-    finally:
-        server.stop()
+    stored, _ = _copy(server_class, body, account.s3, "task-3")
 
     assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
     data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-3/0.mp4")["Body"].read()
@@ -166,15 +158,9 @@ def test_a_host_without_working_ranges_gets_the_single_stream_with_the_same_resu
 
 def test_a_body_of_two_parts_is_fetched_in_two_ranges_and_stored_by_one_put(account):
     body = PatternBody(2 * PART - 999, seed="two-parts")
-    server = _serve(_FarHost, body)
     calls: list[str] = []
     account.s3.meta.events.register("provide-client-params.s3.*", lambda model, **_: calls.append(model.name))
-    try:
-        stored = _streamer(server, account.s3).store("task-5", MediaRef(index=0, type="video",
-                                                                       url=server.media_url("/media/video.mp4")))
-        ranges = [r["range"] for r in server.requests if r["range"]]
-    finally:
-        server.stop()
+    stored, ranges = _copy(_FarHost, body, account.s3, "task-5")
 
     assert stored.sha256 == body.sha256() and ranges == [f"bytes={PART}-{2 * PART - 1000}"]
     assert "PutObject" in calls and "CreateMultipartUpload" not in calls
@@ -184,13 +170,7 @@ def test_a_body_of_two_parts_is_fetched_in_two_ranges_and_stored_by_one_put(acco
 
 def test_a_body_of_one_part_keeps_the_single_stream(account):
     body = PatternBody(PART, seed="small")
-    server = _serve(ReplayDashScope, body)
-    try:
-        stored = _streamer(server, account.s3).store("task-4", MediaRef(index=0, type="video",
-                                                                       url=server.media_url("/media/video.mp4")))
-        ranges = [r["range"] for r in server.requests if r["range"]]
-    finally:
-        server.stop()
+    stored, ranges = _copy(ReplayDashScope, body, account.s3, "task-4")
 
     assert stored.sha256 == body.sha256() and ranges == []
 
@@ -202,13 +182,7 @@ def _composite_crc32(data: bytes, part: int) -> str:
 
 def test_a_large_body_from_a_near_host_is_read_as_one_stream_in_parts_each_with_its_crc32(account):
     body = PatternBody(SIZE, seed="near")
-    server = _serve(ReplayDashScope, body)
-    try:
-        stored = _streamer(server, account.s3).store("task-6", MediaRef(index=0, type="video",
-                                                                       url=server.media_url("/media/video.mp4")))
-        ranges = [r["range"] for r in server.requests if r["range"]]
-    finally:
-        server.stop()
+    stored, ranges = _copy(ReplayDashScope, body, account.s3, "task-6")
 
     assert stored.size_bytes == SIZE and stored.sha256 == body.sha256() and ranges == []
     data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-6/0.mp4")["Body"].read()
@@ -221,14 +195,8 @@ def test_a_large_body_from_a_near_host_is_read_as_one_stream_in_parts_each_with_
 
 @pytest.mark.parametrize(("fault", "code"), [("truncate", "Truncated"), ("overlong", "LengthMismatch")])
 def test_a_near_host_sending_less_or_more_than_its_length_fails_the_copy_and_leaves_nothing(account, fault, code):
-    server = ReplayDashScope().start()
-    server.add_media("/media/video.mp4", Media(PatternBody(SIZE, seed=fault), content_type="video/mp4", fault=fault))
-    try:
-        with pytest.raises(MediaTransferError) as caught:
-            _streamer(server, account.s3).store("task-7", MediaRef(index=0, type="video",
-                                                                  url=server.media_url("/media/video.mp4")))
-    finally:
-        server.stop()
+    with pytest.raises(MediaTransferError) as caught:
+        _copy(ReplayDashScope, PatternBody(SIZE, seed=fault), account.s3, "task-7", fault=fault)
 
     assert caught.value.code in (code, "StreamBroken")
     assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []

@@ -4,7 +4,6 @@ retry back-off recorded instead of slept."""
 
 from __future__ import annotations
 
-import json
 import time
 import types
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-import jsonschema
 import pytest
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -22,9 +20,8 @@ from wan_relay_local.lambda_bridge import InProcessLambdas
 from wan_relay_local.replay import ReplayDashScope
 from wan_relay_local.stack import EmbeddedStack, deploy_embedded_stack
 
-from tests.conftest import API_KEY, ROOT
+from tests.conftest import API_KEY, drain_events
 
-COMPLETION_SCHEMA = json.loads((ROOT / "schemas" / "wan-task-completed.schema.json").read_text())
 EXECUTION_DEADLINE_SECONDS = 20
 
 
@@ -93,18 +90,7 @@ class Workflow:
 
     def completed_events(self) -> list[dict[str, Any]]:
         """Every completion event delivered so far, each checked against the published schema."""
-        found = []
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=self.stack.events_queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            if not messages:
-                return found
-            for message in messages:
-                event = json.loads(message["Body"])
-                jsonschema.validate(event["detail"], COMPLETION_SCHEMA)
-                found.append(event)
-                self.sqs.delete_message(QueueUrl=self.stack.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return drain_events(self.sqs, self.stack.events_queue_url)
 
     def objects(self) -> dict[str, bytes]:
         listing = self.s3.list_objects_v2(Bucket=self.stack.bucket).get("Contents", [])
