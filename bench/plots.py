@@ -11,10 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 MiB = 1024 * 1024
-ORDER = ("naive", "upload_fileobj", "relay_single", "relay")
+ORDER = ("naive", "upload_fileobj", "upload_fileobj_unsigned", "relay_single", "relay")
 NAMES = {"naive": "naive .content + put_object", "upload_fileobj": "upload_fileobj(raw), defaults",
+         "upload_fileobj_unsigned": "upload_fileobj(raw), unsigned payload (ablation)",
          "relay_single": "relay, one stream (ablation)", "relay": "relay (ranged)"}
-COLORS = {"naive": "#9e9e9e", "upload_fileobj": "#5b8fd9", "relay_single": "#f2b880", "relay": "#d9534f"}
+COLORS = {"naive": "#9e9e9e", "upload_fileobj": "#5b8fd9", "upload_fileobj_unsigned": "#a9c4ee",
+          "relay_single": "#f2b880", "relay": "#d9534f"}
 
 
 def _size(size: int) -> str:

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 
 import boto3
 import requests
+from botocore.config import Config
 from wan_relay import ingest
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
 from wan_relay.models import MediaRef
+from wan_relay.runtime import default_client
 
-COMPETITORS = ("naive", "upload_fileobj", "relay_single", "relay")
+COMPETITORS = ("naive", "upload_fileobj", "upload_fileobj_unsigned", "relay_single", "relay")
 
 
 def _rss_now() -> int:
@@ -31,7 +33,14 @@ def _rss_now() -> int:
 
 
 def main(competitor: str, url: str, bucket: str, key: str) -> dict[str, object]:
-    s3 = boto3.client("s3")
+    # the competitors use boto3's defaults; the relay the S3 client the stack gives it (payload signing
+    # off); the ablation `upload_fileobj_unsigned` is upload_fileobj with that one setting of the relay's
+    if competitor.startswith("relay"):
+        s3 = default_client("s3")
+    elif competitor == "upload_fileobj_unsigned":
+        s3 = boto3.client("s3", config=Config(s3={"payload_signing_enabled": False}))
+    else:
+        s3 = boto3.client("s3")
     session = requests.Session()
     parts = urlsplit(url)
     streamer = MediaStreamer(s3=s3, session=session, bucket=bucket, prefix="", max_bytes=4 << 30,
@@ -48,7 +57,7 @@ def main(competitor: str, url: str, bucket: str, key: str) -> dict[str, object]:
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="video/mp4")
         size = len(body)
         del body
-    elif competitor == "upload_fileobj":
+    elif competitor in ("upload_fileobj", "upload_fileobj_unsigned"):
         with session.get(url, stream=True, timeout=(3.05, 60)) as response:
             s3.upload_fileobj(response.raw, bucket, key)
         size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
