@@ -117,7 +117,7 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt $(wildcard l
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir $(CHECKS)/sam-build \
 		--cache-dir $(CHECKS)/sam-cache --cached --parallel
 	test -f $(CHECKS)/sam-build/RelayLayer/python/wan_relay/relay.py
-	ls $(CHECKS)/sam-build/RelayLayer/python/pydantic_core/*cpython-313-aarch64-linux-gnu.so
+	ls $(CHECKS)/sam-build/RelayLayer/python/msgspec/_core.cpython-313-aarch64-linux-gnu.so
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	touch $@
 

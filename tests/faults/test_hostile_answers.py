@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wan_relay.errors import ProtocolError
@@ -61,7 +62,11 @@ def _normalizes_or_refuses(answer) -> None:
     except ProtocolError:
         return
     assert isinstance(task, Task)
-    task.model_dump_json()  # whatever came in, the task serializes (no NaN, no odd types)
+    # whatever came in, the task is strict JSON as the relay answers it (no NaN, no odd types), and a
+    # valid Task: every type and constraint of the model holds
+    as_json = msgspec.to_builtins(task)
+    json.dumps(as_json, allow_nan=False)
+    assert msgspec.convert(as_json, Task) == task
     assert all(isinstance(m.url, str) and m.url for m in task.media)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+import msgspec
+from msgspec import Meta, field
 
 # The contract, defined once: the template, the sample events and the tests read these names.
 SCHEMA_VERSION = "1.0"
@@ -17,30 +18,31 @@ DETAIL_TYPE_COMPLETED = "Wan Task Completed"
 DETAIL_TYPE_SUBMITTED = "Wan Task Submitted"
 DEFAULT_EVENT_SOURCE = "wan.relay"
 
-TASK_ID_PATTERN = r"^[A-Za-z0-9-]{1,128}$"
-ISO_UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$"
+# Anchored with `\Z`: msgspec checks patterns with Python's `re`, whose `$` also matches before a final
+# newline. The published schema says `$` (JSON Schema's regexes are ECMA-262: no `\Z`, and `$` is the
+# end of the text); `wan_relay.schema` writes them so.
+TASK_ID_PATTERN = r"^[A-Za-z0-9-]{1,128}\Z"
+ISO_UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z\Z"
+SHA256_PATTERN = r"^[0-9a-f]{64}\Z"
 
-Kind = Literal["image", "video"]
-TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
-IsoUtc = Annotated[str, Field(pattern=ISO_UTC_PATTERN, json_schema_extra={"format": "date-time"})]
+# `type: string` next to the enum keeps the published schema's shape (msgspec writes the enum alone)
+Kind = Annotated[Literal["image", "video"], Meta(extra_json_schema={"type": "string"})]
+TaskId = Annotated[str, Meta(pattern=TASK_ID_PATTERN)]
+IsoUtc = Annotated[str, Meta(pattern=ISO_UTC_PATTERN, extra_json_schema={"format": "date-time"})]
 
 #: every status a completion event can carry
-CompletionStatus = Literal[
-    "SUCCEEDED", "PARTIAL", "FAILED", "CANCELED", "UNKNOWN", "TIMED_OUT", "MEDIA_UNAVAILABLE"
+CompletionStatus = Annotated[
+    Literal["SUCCEEDED", "PARTIAL", "FAILED", "CANCELED", "UNKNOWN", "TIMED_OUT", "MEDIA_UNAVAILABLE"],
+    Meta(extra_json_schema={"type": "string"}),
 ]
 #: provider statuses after which the task can no longer change
 TERMINAL_PROVIDER_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _TerminalModel(_Model):
-    """A model only a finished task uses: its validator is built on first use, not at import, so the
-    polls that find the task still running (most of them) never pay for building it."""
-
-    model_config = ConfigDict(defer_build=True)
+class _Model(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Immutable, and an unknown field is an error, not silently dropped. Constructing a model checks
+    nothing: data from outside becomes a model through `msgspec.convert`, which checks every type and
+    constraint (the `wan_relay.normalize` and `wan_relay.relay` boundaries do)."""
 
 
 # --- the normalized DashScope task ------------------------------------------------------------
@@ -87,7 +89,7 @@ class Usage(_Model):
     ratio: str | None = None
     fps: float | None = None
     size: str | None = None
-    raw: dict[str, Any] = Field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class Task(_Model):
@@ -103,8 +105,8 @@ class Task(_Model):
     media: tuple[MediaRef, ...] = ()
     failures: tuple[ItemFailure, ...] = ()
     texts: tuple[TextItem, ...] = ()
-    prompt: Prompt = Prompt()
-    usage: Usage = Usage()
+    prompt: Prompt = field(default_factory=Prompt)
+    usage: Usage = field(default_factory=Usage)
     error_code: str | None = None
     error_message: str | None = None
 
@@ -116,7 +118,7 @@ class Task(_Model):
 # --- the completion event ---------------------------------------------------------------------
 
 
-class StoredMedia(_TerminalModel):
+class StoredMedia(_Model):
     """One media item as it landed in S3."""
 
     index: int
@@ -124,13 +126,13 @@ class StoredMedia(_TerminalModel):
     bucket: str
     key: str
     s3_uri: str
-    size_bytes: int = Field(ge=0)
+    size_bytes: Annotated[int, Meta(ge=0)]
     content_type: str
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Annotated[str, Meta(pattern=SHA256_PATTERN)]
     source_expires_at: IsoUtc | None = None
 
 
-class Timing(_TerminalModel):
+class Timing(_Model, kw_only=True):
     submitted_at: IsoUtc | None = None
     scheduled_at: IsoUtc | None = None
     ended_at: IsoUtc | None = None
@@ -139,40 +141,34 @@ class Timing(_TerminalModel):
     detected_at: IsoUtc
 
 
-class ErrorInfo(_TerminalModel):
+class ErrorInfo(_Model):
     code: str
     message: str
     category: str
     retryable: bool
 
 
-class CompletionDetail(_TerminalModel):
-    """The `detail` of the `Wan Task Completed` event: one per task, success or failure."""
+class CompletionDetail(_Model, kw_only=True):
+    """The `detail` of the `Wan Task Completed` event: one per task, success or failure. A field without
+    a default is required in the published schema (null where it is unknown)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        title="WanTaskCompleted",
-        json_schema_extra={"description": "Detail of the 'Wan Task Completed' EventBridge event."},
-    )
-
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
-    event_id: str = Field(description="Deterministic per task: a dedupe key for subscribers.")
+    schema_version: Annotated[Literal["1.0"], Meta(extra_json_schema={"type": "string"})] = SCHEMA_VERSION
+    event_id: Annotated[str, Meta(description="Deterministic per task: a dedupe key for subscribers.")]
     task_id: TaskId
     status: CompletionStatus
-    provider_status: str | None = Field(description="task_status as DashScope last answered it.")
+    provider_status: Annotated[str | None, Meta(description="task_status as DashScope last answered it.")]
     kind: Kind | None
     model: str | None
-    context: dict[str, Any] | None = Field(description="The caller's context, passed through untouched.")
+    context: Annotated[dict[str, Any] | None, Meta(description="The caller's context, passed through untouched.")]
     request_id: str | None
     prompt: Prompt
     timing: Timing
     media: list[StoredMedia]
     failures: list[ItemFailure]
-    texts: list[TextItem] = Field(default_factory=list)
+    texts: list[TextItem] = field(default_factory=list)
     usage: Usage
     error: ErrorInfo | None
-    polls: int = Field(ge=0)
+    polls: Annotated[int, Meta(ge=0)]
 
 
 # --- the loop state ---------------------------------------------------------------------------
@@ -181,27 +177,26 @@ class CompletionDetail(_TerminalModel):
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 
 
-class LoopState(BaseModel):
-    """The workflow's input, and what the handler passes back to itself between polls."""
-
-    model_config = ConfigDict(extra="forbid")
+class LoopState(_Model):
+    """The workflow's input, and what the handler passes back to itself between polls (each poll
+    answers a new state: `msgspec.structs.replace`)."""
 
     task_id: TaskId
     kind: Kind | None = None
-    model: Annotated[str, StringConstraints(max_length=128)] | None = None
+    model: Annotated[str, Meta(max_length=128)] | None = None
     context: dict[str, Any] | None = None
-    poll_interval_seconds: int | None = Field(default=None, ge=1, le=3600)
-    timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=1, le=DEFAULT_TIMEOUT_SECONDS)
+    poll_interval_seconds: Annotated[int, Meta(ge=1, le=3600)] | None = None
+    timeout_seconds: Annotated[int, Meta(ge=1, le=DEFAULT_TIMEOUT_SECONDS)] = DEFAULT_TIMEOUT_SECONDS
     # written by the handler
-    polls: int = Field(default=0, ge=0)
+    polls: Annotated[int, Meta(ge=0)] = 0
     started_at: IsoUtc | None = None
-    throttled: int = Field(default=0, ge=0, description="Consecutive throttled polls.")
+    throttled: Annotated[int, Meta(ge=0, description="Consecutive throttled polls.")] = 0
     done: bool = False
     status: str | None = None
     wait_seconds: int | None = None
     event: dict[str, Any] | None = None
-    records_expire_at: int | None = Field(
-        default=None, description="Epoch seconds when the task's idempotency records (and its lock) expire."
-    )
+    records_expire_at: Annotated[
+        int | None, Meta(description="Epoch seconds when the task's idempotency records (and its lock) expire.")
+    ] = None
     # written by the workflow's Catch: {"Error": name, "Cause": json}
     error: dict[str, Any] | None = None

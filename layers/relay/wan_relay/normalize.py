@@ -4,7 +4,8 @@ Shapes handled (see events/dashscope/): wan2.6 images in `output.choices[].messa
 wan2.5-and-earlier images in `output.results[]` (with per-image failures), videos in
 `output.video_url`, wan2.2-animate's `output.results` object, FAILED answers with `code`/`message`
 in `output` or at the top level, and UNKNOWN. Anything else raises `ProtocolError`, never another
-exception: the normalizer is fed by the network and is fuzzed with hypothesis.
+exception: the normalizer is fed by the network and is fuzzed with hypothesis. What it read becomes a
+`Task` through `msgspec.convert`, which checks the model's types and constraints once, at the end.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
+
 from .errors import ProtocolError
-from .models import ItemFailure, Kind, MediaRef, Prompt, Task, TextItem, Usage
+from .models import Kind, Task
 
 CHINA_TIME = timezone(timedelta(hours=8), "UTC+08:00")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
@@ -94,35 +97,41 @@ def _url(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def normalize_usage(raw: Any) -> Usage:
+def normalize_usage(raw: Any) -> dict[str, Any]:
+    """The fields of `Usage`; `raw` as JSON can carry it (NaN and infinities, which JSON has not, as null)."""
     if not isinstance(raw, dict):
-        return Usage()
+        return {}
     ratio = _text(_first(raw.get("video_ratio"), raw.get("ratio")))
-    return Usage(
-        image_count=_int(raw.get("image_count")),
-        video_count=_int(raw.get("video_count")),
-        duration_seconds=_number(
+    try:
+        carried = msgspec.json.decode(msgspec.json.encode(raw))
+    except UnicodeEncodeError:  # a lone surrogate (JSON `"\ud800"`): not text any JSON encoder can write
+        raise ProtocolError("output usage holds a string that is not valid Unicode") from None
+    return {
+        "image_count": _int(raw.get("image_count")),
+        "video_count": _int(raw.get("video_count")),
+        "duration_seconds": _number(
             _first(raw.get("duration"), raw.get("video_duration"), raw.get("output_video_duration"))
         ),
-        input_video_duration_seconds=_number(raw.get("input_video_duration")),
-        output_video_duration_seconds=_number(
+        "input_video_duration_seconds": _number(raw.get("input_video_duration")),
+        "output_video_duration_seconds": _number(
             _first(raw.get("output_video_duration"), raw.get("video_duration"), raw.get("duration"))
         ),
-        resolution=_int(raw.get("SR")),
-        ratio=ratio,
-        fps=_number(raw.get("fps")),
-        size=_text(raw.get("size")),
-        raw=raw,
-    )
+        "resolution": _int(raw.get("SR")),
+        "ratio": ratio,
+        "fps": _number(raw.get("fps")),
+        "size": _text(raw.get("size")),
+        "raw": carried,
+    }
 
 
 class _Collector:
-    """Gathers media, failures and texts in answer order, numbering media slots from 0."""
+    """Gathers media, failures and texts (the fields of `MediaRef`, `ItemFailure`, `TextItem`) in answer
+    order, numbering media slots from 0."""
 
     def __init__(self) -> None:
-        self.media: list[MediaRef] = []
-        self.failures: list[ItemFailure] = []
-        self.texts: list[TextItem] = []
+        self.media: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self.texts: list[dict[str, Any]] = []
         self.next_index = 0
 
     def add_media(self, kind: Kind, url: Any) -> None:
@@ -130,22 +139,18 @@ class _Collector:
         self.next_index += 1
         clean = _url(url)
         if clean is None:
-            self.failures.append(
-                ItemFailure(index=index, code="MalformedResult", message="the result has no usable URL")
-            )
+            self.failures.append({"index": index, "code": "MalformedResult", "message": "the result has no usable URL"})
             return
-        self.media.append(MediaRef(index=index, type=kind, url=clean, expires_at=url_expiry(clean)))
+        self.media.append({"index": index, "type": kind, "url": clean, "expires_at": url_expiry(clean)})
 
     def add_failure(self, code: Any, message: Any) -> None:
         index = self.next_index
         self.next_index += 1
-        self.failures.append(
-            ItemFailure(
-                index=index,
-                code=_text(code) or "UnknownError",
-                message=_text(message) or "the provider reported no reason",
-            )
-        )
+        self.failures.append({
+            "index": index,
+            "code": _text(code) or "UnknownError",
+            "message": _text(message) or "the provider reported no reason",
+        })
 
 
 def _collect_choices(choices: list[Any], out: _Collector) -> None:
@@ -160,7 +165,7 @@ def _collect_choices(choices: list[Any], out: _Collector) -> None:
             if item.get("type") == "text" or ("text" in item and "image" not in item):
                 text = _text(item.get("text"))
                 if text is not None:
-                    out.texts.append(TextItem(index=len(out.texts), text=text))
+                    out.texts.append({"index": len(out.texts), "text": text})
             elif item.get("type") in ("image", None) and "image" in item:
                 out.add_media("image", item.get("image"))
             elif item.get("type") == "video" or "video" in item:
@@ -221,7 +226,7 @@ def normalize(answer: Any, *, expected_task_id: str | None = None) -> Task:
     if video_url is not None:
         out.add_media("video", video_url)
 
-    kinds = {m.type for m in out.media}
+    kinds = {m["type"] for m in out.media}
     kind: Kind | None = None
     if len(kinds) == 1:
         kind = kinds.pop()
@@ -232,19 +237,23 @@ def normalize(answer: Any, *, expected_task_id: str | None = None) -> Task:
     error_message = _text(_first(output.get("message"), answer.get("message")))
     request_id = _text(answer.get("request_id"))
 
-    return Task(
-        task_id=task_id,
-        status=status,
-        request_id=request_id,
-        kind=kind,
-        submitted_at=china_time_to_iso(output.get("submit_time")),
-        scheduled_at=china_time_to_iso(output.get("scheduled_time")),
-        ended_at=china_time_to_iso(output.get("end_time")),
-        media=tuple(out.media),
-        failures=tuple(out.failures),
-        texts=tuple(out.texts),
-        prompt=Prompt(**prompts),
-        usage=normalize_usage(answer.get("usage")),
-        error_code=error_code,
-        error_message=error_message,
-    )
+    fields = {
+        "task_id": task_id,
+        "status": status,
+        "request_id": request_id,
+        "kind": kind,
+        "submitted_at": china_time_to_iso(output.get("submit_time")),
+        "scheduled_at": china_time_to_iso(output.get("scheduled_time")),
+        "ended_at": china_time_to_iso(output.get("end_time")),
+        "media": out.media,
+        "failures": out.failures,
+        "texts": out.texts,
+        "prompt": prompts,
+        "usage": normalize_usage(answer.get("usage")),
+        "error_code": error_code,
+        "error_message": error_message,
+    }
+    try:
+        return msgspec.convert(fields, Task)
+    except msgspec.ValidationError as exc:  # names the field and what it should be, not the value
+        raise ProtocolError(f"the task answer does not fit the task model: {exc}") from None

@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import OperatorError, TransientError
@@ -86,7 +87,7 @@ class EventPublisher:
     def publish(self, detail: CompletionDetail | dict[str, Any]) -> str:
         """Publishes the detail; returns EventBridge's event id."""
         if isinstance(detail, CompletionDetail):
-            detail = detail.model_dump(mode="json")
+            detail = msgspec.to_builtins(detail)
         entry = {
             "Source": self._source,
             "DetailType": DETAIL_TYPE_COMPLETED,

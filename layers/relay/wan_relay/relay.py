@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
+from msgspec.structs import replace
 
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, ThrottledError
@@ -33,9 +34,11 @@ from .models import (
     ItemFailure,
     LoopState,
     MediaRef,
+    Prompt,
     StoredMedia,
     Task,
     Timing,
+    Usage,
 )
 from .normalize import iso_z, normalize
 from .policy import budget_left, kind_from_model, next_wait, throttle_wait
@@ -90,12 +93,11 @@ def parse_state(event: Any) -> LoopState:
     if not isinstance(event, dict):
         raise InvalidInput("the loop input must be a JSON object with a task_id")
     try:
-        return LoopState.model_validate(event)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise InvalidInput(f"invalid loop input: {problems}") from None
+        return msgspec.convert(event, LoopState)
+    except msgspec.ValidationError as exc:
+        # the first problem and its path ("Expected `int` >= 1 - at `$.poll_interval_seconds`"), never
+        # the value; an unknown key is named, hence the cap
+        raise InvalidInput(f"invalid loop input: {str(exc)[:300]}") from None
 
 
 @dataclass
@@ -151,14 +153,14 @@ class Relay:
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget
         result = self.finish_after_error(state) if state.error is not None else self.poll(state)
-        return result.model_dump(mode="json")
+        return msgspec.to_builtins(result)
 
     # --- the poll -----------------------------------------------------------------------------
 
     def poll(self, state: LoopState) -> LoopState:
         now = self.clock()
         if state.polls == 0:
-            state = state.model_copy(update={"context": fit_context(state.context), "started_at": iso_z(now)})
+            state = replace(state, context=fit_context(state.context), started_at=iso_z(now))
         polls = state.polls + 1
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
@@ -172,9 +174,7 @@ class Relay:
             if left <= 0:
                 return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
             wait = min(throttle_wait(throttled, exc.retry_after, self.rng), max(1, math.ceil(left)))
-            return state.model_copy(update={
-                "polls": polls, "throttled": throttled, "done": False, "status": "THROTTLED", "wait_seconds": wait,
-            })
+            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
         task = normalize(answer, expected_task_id=state.task_id)
         logger.debug("task answer", extra={
             "provider_status": task.status, "request_id": task.request_id, "media": len(task.media),
@@ -192,9 +192,7 @@ class Relay:
             max(1, math.ceil(left)),
         )
         logger.info("task not finished", extra={"status": task.status, "wait_seconds": wait, "polls": polls})
-        return state.model_copy(update={
-            "kind": kind, "polls": polls, "throttled": 0, "done": False, "status": task.status, "wait_seconds": wait,
-        })
+        return replace(state, kind=kind, polls=polls, throttled=0, done=False, status=task.status, wait_seconds=wait)
 
     def finish_after_error(self, state: LoopState) -> LoopState:
         """The workflow's Catch path: retries ran out, so announce the failure once."""
@@ -212,7 +210,7 @@ class Relay:
             retryable=True,
         )
         status: CompletionStatus = "MEDIA_UNAVAILABLE" if category == "media" else "FAILED"
-        return self._finish(state.model_copy(update={"error": None}), None, state.polls, status, error=error)
+        return self._finish(replace(state, error=None), None, state.polls, status, error=error)
 
     # --- the end of a task --------------------------------------------------------------------
 
@@ -235,16 +233,16 @@ class Relay:
         draft = self._detail(state, task, polls, status, stored, failures, error)
         # the first answer that reached a fate is the task's event: a retried or redriven poll answers
         # with the same detail (same media, same times), never a second version of it
-        decided = self._decide_once(request={"key": state.task_id, "detail": draft.model_dump(mode="json")})
-        detail = CompletionDetail.model_validate(decided["detail"])
+        decided = self._decide_once(request={"key": state.task_id, "detail": msgspec.to_builtins(draft)})
+        detail = msgspec.convert(decided["detail"], CompletionDetail)
         status = detail.status
         self._count(f"Tasks{status.title().replace('_', '')}")
         logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
-        return state.model_copy(update={
-            "kind": detail.kind, "polls": polls, "done": True, "status": status, "wait_seconds": 0,
-            "event": detail.model_dump(mode="json"),
-            "records_expire_at": int(self.clock().timestamp()) + RECORD_TTL_SECONDS,
-        })
+        return replace(
+            state, kind=detail.kind, polls=polls, done=True, status=status, wait_seconds=0,
+            event=msgspec.to_builtins(detail),
+            records_expire_at=int(self.clock().timestamp()) + RECORD_TTL_SECONDS,
+        )
 
     def _ingest(
         self, state: LoopState, task: Task, stored: list[StoredMedia], failures: list[ItemFailure]
@@ -253,9 +251,9 @@ class Relay:
             return _provider_failure(task)
         rejected: list[MediaRejected] = []
         for ref in task.media:
-            request = {"key": f"{state.task_id}#{ref.index}", "task_id": state.task_id, "ref": ref.model_dump()}
+            request = {"key": f"{state.task_id}#{ref.index}", "task_id": state.task_id, "ref": msgspec.to_builtins(ref)}
             try:
-                item = StoredMedia.model_validate(self._store_once(request=request))
+                item = msgspec.convert(self._store_once(request=request), StoredMedia)
             except MediaRejected as exc:
                 logger.warning("media item rejected", extra={"index": ref.index, "code": exc.code})
                 rejected.append(exc)
@@ -280,9 +278,9 @@ class Relay:
         )
 
     def _store_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
-        ref = MediaRef.model_validate(request["ref"])
+        ref = msgspec.convert(request["ref"], MediaRef)
         stored = self.streamer.store(request["task_id"], ref, deadline=self._transfer_deadline)
-        return stored.model_dump(mode="json")
+        return msgspec.to_builtins(stored)
 
     @staticmethod
     def _decide_effect(*, request: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +305,7 @@ class Relay:
             run_seconds=_seconds_between(task.scheduled_at, task.ended_at) if task else None,
             detected_at=iso_z(self.clock()),
         )
-        detail = {
+        detail = msgspec.to_builtins({
             "event_id": event_id_for(self.event_source, state.task_id),
             "task_id": state.task_id,
             "status": status,
@@ -316,16 +314,17 @@ class Relay:
             "model": state.model,
             "context": state.context,
             "request_id": task.request_id if task else None,
-            "prompt": task.prompt.model_dump() if task else {"original": None, "actual": None},
-            "timing": timing.model_dump(),
-            "media": [m.model_dump() for m in stored],
-            "failures": [f.model_dump() for f in failures],
-            "texts": [t.model_dump() for t in task.texts] if task else [],
-            "usage": task.usage.model_dump() if task else {"raw": {}},
-            "error": error.model_dump() if error else None,
+            "prompt": task.prompt if task else Prompt(),
+            "timing": timing,
+            "media": stored,
+            "failures": failures,
+            "texts": task.texts if task else [],
+            "usage": task.usage if task else Usage(),
+            "error": error,
             "polls": polls,
-        }
-        return CompletionDetail.model_validate(fit_detail(detail))
+        })
+        # the whole detail checked once: msgspec's constructors (Timing, ErrorInfo, StoredMedia) check nothing
+        return msgspec.convert(fit_detail(detail), CompletionDetail)
 
     def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:
         if self.metrics is not None:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .models import DETAIL_TYPE_COMPLETED, SCHEMA_VERSION, CompletionDetail
 
 SCHEMA_ID = "https://wan-relay.dev/schemas/wan-task-completed/1.0.json"
@@ -19,17 +21,47 @@ DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 SCHEMA_FILE = "wan-task-completed.schema.json"
 DRAFT4_FILE = "wan-task-completed.draft4.json"
+#: the schema's name (the registry's code bindings use it) and what it describes
+TITLE = "WanTaskCompleted"
+DESCRIPTION = f"Detail of the '{DETAIL_TYPE_COMPLETED}' EventBridge event."
 
 
 def completion_schema() -> dict[str, Any]:
-    schema = CompletionDetail.model_json_schema(mode="serialization")
-    return {
+    """msgspec's schema of `CompletionDetail`, its root (a `$ref` into `$defs` as msgspec writes it)
+    inlined: the top level is the event detail's object, the nested models stay in `$defs`."""
+    generated = msgspec.json.schema(CompletionDetail)
+    root = generated["$defs"].pop(CompletionDetail.__name__)
+    schema = {
         "$schema": DRAFT_2020_12,
         "$id": SCHEMA_ID,
         "x-detail-type": DETAIL_TYPE_COMPLETED,
         "x-schema-version": SCHEMA_VERSION,
-        **schema,
+        **root,
+        "title": TITLE,
+        "description": DESCRIPTION,
+        "$defs": generated["$defs"],
     }
+    return _json_schema_words(schema)
+
+
+def _json_schema_words(node: Any) -> Any:
+    """Patterns end with `$`, not the models' `\\Z` (ECMA-262 regexes, JSON Schema's, have no `\\Z`,
+    and their `$` is the end of the text); no empty `required` (Draft 4 forbids it, and it says nothing)."""
+    if isinstance(node, list):
+        return [_json_schema_words(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "pattern" and isinstance(value, str) and value.endswith("\\Z"):
+            out[key] = value[:-2] + "$"
+        elif key == "required" and value == []:
+            continue
+        elif key in ("properties", "$defs"):
+            out[key] = {name: _json_schema_words(v) for name, v in value.items()}
+        else:
+            out[key] = _json_schema_words(value)
+    return out
 
 
 def to_draft4(schema: dict[str, Any]) -> dict[str, Any]:
