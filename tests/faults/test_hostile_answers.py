@@ -7,13 +7,14 @@ import copy
 import json
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wan_relay.errors import ProtocolError
 from wan_relay.models import Task
 from wan_relay.normalize import normalize
 
-from tests.conftest import EVENTS
+from tests.conftest import EVENTS, sample
 
 REAL_ANSWERS = [json.loads(p.read_text()) for p in sorted((EVENTS / "dashscope").glob("*.json"))]
 
@@ -80,3 +81,18 @@ def test_arbitrary_json_normalizes_or_raises_the_protocol_error(answer):
 @given(mutated_answers())
 def test_mutated_real_answers_normalize_or_raise_the_protocol_error(answer):
     _normalizes_or_refuses(answer)
+
+
+def test_a_time_the_normalizer_reads_but_the_task_model_refuses_is_the_protocol_error():
+    answer = sample("running")
+    answer["output"]["submit_time"] = "0999-01-01 00:00:00.000"  # parses, then writes a 3-digit year on Linux
+    with pytest.raises(ProtocolError, match="submitted_at"):
+        normalize(answer)
+
+
+def test_usage_numbers_json_cannot_carry_arrive_as_null():
+    answer = sample("wan2.1-t2v_succeeded")
+    answer["usage"].update(duration=float("nan"), fps=float("inf"), extra=[float("-inf"), 1])
+    task = normalize(answer)
+    assert task.usage.duration_seconds is None and task.usage.fps is None
+    assert task.usage.raw["duration"] is None and task.usage.raw["extra"] == [None, 1]

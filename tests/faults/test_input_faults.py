@@ -14,7 +14,7 @@ from tests.conftest import completion, sample
 
 @pytest.mark.parametrize("task_id", [
     "../../etc/passwd", "a/b", "..", "%2F", "abc%2Fdef", "has space", "x" * 10_240, "", "tab\there",
-    "new\nline", "ünïcode", "a;rm -rf", 12345, None, ["f470bbfd"], {"id": "x"}, True, 1.5,
+    "new\nline", "trailing-newline\n", "ünïcode", "a;rm -rf", 12345, None, ["f470bbfd"], {"id": "x"}, True, 1.5,
 ], ids=lambda v: repr(v)[:20])
 def test_a_hostile_task_id_is_refused_before_any_request(replay, account, relay, task_id):
     with pytest.raises(InvalidInput, match="task_id") as raised:
@@ -33,6 +33,15 @@ def test_a_hostile_task_id_is_refused_before_any_request(replay, account, relay,
 def test_a_malformed_loop_input_names_what_is_wrong(replay, account, relay, state):
     with pytest.raises(InvalidInput, match="loop input"):
         relay.handle(state)
+    assert replay.requests == []
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("poll_interval_seconds", "15"), ("timeout_seconds", 3600.0), ("done", "false"), ("kind", "null"),
+])
+def test_a_value_of_another_json_type_is_refused_not_coerced(replay, account, relay, field, value):
+    with pytest.raises(InvalidInput, match=f"loop input.*{field}"):
+        relay.handle({"task_id": "ok-1", field: value})
     assert replay.requests == []
 
 
