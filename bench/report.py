@@ -266,16 +266,18 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "",
         f"The target (1.25x) is {verdict}: {handler / base:.2f}x. At import the handler loads Powertools' "
         "Logger and Metrics, its Secrets Manager utility (every new container's first poll reads the key, "
-        "so that belongs in the init phase), pydantic with the two models every poll validates (`LoopState`, "
-        "`Task`), the DashScope client and the normalizer, on top of boto3 and requests. It no longer loads "
-        "the X-Ray SDK: the Powertools Tracer is gone (`Tracing: Active` still has the Lambda service trace "
-        "every invocation, without the SDK's subsegments for each HTTP and AWS call), nor anything only a "
-        "finished task needs: `ingest` and the ranged copy, Powertools Idempotency, the S3 and DynamoDB "
-        "clients are made when a finished task first uses them, and the completion event's models are built "
-        "on first use, so a poll that finds the task running (most polls) never loads them "
-        "(`tests/unit/test_cold_start.py` checks it). What is left above the baseline is mostly pydantic: "
-        "importing it and building the two models a poll validates costs about as much as the 25% the target "
-        "allows, and typed models at the boundary are the house style. The first call's set-up adds the "
+        "so that belongs in the init phase), msgspec and the models (`LoopState`, `Task`, the completion "
+        "event's), the DashScope client and the normalizer, on top of boto3 and requests. The models are "
+        "msgspec Structs: importing pydantic and building the validators of the two models every poll "
+        "validates cost about 100 ms, most of what was above the baseline; msgspec imports in about 5 ms and "
+        "a Struct costs next to nothing to define. It no longer loads the X-Ray SDK: the Powertools Tracer "
+        "is gone (`Tracing: Active` still has the Lambda service trace every invocation, without the SDK's "
+        "subsegments for each HTTP and AWS call), nor anything only a finished task needs: `ingest` and the "
+        "ranged copy, Powertools Idempotency, the S3 and DynamoDB clients are made when a finished task first "
+        "uses them, so a poll that finds the task running (most polls) never loads them "
+        "(`tests/unit/test_cold_start.py` checks it, and that nothing of pydantic is loaded). What is left "
+        "above the baseline is Powertools (Logger, Metrics, the parameters utility) and the relay's own "
+        "modules, compiled from source at each cold start as Lambda has them. The first call's set-up adds the "
         "Secrets Manager client and the read of the key; the terminal first poll pays, once per finished "
         "task, for loading the terminal path and copying the media.",
         "",
@@ -352,8 +354,8 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "",
         "## What would move these numbers (proposals for the core)",
         "",
-        "- Cold start: what remains above the target is pydantic on the typical path (the input and the "
-        "answer are validated models); and a new container's first poll creates a Secrets Manager client to "
+        "- Cold start: the layer could ship the relay's modules compiled (`.pyc`), which each cold start now "
+        "compiles from source; and a new container's first poll creates a Secrets Manager client to "
         "read the key: the AWS Parameters and Secrets Lambda Extension (an HTTP call on localhost, cached) "
         "would avoid that client.",
         "- Rate limit: above about 100 concurrent image tasks per account, per-task polling exceeds 20 "

@@ -38,7 +38,7 @@ def machine() -> dict[str, object]:
         mem_kib = int(info.readline().split()[1])
     versions = {}
     for name in ("boto3", "botocore", "s3transfer", "requests", "urllib3", "moto", "aws-lambda-powertools",
-                 "pydantic", "matplotlib"):
+                 "msgspec", "matplotlib"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
