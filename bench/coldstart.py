@@ -157,14 +157,18 @@ def run_once(body: str, event: dict[str, object], env: dict[str, str], function_
 
 @contextmanager
 def as_deployed(root: Path = ROOT) -> Iterator[tuple[Path, dict[str, str]]]:
-    """The function and the `wan_relay` package as Lambda has them: sources without compiled files on
-    a read-only disk, so each cold start compiles them (the dependencies come with theirs, as pip
-    installs them). Yields the function's folder and the environment that puts the package first."""
+    """The function and the `wan_relay` package as Lambda has them, on a disk the process may not write
+    to: the function's source alone (its build compiles nothing, so each cold start compiles app.py), the
+    package with the unchecked-hash bytecode the layer's build ships (layers/relay/Makefile), for this
+    Python. The dependencies come with their bytecode too (pip's here, the layer build's there).
+    Yields the function's folder and the environment that puts the package first."""
     with tempfile.TemporaryDirectory() as tmp:
         function_dir = Path(tmp) / "function"
         shutil.copytree(root / "functions/poll_task", function_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(root / "layers/relay/wan_relay", Path(tmp) / "layer/wan_relay",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        package = Path(tmp) / "layer/wan_relay"
+        shutil.copytree(root / "layers/relay/wan_relay", package, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+                        str(package)], check=True)
         yield function_dir, {"PYTHONPATH": str(Path(tmp) / "layer"), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -185,19 +189,31 @@ def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def _python313() -> str | None:
+    """The Lambda runtime's Python here: $PYTHON313, pyenv's 3.13, or a python3.13 on PATH."""
+    if os.environ.get("PYTHON313"):
+        return os.environ["PYTHON313"]
+    found = subprocess.run(["pyenv", "which", "python3.13"], capture_output=True, text=True, check=False,
+                           env={**os.environ, "PYENV_VERSION": "3.13.0"}) if shutil.which("pyenv") else None
+    if found is not None and found.returncode == 0:
+        return found.stdout.strip()
+    return shutil.which("python3.13")
+
+
 def layer_size(python_version: str = "3.13", platform: str = "manylinux2014_aarch64") -> dict[str, object]:
-    """pip-installs the layer's requirements for the Lambda runtime (python3.13, arm64) into a temp
-    folder, adds the wan_relay package, and measures it unzipped and zipped, biggest packages first."""
+    """Builds the layer as `sam build` does (`make build-RelayLayer` in layers/relay: the requirements'
+    wheels for python3.13 arm64, the wan_relay package, bytecode for all of it) into a temp folder, and
+    measures it unzipped and zipped, biggest packages first."""
+    python313 = _python313()
+    if python313 is None:
+        return {"error": "no python3.13 to build the layer with (set PYTHON313)"}
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "python"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--target", str(target), "--platform", platform, "--python-version", python_version,
-               "--implementation", "cp", "--only-binary=:all:", "-r", str(ROOT / "layers/relay/requirements.txt")]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT / "layers/relay"), "build-RelayLayer",
+                              f"ARTIFACTS_DIR={tmp}", f"PYTHON313={python313}"],
+                             capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            return {"error": out.stderr[-800:]}
-        shutil.copytree(ROOT / "layers/relay/wan_relay", target / "wan_relay",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+            return {"error": (out.stderr or out.stdout)[-800:]}
         sizes: dict[str, int] = {}
         total = 0
         for path in target.rglob("*"):
