@@ -122,7 +122,12 @@ def test_the_function_and_its_layer_target_python313_arm64(template: Template) -
     assert (function_globals["Runtime"], function_globals["Architectures"]) == ("python3.13", ["arm64"])
     assert function_globals["Tracing"] == "Active"
     layer = template.resource("RelayLayer")
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # built by layers/relay/Makefile: python3.13 arm64 wheels and their bytecode (`make check-template`
+    # runs the build and checks every module has an unchecked-hash .pyc for cpython-313)
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert "build-RelayLayer:" in makefile and "--python-version 3.13" in makefile
+    assert "--platform manylinux2014_aarch64" in makefile and "unchecked-hash" in makefile
     assert (ROOT / layer["Properties"]["ContentUri"] / "wan_relay" / "relay.py").is_file()
     function = template.properties("PollTaskFunction")
     assert (ROOT / function["CodeUri"] / "app.py").is_file()
