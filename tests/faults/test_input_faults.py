@@ -37,12 +37,24 @@ def test_a_malformed_loop_input_names_what_is_wrong(replay, account, relay, stat
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("poll_interval_seconds", "15"), ("timeout_seconds", 3600.0), ("done", "false"), ("kind", "null"),
+    ("poll_interval_seconds", "15"), ("timeout_seconds", 3600.5), ("polls", True), ("done", "false"),
+    ("kind", "null"),
 ])
 def test_a_value_of_another_json_type_is_refused_not_coerced(replay, account, relay, field, value):
     with pytest.raises(InvalidInput, match=f"loop input.*{field}"):
         relay.handle({"task_id": "ok-1", field: value})
     assert replay.requests == []
+
+
+def test_an_integral_number_written_as_a_float_is_that_integer(replay, account, relay):
+    # JSON does not tell 3600 from 3600.0; a CloudFormation Number parameter of 3600.0 arrives so
+    answer = replay.rehost(sample("running"))
+    replay.script(answer["output"]["task_id"], answer)
+    state = relay.handle({"task_id": answer["output"]["task_id"], "timeout_seconds": 3600.0,
+                          "poll_interval_seconds": 7.0})
+    assert state["timeout_seconds"] == 3600 and isinstance(state["timeout_seconds"], int)
+    assert state["poll_interval_seconds"] == 7 and isinstance(state["poll_interval_seconds"], int)
+    assert state["status"] == "RUNNING" and not state["done"]
 
 
 def test_a_context_too_large_for_an_event_is_replaced_by_a_marker_and_the_event_still_goes_out(

@@ -92,6 +92,12 @@ def parse_state(event: Any) -> LoopState:
     """The loop state from the workflow's input; a clear InvalidInput before any request is made."""
     if not isinstance(event, dict):
         raise InvalidInput("the loop input must be a JSON object with a task_id")
+    # JSON has one number type: 3600.0 is the integer 3600 (JSON Schema's `integer` says so too), and
+    # some producers write it so (a CloudFormation Number parameter given as 3600.0 reaches the workflow
+    # through States.StringToJson). A number with a fraction stays a float, and is refused where an
+    # integer is expected.
+    event = {key: int(value) if isinstance(value, float) and value.is_integer() else value
+             for key, value in event.items()}
     try:
         return msgspec.convert(event, LoopState)
     except msgspec.ValidationError as exc:
