@@ -56,7 +56,7 @@ def streaming_plans(quick: bool) -> tuple[list, list, list]:
     loopback_all = ["naive", "upload_fileobj", "upload_fileobj_unsigned", "relay_single", "relay"]
     if quick:
         return [(16 * MiB, loopback_all, 1)], [(64 * MiB, ["upload_fileobj", "relay"], 1)], []
-    loopback = [(16 * MiB, loopback_all, 5), (256 * MiB, loopback_all, 5), (1024 * MiB, loopback_all, 3)]
+    loopback = [(16 * MiB, loopback_all, 5), (256 * MiB, loopback_all, 5), (1024 * MiB, loopback_all, 5)]
     far = [(256 * MiB, everyone, 3), (1024 * MiB, ["upload_fileobj"], 2), (1024 * MiB, ["relay"], 3)]
     wide = [(256 * MiB, ["upload_fileobj", "relay"], 1)]
     return loopback, far, wide
@@ -73,7 +73,7 @@ def measure(quick: bool, sections: tuple[str, ...] = SECTIONS, results: dict | N
         _streaming(quick, results)
     if "coldstart" in sections:
         print("3. cold start", flush=True)
-        results["coldstart"] = coldstart.measure(5 if quick else 15)
+        results["coldstart"] = coldstart.measure(5 if quick else 40)
         results["layer"] = coldstart.layer_size()
     if "polls" in sections:
         print("4. polls, delay and dollars", flush=True)
