@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,52 +45,56 @@ def completion_schema() -> dict[str, Any]:
     return _json_schema_words(schema)
 
 
-def _json_schema_words(node: Any) -> Any:
-    """Patterns end with `$`, not the models' `\\Z` (ECMA-262 regexes, JSON Schema's, have no `\\Z`,
-    and their `$` is the end of the text); no empty `required` (Draft 4 forbids it, and it says nothing)."""
+#: keywords whose value maps names to schemas: the names are not keywords
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
+
+
+def _rewrite(node: Any, keyword: Callable[[str, Any], list[tuple[str, Any]]]) -> Any:
+    """The schema with each keyword, at every depth, replaced by what `keyword(key, value)` gives
+    (nothing drops it); subschemas are rewritten first, property names are left alone."""
     if isinstance(node, list):
-        return [_json_schema_words(n) for n in node]
+        return [_rewrite(n, keyword) for n in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key == "pattern" and isinstance(value, str) and value.endswith("\\Z"):
-            out[key] = value[:-2] + "$"
-        elif key == "required" and value == []:
-            continue
-        elif key in ("properties", "$defs"):
-            out[key] = {name: _json_schema_words(v) for name, v in value.items()}
+        if key in _NAMED_SCHEMAS and isinstance(value, dict):
+            value = {name: _rewrite(v, keyword) for name, v in value.items()}
         else:
-            out[key] = _json_schema_words(value)
+            value = _rewrite(value, keyword)
+        out.update(keyword(key, value))
     return out
+
+
+def _json_schema_words(schema: dict[str, Any]) -> dict[str, Any]:
+    """Patterns end with `$`, not the models' `\\Z` (ECMA-262 regexes, JSON Schema's, have no `\\Z`,
+    and their `$` is the end of the text); no empty `required` (Draft 4 forbids it, and it says nothing)."""
+
+    def keyword(key: str, value: Any) -> list[tuple[str, Any]]:
+        if key == "pattern" and isinstance(value, str) and value.endswith("\\Z"):
+            return [(key, value[:-2] + "$")]
+        if key == "required" and value == []:
+            return []
+        return [(key, value)]
+
+    return _rewrite(schema, keyword)
 
 
 def to_draft4(schema: dict[str, Any]) -> dict[str, Any]:
     """The same constraints in Draft 4 words: definitions, enum for const, no $id/x- keys at the top."""
 
-    def convert(node: Any) -> Any:
-        if isinstance(node, list):
-            return [convert(n) for n in node]
-        if not isinstance(node, dict):
-            return node
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key == "$defs":
-                out["definitions"] = {k: convert(v) for k, v in value.items()}
-            elif key == "$ref" and isinstance(value, str):
-                out["$ref"] = value.replace("#/$defs/", "#/definitions/")
-            elif key == "const":
-                out["enum"] = [value]
-            elif key in ("$schema", "$id") or key.startswith("x-"):
-                continue
-            elif key in ("properties", "patternProperties"):
-                out[key] = {k: convert(v) for k, v in value.items()}
-            else:
-                out[key] = convert(value)
-        return out
+    def keyword(key: str, value: Any) -> list[tuple[str, Any]]:
+        if key == "$defs":
+            return [("definitions", value)]
+        if key == "$ref" and isinstance(value, str):
+            return [(key, value.replace("#/$defs/", "#/definitions/"))]
+        if key == "const":
+            return [("enum", [value])]
+        if key in ("$schema", "$id") or key.startswith("x-"):
+            return []
+        return [(key, value)]
 
-    draft4 = convert(schema)
-    return {"$schema": DRAFT_4, **draft4}
+    return {"$schema": DRAFT_4, **_rewrite(schema, keyword)}
 
 
 def render(schema: dict[str, Any]) -> str:
