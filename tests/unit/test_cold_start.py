@@ -31,17 +31,10 @@ import json, sys
 {before}
 sys.path.insert(0, {function_dir!r})
 import app
+from wan_relay_local.lambda_bridge import FakeContext  # after the handler: the handler's imports are its own
 
-class Context:
-    function_name = "poll"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:poll"
-    aws_request_id = "request"
-    def get_remaining_time_in_millis(self):
-        return 900_000
-
-answers = [app.lambda_handler(event, Context()) for event in {events!r}]
+context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:poll")
+answers = [app.lambda_handler(event, context) for event in {events!r}]
 modules = sorted(sys.modules)
 seen = {{}}
 {after}
