@@ -26,6 +26,7 @@ from .errors import ConfigurationError, OperatorError
 from .relay import Relay
 
 if TYPE_CHECKING:
+    from .claims import ClaimInspector
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
 
@@ -126,12 +127,22 @@ def build_relay(
             return Ledger(config.idempotency_table, dynamodb if dynamodb is not None else default_client("dynamodb"))
         return NoLedger()
 
+    def make_claims() -> ClaimInspector:
+        from .claims import ClaimInspector
+
+        return ClaimInspector(
+            table=config.idempotency_table or "",
+            dynamodb=dynamodb if dynamodb is not None else default_client("dynamodb"),
+            sfn=default_client("stepfunctions"),
+        )
+
     return Relay(
         client=DashScopeClient(config.base_url, api_key, session=session),
         make_streamer=make_streamer,
         event_source=config.event_source,
         metrics=metrics,
         make_ledger=make_ledger,
+        make_claims=make_claims if config.idempotency_table else None,
     )
 
 
