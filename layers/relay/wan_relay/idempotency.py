@@ -74,16 +74,7 @@ class Ledger:
                     code="InProgress",
                 ) from None
             except IdempotencyPersistenceLayerError as exc:
-                cause = exc.__cause__
-                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-                if code in _OPERATOR_CODES:
-                    raise OperatorError(
-                        f"the idempotency table {self.table_name} cannot be used: {code}", code=f"DynamoDB.{code}"
-                    ) from None
-                raise TransientError(
-                    f"the idempotency table {self.table_name} failed: {code or type(cause).__name__}",
-                    code="DynamoDB",
-                ) from None
+                raise _table_error(self.table_name, exc.__cause__) from None
 
         return run
 
@@ -115,17 +106,17 @@ class UploadRecords:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
             return getattr(self._dynamodb, operation)(TableName=self.table_name, **kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code in _OPERATOR_CODES:
-                raise OperatorError(
-                    f"the idempotency table {self.table_name} cannot be used: {code}", code=f"DynamoDB.{code}"
-                ) from None
-            raise TransientError(f"the idempotency table {self.table_name} failed: {code}", code="DynamoDB") from None
-        except BotoCoreError as exc:
-            raise TransientError(
-                f"the idempotency table {self.table_name} failed: {type(exc).__name__}", code="DynamoDB"
-            ) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise _table_error(self.table_name, exc) from None
+
+
+def _table_error(table_name: str, cause: BaseException | None) -> OperatorError | TransientError:
+    """A failed table call as the relay's error: the operator's to fix, or worth retrying."""
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+    if code in _OPERATOR_CODES:
+        return OperatorError(f"the idempotency table {table_name} cannot be used: {code}", code=f"DynamoDB.{code}")
+    return TransientError(f"the idempotency table {table_name} failed: {code or type(cause).__name__}",
+                          code="DynamoDB")
 
 
 def _upload_record_id(bucket: str, key: str) -> str:
