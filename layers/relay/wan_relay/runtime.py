@@ -107,8 +107,15 @@ def build_relay(
     """The relay; the streamer, the ledger and the clients not given are made when a finished task
     first needs them."""
     session = session or requests.Session()
+    made: dict[str, Any] = {}
+
+    def dynamodb_client() -> Any:
+        if "dynamodb" not in made:
+            made["dynamodb"] = dynamodb if dynamodb is not None else default_client("dynamodb")
+        return made["dynamodb"]
 
     def make_streamer() -> MediaStreamer:
+        from .idempotency import UploadRecords
         from .ingest import MediaStreamer, UrlAllowlist
 
         return MediaStreamer(
@@ -118,13 +125,14 @@ def build_relay(
             prefix=config.media_prefix,
             max_bytes=config.max_media_bytes,
             allowlist=UrlAllowlist(config.allowed_media_urls),
+            uploads=UploadRecords(config.idempotency_table, dynamodb_client()) if config.idempotency_table else None,
         )
 
     def make_ledger() -> Ledger | NoLedger:
         from .idempotency import Ledger, NoLedger
 
         if config.idempotency_table:
-            return Ledger(config.idempotency_table, dynamodb if dynamodb is not None else default_client("dynamodb"))
+            return Ledger(config.idempotency_table, dynamodb_client())
         return NoLedger()
 
     def make_claims() -> ClaimInspector:
