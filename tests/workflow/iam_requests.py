@@ -41,6 +41,7 @@ OPERATION_ACTIONS = {
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "ListParts"): "s3:ListMultipartUploadParts",
     ("lambda", "Invoke"): "lambda:InvokeFunction",
+    ("stepfunctions", "DescribeExecution"): "states:DescribeExecution",
 }
 #: the call parameter that fills an ARN-format variable, where the catalogue's name differs
 FORMAT_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key"}
@@ -217,6 +218,12 @@ def _resources(call: Call, action: str, account: str) -> list[str]:
     formats = resource_formats(action)
     if not formats:
         return ["*"]
+    # a call that names its resource by ARN (DescribeExecution's executionArn): that ARN, if it fits
+    for value in call.params.values():
+        if isinstance(value, str) and value.startswith("arn:") and any(
+            re.fullmatch(re.sub(r"\\\$\\\{\w+\\\}", "[^:]+", re.escape(f)), value) for f in formats
+        ):
+            return [value]
     for arn_format in formats:  # the first resource type the call's parameters name
         names = [n for n in re.findall(r"\$\{(\w+)\}", arn_format) if n not in ("Partition", "Region", "Account")]
         sets = _parameter_sets(call.params, names)
