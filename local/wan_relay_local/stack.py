@@ -129,6 +129,8 @@ class Template:
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
+            if self.doc.get("Parameters", {}).get(name, {}).get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in self.parameters[name].split(",")]
             return self.parameters[name]
         if name in self.refs:
             return self.refs[name]
@@ -291,7 +293,7 @@ def deploy_embedded_stack(
     template = Template(template_path, parameters=params, region=region, account_id=account_id, stack_name=prefix)
 
     bucket = _create_bucket(session, template, f"{prefix}-media-{account_id}")
-    bus_name = _ensure_bus(session, template.parameters["EventBusName"])
+    bus_name = _ensure_bus(session, _bus_name(template))
     table = _create_table(session, template, f"{prefix}-idempotency")
     function_name, function_arn, function_env = _create_function(
         session, template, lambdas, environment, f"{prefix}-poll-task"
@@ -371,6 +373,22 @@ def _create_bucket(session: Any, template: Template, default_name: str) -> str:
     # The TLS-only bucket policy is resolved (so its references are checked) but not applied: moto
     # ignores policy conditions, so its `Deny * unless aws:SecureTransport` would deny every request.
     template.resolve(template.properties("MediaBucketPolicy")["PolicyDocument"])
+    return name
+
+
+def _bus_name(template: Template) -> str:
+    """The stack's bus (CreateEventBus) or the named one. Its resource policy is resolved, so its
+    references are checked, but not applied: moto ignores policy conditions (see the bucket policy)."""
+    if not template.condition("CreateTheEventBus"):
+        return str(template.parameters["EventBusName"])
+    name = str(template.resolve(template.properties("RelayEventBus")["Name"]))
+    template.refs["RelayEventBus"] = name
+    template.attributes[("RelayEventBus", "Arn")] = (
+        f"arn:aws:events:{template.region}:{template.account_id}:event-bus/{name}"
+    )
+    if template.condition("HasSubmitters"):
+        for policy in ("RelayEventBusPolicy", "RelayEventBusDenyOthers"):
+            template.resolve(template.properties(policy)["Statement"])
     return name
 
 
