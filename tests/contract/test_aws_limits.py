@@ -253,6 +253,8 @@ def relay_largest_detail(make_relay, replay: ReplayDashScope, filler: str) -> It
 
 @pytest.mark.parametrize("filler", FILLERS.values(), ids=FILLERS.keys())
 def test_the_largest_detail_fits_every_service_that_carries_it(make_relay, replay, writes, filler) -> None:
+    """At the edge: the longest answer that still keeps a context at its cap in the event, and one
+    character more (the context is then a marker). Each payload is measured as the service counts it."""
     source = longest_event_source()
     kept, cut = relay_largest_detail(make_relay, replay, filler)
     for (loop_input, state, answer), context_kept in ((kept, True), (cut, False)):

@@ -96,14 +96,28 @@ def retries_allowed(state: dict[str, Any]) -> int:
 
 def test_the_poll_cap_keeps_the_worst_history_within_25000_events(workflow: Workflow, sleeps: Sleeps) -> None:
     """Measured on a real execution history: a pending poll, a throttled poll (HTTP 429), a poll whose
-    first attempt fails (HTTP 503) and is retried, then the end. From the costs measured and the
+    first attempt dies (Lambda's timeout) and is retried, then the end. From the costs measured and the
     retriers in the definition, the worst history at MAX_POLLS: every poll using every retry."""
     throttled = Reply({"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded.",
                        "request_id": "r-429"}, status=429, headers={"Retry-After": "1"})
     workflow.replay.script(
-        IMAGE_TASK, unfinished("pending", IMAGE_TASK), throttled, SERVICE_UNAVAILABLE,
-        unfinished("running", IMAGE_TASK), workflow.replay.rehost(sample("wan2.6-t2i_succeeded")),
+        IMAGE_TASK, unfinished("pending", IMAGE_TASK), throttled, unfinished("running", IMAGE_TASK),
+        workflow.replay.rehost(sample("wan2.6-t2i_succeeded")),
     )
+    died = type("Sandbox.Timedout", (Exception,), {})  # the errorType Lambda reports for a timeout
+
+    def third_attempt_dies(handler):
+        calls = []
+
+        def run(event, context):
+            calls.append(1)
+            if len(calls) == 3:
+                raise died("Task timed out after 900.00 seconds")
+            return handler(event, context)
+
+        return run
+
+    workflow.lambdas.wrap(workflow.stack.function_name, third_attempt_dies)
     execution = workflow.run({"task_id": IMAGE_TASK})
     assert execution["status"] == "SUCCEEDED" and only_event(workflow)["polls"] == 4
 
