@@ -227,7 +227,5 @@ class LoopState(_Model):
     records_expire_at: Annotated[
         int | None, Meta(description="Epoch seconds when the task's idempotency records (and its lock) expire.")
     ] = None
-    # written by the workflow: its Catch's {"Error": name, "Cause": json}, and InspectClaim's verdict when
-    # the lock vanished before it could be read (the relay ignores it)
+    # written by the workflow's Catch: {"Error": name, "Cause": json}
     error: dict[str, Any] | None = None
-    claim: dict[str, Any] | None = None
