@@ -2,6 +2,8 @@
 
 It knows nothing of S3 or EventBridge. It does not retry: transient failures are raised as
 `TransientError` for the workflow's jittered Retry, throttling as `ThrottledError` for the wait loop.
+The one exception is a refused key (HTTP 401): the key's source is read afresh (a rotated secret) and
+the query sent once more with the new key, if it is a new one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -40,18 +42,45 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+class ApiKey(Protocol):
+    """Where the key comes from: `current` for each query, `refreshed` once DashScope refused it."""
+
+    refreshable: bool
+
+    def current(self) -> str: ...
+
+    def refreshed(self) -> str: ...
+
+
+class PlainApiKey:
+    """A key given as it is (local runs, tests): nothing to refresh."""
+
+    refreshable = False
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "PlainApiKey(<redacted>)"
+
+    def current(self) -> str:
+        return self._key
+
+    refreshed = current
+
+
 class DashScopeClient:
     """Queries `GET {base_url}/tasks/{task_id}` with a bearer key."""
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | ApiKey,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = PlainApiKey(api_key) if isinstance(api_key, str) else api_key
         self._session = session or requests.Session()
         self._timeout = timeout
 
@@ -61,10 +90,20 @@ class DashScopeClient:
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""
         url = f"{self._base_url}/tasks/{task_id}"
+        keys = [self._api_key.current()]
+        response, body = self._query(url, keys[0])
+        if response.status_code == 401 and self._api_key.refreshable:
+            fresh = self._api_key.refreshed()
+            if fresh != keys[0]:  # the secret was rotated since it was cached: ask again, once
+                keys.append(fresh)
+                response, body = self._query(url, fresh)
+        return self._interpret(response, body, keys)
+
+    def _query(self, url: str, key: str) -> tuple[requests.Response, bytes]:
         try:
             response = self._session.get(
                 url,
-                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,
@@ -78,12 +117,15 @@ class DashScopeClient:
                 f"could not reach DashScope: {type(exc).__name__}", code="ConnectionError"
             ) from None
         with response:
-            body = self._read_body(response)
-        return self._interpret(response, body)
+            return response, self._read_body(response)
 
-    def _scrub(self, text: str) -> str:
+    @staticmethod
+    def _scrub(text: str, keys: list[str]) -> str:
         """A hostile or careless server may echo the Authorization header back: never pass it on."""
-        return text.replace(self._api_key, "<redacted>") if self._api_key else text
+        for key in keys:
+            if key:
+                text = text.replace(key, "<redacted>")
+        return text
 
     def _read_body(self, response: requests.Response) -> bytes:
         chunks: list[bytes] = []
@@ -102,7 +144,7 @@ class DashScopeClient:
             ) from None
         return b"".join(chunks)
 
-    def _interpret(self, response: requests.Response, body: bytes) -> dict[str, Any]:
+    def _interpret(self, response: requests.Response, body: bytes, keys: list[str]) -> dict[str, Any]:
         status = response.status_code
         content_type = response.headers.get("Content-Type", "unknown")
         try:
@@ -130,7 +172,7 @@ class DashScopeClient:
             detail += f" (request_id {request_id})"
         if payload is None and body:
             detail += f" with a non-JSON body ({content_type})"
-        detail = self._scrub(detail)
+        detail = self._scrub(detail, keys)
 
         if status == 429:
             if code in _OPERATOR_CODES:
