@@ -11,7 +11,11 @@ from .errors import ConfigurationError
 from .models import DEFAULT_EVENT_SOURCE
 
 DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
-DEFAULT_ALLOWED_MEDIA_URLS = "https://*.aliyuncs.com"
+#: DashScope's result buckets (`dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com`, `-bj`, `-sh`, `-wlcb`...)
+#: in their region or through OSS transfer acceleration, and its other `dashscope-*` buckets through
+#: acceleration (`dashscope-463f.oss-accelerate.aliyuncs.com`, in the API reference's example): not any
+#: tenant's bucket, not Alibaba's other services
+DEFAULT_ALLOWED_MEDIA_URLS = "https://dashscope-result-*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com"
 DEFAULT_MAX_MEDIA_BYTES = 1024**3
 
 
@@ -24,9 +28,11 @@ class Config:
     media_prefix: str = "wan/"
     event_bus_name: str = "default"
     event_source: str = DEFAULT_EVENT_SOURCE
-    allowed_media_urls: tuple[str, ...] = (DEFAULT_ALLOWED_MEDIA_URLS,)
+    allowed_media_urls: tuple[str, ...] = tuple(DEFAULT_ALLOWED_MEDIA_URLS.split(","))
     max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
     idempotency_table: str | None = None
+    #: local runs and tests only (their DashScope and media are on 127.0.0.1): media may come from loopback
+    allow_loopback_media: bool = False
 
     def __repr__(self) -> str:  # the plain key must never reach a log line through repr()
         key = "<redacted>" if self.api_key else None
@@ -35,7 +41,7 @@ class Config:
             f"api_key_secret={self.api_key_secret!r}, api_key={key}, media_prefix={self.media_prefix!r}, "
             f"event_bus_name={self.event_bus_name!r}, event_source={self.event_source!r}, "
             f"allowed_media_urls={self.allowed_media_urls!r}, max_media_bytes={self.max_media_bytes}, "
-            f"idempotency_table={self.idempotency_table!r})"
+            f"idempotency_table={self.idempotency_table!r}, allow_loopback_media={self.allow_loopback_media})"
         )
 
     __str__ = __repr__
@@ -80,7 +86,7 @@ class Config:
             if "://" not in pattern:
                 raise ConfigurationError(
                     f"ALLOWED_MEDIA_URLS entry {pattern!r} must look like scheme://host[:port], "
-                    "e.g. https://*.aliyuncs.com"
+                    "e.g. https://dashscope-result-*.oss-*.aliyuncs.com"
                 )
 
         raw_max = get("MAX_MEDIA_BYTES", str(DEFAULT_MAX_MEDIA_BYTES)) or ""
@@ -90,6 +96,10 @@ class Config:
             raise ConfigurationError(f"MAX_MEDIA_BYTES must be a whole number of bytes, not {raw_max!r}") from None
         if max_media_bytes <= 0:
             raise ConfigurationError("MAX_MEDIA_BYTES must be positive")
+
+        loopback = (get("ALLOW_LOOPBACK_MEDIA_ADDRESSES", "false") or "").lower()
+        if loopback not in ("true", "false"):
+            raise ConfigurationError(f"ALLOW_LOOPBACK_MEDIA_ADDRESSES must be true or false, not {loopback!r}")
 
         return cls(
             base_url=base_url,
@@ -102,4 +112,5 @@ class Config:
             allowed_media_urls=allowed,
             max_media_bytes=max_media_bytes,
             idempotency_table=get("IDEMPOTENCY_TABLE"),
+            allow_loopback_media=loopback == "true",
         )

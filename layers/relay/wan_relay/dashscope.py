@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import requests
 
 from .errors import InvalidInput, OperatorError, ProtocolError, ThrottledError, TransientError
+from .foreign_text import CODE_CHARS, sanitized
 
 #: (connect, read) seconds: a hung DashScope fails the poll long before the Lambda's own timeout
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -154,25 +155,29 @@ class DashScopeClient:
         if status == 200:
             if not isinstance(payload, dict):
                 raise ProtocolError(
-                    f"DashScope answered HTTP 200 with a body that is not a JSON object ({content_type})"
+                    f"DashScope answered HTTP 200 with a body that is not a JSON object "
+                    f"({sanitized(content_type, CODE_CHARS)})"
                 )
             return payload
 
-        code = message = request_id = None
-        if isinstance(payload, dict):
-            code = payload.get("code") if isinstance(payload.get("code"), str) else None
-            message = payload.get("message") if isinstance(payload.get("message"), str) else None
-            request_id = payload.get("request_id") if isinstance(payload.get("request_id"), str) else None
+        def text(name: str, limit: int) -> str | None:
+            """A field of the error body: the keys scrubbed first (a cut could leave half of one), then
+            fit to be repeated."""
+            value = payload.get(name) if isinstance(payload, dict) else None
+            if not isinstance(value, str):
+                return None
+            return sanitized(self._scrub(value, keys), limit) or None
+
+        code, message, request_id = text("code", CODE_CHARS), text("message", 300), text("request_id", CODE_CHARS)
         detail = f"DashScope answered HTTP {status}"
         if code:
             detail += f" {code}"
         if message:
-            detail += f": {message[:300]}"
+            detail += f": {message}"
         if request_id:
             detail += f" (request_id {request_id})"
         if payload is None and body:
-            detail += f" with a non-JSON body ({content_type})"
-        detail = self._scrub(detail, keys)
+            detail += f" with a non-JSON body ({sanitized(content_type, CODE_CHARS)})"
 
         if status == 429:
             if code in _OPERATOR_CODES:

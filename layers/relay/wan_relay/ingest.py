@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import ipaddress
 import math
 import re
@@ -20,7 +21,6 @@ import socket
 import time
 import zlib
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .errors import MediaRejected, MediaTransferError, OperatorError, TransientError
+from .foreign_text import CODE_CHARS, MESSAGE_CHARS, sanitized
 from .models import MediaRef, StoredMedia
 from .ranged import copy_in_ranges, wants_ranges
 
@@ -59,14 +60,22 @@ _DEFAULT_EXTENSION = {"image": "png", "video": "mp4"}
 
 
 class UrlAllowlist:
-    """Matches `scheme://host[:port]` of a URL against glob patterns (`https://*.aliyuncs.com`).
+    """Matches `scheme://host[:port]` of a URL against patterns (`https://dashscope-result-*.oss-*.aliyuncs.com`)
+    where each `*` stands for part of one name label: it never matches a dot, as in a TLS
+    certificate's wildcard, so `https://*.aliyuncs.com` matches `oss.aliyuncs.com` but not
+    `bucket.oss-cn-beijing.aliyuncs.com`.
 
     Refused whatever the patterns: URLs with credentials, non-http(s) schemes, and IP literals
-    unless a pattern names that exact address (a wildcard never matches an IP).
+    unless a pattern names that exact address (a wildcard never matches an IP). Where a name
+    resolves to is checked when the connection is made (public_addresses.py).
     """
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
         self._patterns = tuple(p.lower() for p in patterns)
+        self._matchers = tuple(
+            re.compile("".join("[a-z0-9-]*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", p)))
+            for p in self._patterns
+        )
 
     def check(self, url: str) -> None:
         try:
@@ -86,10 +95,10 @@ class UrlAllowlist:
             raise MediaRejected("the media URL's host is not a plain host name", code="UrlNotAllowed")
         origin = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
         is_ip = _is_ip_literal(host)
-        for pattern in self._patterns:
+        for pattern, matcher in zip(self._patterns, self._matchers, strict=True):
             if is_ip and "*" in pattern.split("://", 1)[-1].split(":", 1)[0]:
                 continue
-            if fnmatchcase(origin, pattern):
+            if matcher.fullmatch(origin):
                 return
         raise MediaRejected(f"the media URL's origin {origin} is not in ALLOWED_MEDIA_URLS", code="UrlNotAllowed")
 
@@ -450,8 +459,8 @@ def _refusal(response: requests.Response) -> Exception:
     except Exception:
         body = b""
     text = body.decode("utf-8", "replace")
-    code = _xml_field(text, "Code")
-    message = _xml_field(text, "Message")
+    code = _xml_field(text, "Code", CODE_CHARS)
+    message = _xml_field(text, "Message", MESSAGE_CHARS)
     reason = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     if status == 403 and message and "expired" in message.lower():
         return MediaRejected(f"the media URL has expired ({reason})", code="MediaExpired")
@@ -464,9 +473,11 @@ def _refusal(response: requests.Response) -> Exception:
     return MediaRejected(f"the media host answered {reason}", code=f"HTTP{status}")
 
 
-def _xml_field(text: str, name: str) -> str | None:
-    match = re.search(rf"<{name}>([^<]{{1,300}})</{name}>", text)
-    return match.group(1).strip() if match else None
+def _xml_field(text: str, name: str, limit: int) -> str | None:
+    """One element of OSS's XML error body (its start, if the body was cut short), fit to be repeated
+    (foreign_text.py)."""
+    match = re.search(rf"<{name}>([^<]+)", text)
+    return (sanitized(html.unescape(match.group(1)), limit) or None) if match else None
 
 
 def _storage_error(exc: ClientError, bucket: str) -> Exception:

@@ -14,6 +14,7 @@ import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import OperatorError, TransientError
+from .foreign_text import CODE_CHARS, MESSAGE_CHARS, sanitized
 from .models import DETAIL_TYPE_COMPLETED, CompletionDetail
 
 #: EventBridge's limit is 256 KB for the whole entry, Step Functions' 256 KiB for a state's input and
@@ -43,8 +44,22 @@ def fit_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
     return trimmed_marker(context)
 
 
+def sanitize_errors(detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail with its error and failure codes and messages fit to be repeated: they are, or
+    carry, another party's text (DashScope's reasons, OSS's error body; foreign_text.py)."""
+
+    def clean(entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        return {**entry, **{name: sanitized(entry[name], limit) for name, limit in
+                            (("code", CODE_CHARS), ("message", MESSAGE_CHARS)) if isinstance(entry.get(name), str)}}
+
+    return {**detail, "error": clean(detail.get("error")), "failures": [clean(f) for f in detail.get("failures", [])]}
+
+
 def fit_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """Shrink an oversize detail step by step, marking what was cut, so the event is never lost."""
+    detail = sanitize_errors(detail)
 
     def size() -> int:
         return len(_json(detail).encode())

@@ -130,15 +130,17 @@ def build_relay(
     metrics: Any = None,
 ) -> Relay:
     """The relay; the streamer, the ledger and the clients not given are made when a finished task
-    first needs them."""
+    first needs them. `session` is the DashScope client's; media is fetched with a session of its
+    own, whose connections go to public addresses only (public_addresses.py)."""
     session = session or requests.Session()
 
     def make_streamer() -> MediaStreamer:
         from .ingest import MediaStreamer, UrlAllowlist
+        from .public_addresses import media_session
 
         return MediaStreamer(
             s3=s3 if s3 is not None else default_client("s3"),
-            session=session,
+            session=media_session(allow_loopback=config.allow_loopback_media),
             bucket=config.media_bucket,
             prefix=config.media_prefix,
             max_bytes=config.max_media_bytes,
