@@ -133,7 +133,7 @@ def test_a_secret_read_that_may_heal_is_a_transient_error_retried(replay, accoun
     with pytest.raises(TransientError) as raised:
         relay.handle({"task_id": TASK})
 
-    assert raised.value.code == "SecretUnavailable" and code in raised.value.message
+    assert raised.value.code == f"SecretsManager.{code}" and code in raised.value.message
     assert injected.calls == 6  # the first attempt and the SDK's five retries (standard mode) ran first
     assert replay.requests == []
 
@@ -147,7 +147,7 @@ def test_a_secret_that_cannot_be_read_at_all_is_an_operator_error(replay, accoun
     with pytest.raises(OperatorError) as raised:
         relay.handle({"task_id": TASK})
 
-    assert raised.value.code == "SecretUnavailable" and code in raised.value.message
+    assert raised.value.code == f"SecretsManager.{code}" and code in raised.value.message
     assert injected.calls == 1  # not retried
 
 

@@ -15,15 +15,14 @@ from typing import Any, Protocol
 
 import requests
 
-from .errors import InvalidInput, OperatorError, ProtocolError, ThrottledError, TransientError
+from .errors import ProtocolError
 from .foreign_text import CODE_CHARS, sanitized
+from .service_errors import dashscope_answer_error, dashscope_request_error
 
 #: (connect, read) seconds: a hung DashScope fails the poll long before the Lambda's own timeout
 DEFAULT_TIMEOUT = (3.05, 10.0)
 #: task answers are a few KB; a larger body is not a task answer
 MAX_ANSWER_BYTES = 1024 * 1024
-
-_OPERATOR_CODES = {"InvalidApiKey", "AccessDenied", "Arrearage", "ModelNotFound", "Throttling.AllocationQuota"}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -109,14 +108,8 @@ class DashScopeClient:
                 allow_redirects=False,
                 stream=True,
             )
-        except requests.Timeout:
-            raise TransientError(
-                f"DashScope did not answer the task query within {self._timeout[1]:g} s", code="Timeout"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise TransientError(
-                f"could not reach DashScope: {type(exc).__name__}", code="ConnectionError"
-            ) from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise dashscope_request_error(exc, read_timeout=self._timeout[1]) from None
         with response:
             return response, self._read_body(response)
 
@@ -140,9 +133,7 @@ class DashScopeClient:
                     )
                 chunks.append(chunk)
         except requests.RequestException as exc:
-            raise TransientError(
-                f"DashScope's answer broke off while being read: {type(exc).__name__}", code="ConnectionError"
-            ) from None
+            raise dashscope_request_error(exc, reading=True) from None
         return b"".join(chunks)
 
     def _interpret(self, response: requests.Response, body: bytes, keys: list[str]) -> dict[str, Any]:
@@ -178,18 +169,4 @@ class DashScopeClient:
             detail += f" (request_id {request_id})"
         if payload is None and body:
             detail += f" with a non-JSON body ({sanitized(content_type, CODE_CHARS)})"
-
-        if status == 429:
-            if code in _OPERATOR_CODES:
-                raise OperatorError(detail + "; the quota is used up, retrying does not help", code=code)
-            raise ThrottledError(
-                detail, code=code or "Throttling", retry_after=_retry_after(response.headers.get("Retry-After"))
-            )
-        if status in (401, 403) or code in _OPERATOR_CODES or status == 404:
-            default = {401: "InvalidApiKey", 403: "AccessDenied", 404: "NotFound"}.get(status, "OperatorError")
-            raise OperatorError(detail, code=code or default)
-        if status == 400:
-            raise InvalidInput(detail, code=code or "InvalidParameter")
-        if status >= 500:
-            raise TransientError(detail, code=code or f"HTTP{status}")
-        raise ProtocolError(detail, code=code or f"HTTP{status}")
+        raise dashscope_answer_error(status, code, detail, _retry_after(response.headers.get("Retry-After")))

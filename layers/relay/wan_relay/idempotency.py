@@ -24,12 +24,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
 )
-from botocore.exceptions import ClientError
 
-from .errors import OperatorError, TransientError
+from .errors import TransientError
+from .service_errors import DYNAMODB, aws_error
 
 RECORD_TTL_SECONDS = 48 * 3600
-_OPERATOR_CODES = {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"}
 
 Effect = Callable[..., dict[str, Any]]
 
@@ -69,16 +68,7 @@ class Ledger:
                     code="InProgress",
                 ) from None
             except IdempotencyPersistenceLayerError as exc:
-                cause = exc.__cause__
-                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-                if code in _OPERATOR_CODES:
-                    raise OperatorError(
-                        f"the idempotency table {self.table_name} cannot be used: {code}", code=f"DynamoDB.{code}"
-                    ) from None
-                raise TransientError(
-                    f"the idempotency table {self.table_name} failed: {code or type(cause).__name__}",
-                    code="DynamoDB",
-                ) from None
+                raise aws_error(exc, DYNAMODB, f"the records in the idempotency table {self.table_name}") from None
 
         return run
 

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import OperatorError, TransientError
 from .foreign_text import CODE_CHARS, MESSAGE_CHARS, sanitized
 from .models import DETAIL_TYPE_COMPLETED, CompletionDetail
+from .service_errors import EVENTBRIDGE, aws_error
 
 #: EventBridge's limit is 256 KB for the whole entry, Step Functions' 256 KiB for a state's input and
 #: output, which carries the detail and the loop state (whose context is at most MAX_CONTEXT_BYTES)
@@ -23,8 +23,6 @@ MAX_DETAIL_BYTES = 200 * 1024
 #: a caller's context larger than this is replaced by a marker when the loop starts
 MAX_CONTEXT_BYTES = 32 * 1024
 TEXT_KEEP_CHARS = 2000
-_OPERATOR_CODES = {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-                   "InvalidSignatureException", "NotAuthorized", "AccessDenied"}
 
 
 def _json(value: Any) -> str:
@@ -111,22 +109,12 @@ class EventPublisher:
         }
         try:
             answer = self._events.put_events(Entries=[entry])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code in _OPERATOR_CODES:
-                raise OperatorError(
-                    f"EventBridge refused the completion event on bus {self._bus_name}: {code}", code=f"Events.{code}"
-                ) from None
-            raise TransientError(f"EventBridge failed: {code}", code=f"Events.{code}") from None
-        except BotoCoreError as exc:
-            raise TransientError(f"EventBridge could not be reached: {type(exc).__name__}",
-                                 code="Events.Unreachable") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, EVENTBRIDGE, f"the completion event on bus {self._bus_name}") from None
         results = answer.get("Entries") or [{}]
         result = results[0]
         if answer.get("FailedEntryCount", 0) or result.get("ErrorCode") or not result.get("EventId"):
             code = result.get("ErrorCode", "NotAccepted")
             message = f"EventBridge did not accept the completion event: {code} {result.get('ErrorMessage', '')}"
-            if code in _OPERATOR_CODES:
-                raise OperatorError(message.strip(), code=f"Events.{code}")
-            raise TransientError(message.strip(), code=f"Events.{code}")
+            raise EVENTBRIDGE.error_class(code)(message.strip(), code=f"Events.{code}")
         return str(result["EventId"])

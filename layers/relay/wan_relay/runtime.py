@@ -24,7 +24,7 @@ from .config import Config
 from .dashscope import DashScopeClient, PlainApiKey
 from .errors import ConfigurationError
 from .relay import Relay
-from .service_errors import secret_read_error
+from .service_errors import SECRETS_MANAGER, aws_error
 
 if TYPE_CHECKING:
     from .idempotency import Ledger, NoLedger
@@ -87,7 +87,8 @@ class SecretApiKey:
         try:
             secret = self._provider.get(self.secret_id, max_age=self._max_age, force_fetch=force_fetch)
         except GetParameterError as exc:
-            raise secret_read_error(exc, self.secret_id) from None
+            subject = f"the read of the DashScope key from secret {self.secret_id}"
+            raise aws_error(exc, SECRETS_MANAGER, subject) from None
         if not isinstance(secret, str):
             secret = bytes(secret).decode("utf-8", "replace")
         return api_key_from_secret_string(secret)
