@@ -98,6 +98,7 @@ def fit_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
     Whatever DashScope's answer held, the result fits, unless the lists of media and failures alone do
     not (hundreds of items): they are never cut, as `media` is what landed in S3."""
+    detail = sanitize_errors(detail)
 
     def fits() -> bool:
         return utf8_size(detail) <= MAX_DETAIL_BYTES and record_size(detail) <= MAX_DETAIL_RECORD_BYTES
