@@ -421,7 +421,8 @@ def cmd_replay(args: argparse.Namespace, stdout: TextIO) -> int:
         say(f"  export DASHSCOPE_BASE_URL={replay.base_url}")
         say(f"  export DASHSCOPE_API_KEY={REPLAY_API_KEY}")
         say(f"  export ALLOWED_MEDIA_URLS={replay.origin}")
-        example = next((r for r in recordings if r.statuses[-1] == "SUCCEEDED"), recordings[0])
+        example = next((r for r in recordings if r.statuses[-1] == "SUCCEEDED" and r.holds == "1 image"),
+                       recordings[0])
         say(f"  .venv/bin/wan-relay run {example.task_id}")
         say()
         width = max(len(r.task_id) for r in recordings) + 2

@@ -68,7 +68,7 @@ def summary(detail: dict[str, Any]) -> str:
         failed = ", ".join(f"#{f.get('index')} {f.get('code')}" for f in failures)
         stored = f"{stored}; {len(failures)} failed ({failed})" if stored else f"{len(failures)} failed ({failed})"
     if error:
-        reason = _one_line(f"{error.get('code')}: {error.get('message')}")
+        reason = _one_line(f"{error.get('code')}: {error.get('message')}").rstrip(".")
         return f"{stored}; {reason}" if stored else reason
     return stored or f"DashScope answered {detail.get('provider_status')}"
 
