@@ -52,6 +52,12 @@ with --aws also:
   and boto3's usual credentials and region (AWS_PROFILE, AWS_REGION, ...)"""
 
 
+def _add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="also print the completion event's detail as JSON on stdout (the progress then goes "
+                             "to stderr)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wan-relay",
@@ -94,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_options(run)
     run.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                      help="where to write OUT/<task_id>/event.json and the media files (default: ./out)")
-    run.add_argument("--json", action="store_true",
-                     help="also print the completion event's detail as JSON on stdout (the progress then goes "
-                          "to stderr)")
+    _add_json_option(run)
     run.add_argument("--aws", action="store_true",
                      help="use the real AWS account (boto3's usual credentials; AWS_ENDPOINT_URL unset) with "
                           "MEDIA_BUCKET and EVENT_BUS_NAME, instead of the embedded one")
@@ -115,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
     start.add_argument("--out", type=Path, metavar="DIR",
                        help="also write DIR/<task_id>/event.json and download the media from the stack's bucket")
-    start.add_argument("--json", action="store_true",
-                       help="also print the completion event's detail as JSON on stdout (the progress then goes "
-                            "to stderr)")
+    _add_json_option(start)
 
     replay = commands.add_parser(
         "replay",

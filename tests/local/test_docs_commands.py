@@ -35,7 +35,7 @@ from wan_relay_local.scenarios import load_recording
 from wan_relay_local.stack import Template
 from wan_relay_local.task_options import loop_input
 
-from .conftest import ROOT, user_environment
+from .conftest import ROOT, replay_guide, user_environment
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_BLOCK = re.compile(r"^(?P<indent> *)```(?P<lang>sh|bash|shell)\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
@@ -331,7 +331,7 @@ def test_the_subscriber_stack_is_the_one_shown_and_passes_cfn_lint() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.filterwarnings("ignore:Tried to parse AWS::SQS::QueuePolicy")
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..SQS..QueuePolicy")
 def test_the_subscriber_stack_delivers_successes_and_lets_eventbridge_send() -> None:
     """On moto: the rule and its target deliver the SUCCEEDED and PARTIAL events and not the others.
     moto does not evaluate the queue policy (and its CloudFormation skips QueuePolicy), so the policy is
@@ -382,12 +382,7 @@ def test_the_replay_walkthrough_runs_as_the_docs_say(wan_relay: Path, tmp_path: 
     assert len(runs) >= 4
     with subprocess.Popen([str(wan_relay), *replay_command.words[1:]], env=user_environment(), cwd=tmp_path,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as replay:
-        guide = []
-        for line in replay.stdout:  # type: ignore[union-attr]
-            guide.append(line)
-            if line.startswith("Any other task id"):
-                break
-        exports = dict(re.findall(r"^  export (\w+)=(\S+)$", "".join(guide), re.M))
+        _, exports = replay_guide(replay)
 
         def run(command: Command) -> subprocess.CompletedProcess[str]:
             folder = tmp_path / command.words[2]

@@ -4,7 +4,6 @@ key, used as its own output says; a user's own recorded answer served beside the
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from wan_relay_local.scenarios import SAMPLES, recording_task_id
 
 from tests.conftest import sample
 
-from .conftest import ROOT, assert_media_files_match, load_event, user_environment
+from .conftest import ROOT, assert_media_files_match, load_event, replay_guide, user_environment
 
 THEIR_TASK = "0385dc79-5ff8-4d82-bcb6-000000000001"
 
@@ -26,12 +25,7 @@ def test_replay_serves_every_recording_and_a_saved_answer_for_run_to_relay(wan_r
 
     with subprocess.Popen([str(wan_relay), "replay", str(tmp_path / "saved.json")], env=user_environment(),
                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as replay:
-        guide = []
-        for line in replay.stdout:  # type: ignore[union-attr]
-            guide.append(line)
-            if line.startswith("Any other task id"):
-                break
-        exports = dict(re.findall(r"^  export (\w+)=(\S+)$", "".join(guide), re.MULTILINE))
+        guide, exports = replay_guide(replay)
         [command] = [line.split() for line in guide if line.startswith("  .venv/bin/wan-relay run ")]
         header = next(number for number, line in enumerate(guide) if line.startswith("TASK_ID"))
         rows = {line.split()[0]: line.split() for line in guide[header + 1 : -1]}

@@ -12,13 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.cli import main
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, BUCKET, Account, drain_events, sample
 
-from .conftest import assert_media_files_match, load_event, user_environment
+from .conftest import assert_media_files_match, load_event, subscribe_queue, user_environment
 
 # moto's server and state machines run in this process; each run takes a few seconds
 
@@ -114,14 +113,7 @@ def aws_account(replay: ReplayDashScope, account: Account, monkeypatch: pytest.M
     monkeypatch.setenv("MEDIA_BUCKET", BUCKET)
     for name in ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "DASHSCOPE_API_KEY_SECRET", "MEDIA_PREFIX"):
         monkeypatch.delenv(name, raising=False)
-    # a subscriber on the default bus: a rule copying completion events to a queue
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    queue_url = sqs.create_queue(QueueName="completed")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="completed", EventPattern=json.dumps(
-        {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
-    events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": queue_arn}])
-    account.queue_url = queue_url
+    account.queue_url = subscribe_queue()
     return account
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.embedded_aws import EmbeddedAws
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, drain_events
 
-from .conftest import load_event, user_environment
+from .conftest import load_event, subscribe_queue, user_environment
 from .test_run import _script
 
 
@@ -85,12 +84,7 @@ def aws_account() -> Iterator[str]:
     the default bus; yields its endpoint."""
     with EmbeddedAws(region=REGION) as aws:
         boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        sqs, events = boto3.client("sqs"), boto3.client("events")
-        queue_url = sqs.create_queue(QueueName="completed")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="completed", EventPattern=json.dumps(
-            {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
-        events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": queue_arn}])
+        subscribe_queue()
         yield aws.endpoint_url
 
 
@@ -119,7 +113,8 @@ def test_run_with_aws_honours_aws_region_and_logs_the_relay_like_the_function(
     assert done.stderr == ""
     assert f"(account 123456789012, {REGION})" in done.stdout.splitlines()[0]
     detail = load_event(tmp_path / "out" / task_id)
-    [emitted] = drain_events(boto3.client("sqs"), boto3.client("sqs").get_queue_url(QueueName="completed")["QueueUrl"])
+    sqs = boto3.client("sqs")
+    [emitted] = drain_events(sqs, sqs.get_queue_url(QueueName="completed")["QueueUrl"])
     assert emitted["detail"] == detail and emitted["region"] == REGION
     assert detail["media"][0]["bucket"] == BUCKET
     logged = [json.loads(line) for line in (tmp_path / "out" / "logs" / "poll-task.log").read_text().splitlines()]
