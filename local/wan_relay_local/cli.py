@@ -1,5 +1,6 @@
-"""`wan-relay`: the demo, a real task relayed through the embedded pipeline (or a real account),
-and a task started on a deployed stack. Run `wan-relay --help` for the commands.
+"""`wan-relay`: the demo, a real task relayed through the embedded pipeline (or a real account), a
+task started on a deployed stack, and a replayed DashScope to try `run` on. Run `wan-relay --help`
+for the commands.
 """
 
 from __future__ import annotations
@@ -8,20 +9,23 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .function_log import function_log, use_service_name
+from .preflight import UsageError, aws_account, aws_region, dashscope_reachable, writable_folder
 from .results import EXIT_OTHER, EXIT_SUCCEEDED, EXIT_USAGE, exit_code_for, task_dir
+from .task_options import add_task_options, loop_input
 
 #: the relay's errors that mean "fix the setup or the input", not "the task failed"
 _SETUP_ERRORS = ("ConfigurationError", "OperatorError", "InvalidInput")
-
-
-class UsageError(Exception):
-    """A usage or configuration problem: printed as one line, exit code 2."""
+#: the replay answers a poll at most this long after it came in
+_REPLAY_TICK_SECONDS = 0.2
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -51,20 +55,10 @@ with --aws also:
   and boto3's usual credentials and region (AWS_PROFILE, AWS_REGION, ...)"""
 
 
-def _add_task_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task_id", metavar="TASK_ID", help="the DashScope task id (as returned on submission)")
-    parser.add_argument("--kind", choices=("image", "video"),
-                        help="what the task makes; guessed from --model or the answer when not given")
-    parser.add_argument("--model", help="the Wan model the task was submitted to (e.g. wan2.6-t2i), copied "
-                                        "into the event and used to guess --kind")
-    parser.add_argument("--context", metavar="JSON",
-                        help="a JSON object passed through untouched into the completion event's context")
-    parser.add_argument("--poll-interval", type=int, metavar="SECONDS",
-                        help="poll every SECONDS (1-3600) instead of the relay's policy (5 s images, 15 s videos, "
-                             "slower for long tasks)")
-    parser.add_argument("--timeout", type=int, metavar="SECONDS",
-                        help="give up after SECONDS (1-86400, default 86400: DashScope keeps tasks 24 h); "
-                             "the task then ends as TIMED_OUT")
+def _add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="also print the completion event's detail as JSON on stdout (the progress then goes "
+                             "to stderr)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts an embedded AWS on loopback (moto's server in this process), creates the stack of "
                     "template.yaml on it, starts a replay DashScope on loopback playing four realistic tasks "
                     "(a wan2.6 image, a wan2.5 multi-image task with one image refused, a wan2.7 video, a "
-                    "failed task), and runs the real workflow for each. Shows each poll as it happens, prints "
-                    "each completion event and writes OUT/<task_id>/event.json with the media from S3. The "
+                    "failed task), and runs the real workflow for each. Shows each poll as it happens and each "
+                    "task's outcome, and writes OUT/<task_id>/event.json with the media from S3. The "
                     "demo polls every second (the real policy waits longer); it takes about 15 seconds.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 0 every task ended as scripted, 1 otherwise, 2 usage error.\n"
@@ -98,16 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="relay one real task (or any server answering like DashScope) through the embedded pipeline",
         description="Relays one task through the embedded pipeline: an embedded AWS on loopback with the stack "
                     "of template.yaml, the real handler and workflow, and the DashScope named by the "
-                    "environment. Shows each poll, prints the completion event, writes "
+                    "environment. Shows each poll and the outcome in one line each, writes "
                     "OUT/<task_id>/event.json (the event's detail, exactly as emitted) and the media next to it. "
                     "With --aws, no embedded AWS: the wait loop runs in this process against the AWS account "
-                    "boto3 finds, storing into MEDIA_BUCKET and publishing on EVENT_BUS_NAME.",
+                    "boto3 finds, storing into MEDIA_BUCKET and publishing on EVENT_BUS_NAME. "
+                    "To try it without a key, run `wan-relay replay` in another shell.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_RUN_ENVIRONMENT + "\n\n" + _EXIT_CODES,
     )
-    _add_task_options(run)
+    add_task_options(run)
     run.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                      help="where to write OUT/<task_id>/event.json and the media files (default: ./out)")
+    _add_json_option(run)
     run.add_argument("--aws", action="store_true",
                      help="use the real AWS account (boto3's usual credentials; AWS_ENDPOINT_URL unset) with "
                           "MEDIA_BUCKET and EVENT_BUS_NAME, instead of the embedded one")
@@ -117,71 +113,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a deployed stack's workflow for a task and follow it",
         description="Finds the state machine in the outputs of the CloudFormation stack NAME (output "
                     "StateMachineArn), starts an execution named after the task (or follows the one already "
-                    "running for it), shows each poll and prints the completion event's detail when it ends. "
-                    "Uses boto3's usual credentials and region.",
+                    "running for it), shows each poll and the outcome in one line each. Uses boto3's usual "
+                    "credentials and region (AWS_REGION or AWS_DEFAULT_REGION).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EXIT_CODES,
     )
-    _add_task_options(start)
+    add_task_options(start)
     start.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
     start.add_argument("--out", type=Path, metavar="DIR",
                        help="also write DIR/<task_id>/event.json and download the media from the stack's bucket")
+    _add_json_option(start)
+
+    replay = commands.add_parser(
+        "replay",
+        help="serve a replayed DashScope with every recorded task, for `run` to relay without a key",
+        description="Serves, on loopback until Ctrl-C, a DashScope answering like the real one: every recorded "
+                    "answer of events/dashscope/ as a task that runs (PENDING, RUNNING, then its recorded end, "
+                    "with real PNG and MP4 files behind its URLs), and each FILE given (a task answer you saved "
+                    "from DashScope) under its own task id. Prints the DASHSCOPE_BASE_URL, DASHSCOPE_API_KEY "
+                    "and ALLOWED_MEDIA_URLS for `wan-relay run`, the task ids it knows, and each request it "
+                    "answers. Any other task id is UNKNOWN to it, as to DashScope.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 stopped with Ctrl-C (or SIGTERM), 2 a FILE that is not a task answer.",
+    )
+    replay.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                        help="a recorded DashScope task answer (JSON with output.task_status) to serve too")
     return parser
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _loop_input(args: argparse.Namespace) -> dict[str, Any]:
-    """The workflow's input from the options, checked by the relay's own model."""
-    from wan_relay.errors import InvalidInput
-    from wan_relay.relay import parse_state
-
-    loop_input: dict[str, Any] = {"task_id": args.task_id}
-    if args.kind:
-        loop_input["kind"] = args.kind
-    if args.model:
-        loop_input["model"] = args.model
-    if args.context is not None:
-        try:
-            context = json.loads(args.context)
-        except ValueError:
-            raise UsageError("--context must be JSON, e.g. '{\"order\": 42}'") from None
-        if not isinstance(context, dict):
-            raise UsageError("--context must be a JSON object, e.g. '{\"order\": 42}'")
-        loop_input["context"] = context
-    if args.poll_interval is not None:
-        loop_input["poll_interval_seconds"] = args.poll_interval
-    if args.timeout is not None:
-        loop_input["timeout_seconds"] = args.timeout
-    try:
-        parse_state(loop_input)
-    except InvalidInput as exc:
-        raise UsageError(exc.message.replace("task_id", "TASK_ID").replace("poll_interval_seconds", "--poll-interval")
-                         .replace("timeout_seconds", "--timeout")) from None
-    return loop_input
-
-
-def _check_relay_environment(environ: dict[str, str], *, embedded: bool) -> None:
+def _relay_config(environ: dict[str, str], *, embedded: bool) -> Any:
+    """The relay's configuration from the environment, a mistake in it said in one line."""
     from wan_relay.config import Config
     from wan_relay.errors import ConfigurationError
 
     if embedded and not environ.get("DASHSCOPE_API_KEY", "").strip():
-        raise UsageError("set DASHSCOPE_API_KEY: the embedded AWS has no secret to read the key from")
+        raise UsageError("set DASHSCOPE_API_KEY: the embedded AWS has no secret to read the key from "
+                         "(no key? `wan-relay replay` serves recorded tasks)")
     try:
-        Config.from_env({"MEDIA_BUCKET": "embedded", **environ} if embedded else environ)
+        return Config.from_env({"MEDIA_BUCKET": "embedded", **environ} if embedded else environ)
     except ConfigurationError as exc:
         raise UsageError(exc.message) from None
-
-
-@contextlib.contextmanager
-def _function_log(out_dir: Path) -> Iterator[Path]:
-    """The embedded function writes its log lines (Powertools JSON, metrics) to stdout, as in Lambda:
-    sent to a file here, so the terminal shows the progress only."""
-    path = out_dir / "logs" / "poll-task.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
-        yield path
 
 
 def _console(stream: TextIO) -> Any:
@@ -190,6 +164,17 @@ def _console(stream: TextIO) -> Any:
     # a pipe or a file gets whole lines (grep-able), not lines folded at 80 columns
     terminal = stream.isatty()
     return Console(file=stream, highlight=False, width=None if terminal else 120, soft_wrap=not terminal)
+
+
+def _progress_stream(args: argparse.Namespace, stdout: TextIO) -> TextIO:
+    """With --json, stdout carries the event alone (for a pipe to jq); the progress goes to stderr."""
+    return sys.stderr if getattr(args, "json", False) else stdout
+
+
+def _print_event(args: argparse.Namespace, detail: dict[str, Any], stdout: TextIO) -> None:
+    if args.json:
+        stdout.write(json.dumps(detail, indent=2, ensure_ascii=False) + "\n")
+        stdout.flush()
 
 
 def _workflow_failure(error: str | None, cause: str | None) -> int:
@@ -212,8 +197,9 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
 
     console = _console(stdout)
     out_dir: Path = args.out
+    writable_folder(out_dir)
     results: dict[str, str | None] = {}
-    with ReplayDashScope(api_key=DEMO_API_KEY) as replay, _function_log(out_dir) as log:
+    with ReplayDashScope(api_key=DEMO_API_KEY) as replay, function_log(out_dir) as log:
         tasks = script_demo(replay)
         environment = {
             "DASHSCOPE_BASE_URL": replay.base_url,
@@ -241,8 +227,7 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
                         display.info(f"[red]{task_id}: the workflow ended {outcome.status} without an event: "
                                      f"{outcome.error} {outcome.cause or ''}[/red]")
                         return
-                    display.event(detail)
-                    display.files(pipeline.save(out_dir, detail))
+                    display.outcome(detail, pipeline.save(out_dir, detail))
 
                 threads = [threading.Thread(target=relay, args=(t.task_id,), daemon=True) for t in tasks]
                 for thread in threads:
@@ -262,45 +247,46 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO) -> int:
-    loop_input = _loop_input(args)
+    loop = loop_input(args)
     environ = dict(os.environ)
     if args.aws:
-        return _run_direct(args, loop_input, environ, stdout)
-    _check_relay_environment(environ, embedded=True)
+        return _run_direct(args, loop, environ, stdout)
+    config = _relay_config(environ, embedded=True)
+    writable_folder(args.out)
+    dashscope_reachable(config.base_url)
 
     from .display import Display
     from .pipeline import EmbeddedPipeline, relay_environment
 
-    console = _console(stdout)
-    task_id = loop_input["task_id"]
-    with _function_log(args.out), EmbeddedPipeline(relay_environment(environ)) as pipeline:
+    console = _console(_progress_stream(args, stdout))
+    task_id = loop["task_id"]
+    with function_log(args.out), EmbeddedPipeline(relay_environment(environ)) as pipeline:
         assert pipeline.stack is not None
-        console.print(f"relaying {task_id} from {environ.get('DASHSCOPE_BASE_URL') or 'DashScope (Singapore)'} "
-                      "through the embedded AWS")
+        console.print(f"relaying {task_id} from {config.base_url} through the embedded AWS")
         with Display(console) as display:
-            display.track(task_id, loop_input.get("model", ""))
-            execution = pipeline.start(loop_input)
+            display.track(task_id, loop.get("model", ""))
+            execution = pipeline.start(loop)
             outcome = pipeline.follow(execution, task_id, display.poll)
             emitted = pipeline.emitted(task_id) if outcome.event else None
             detail = emitted["detail"] if emitted else outcome.event
             display.ended(task_id, detail.get("status") if detail else outcome.status)
         if detail is None:
             return _workflow_failure(outcome.error, outcome.cause)
-        display.event(detail)
-        display.files(pipeline.save(args.out, detail))
+        display.outcome(detail, pipeline.save(args.out, detail))
+    _print_event(args, detail, stdout)
     return exit_code_for(detail.get("status"))
 
 
-def _run_direct(args: argparse.Namespace, loop_input: dict[str, Any], environ: dict[str, str],
+def _run_direct(args: argparse.Namespace, loop: dict[str, Any], environ: dict[str, str],
                 stdout: TextIO) -> int:
-    _check_relay_environment(environ, embedded=False)
+    config = _relay_config(environ, embedded=False)
+    # the relay makes its S3 client only when the task is done: region and credentials are checked now
+    region = aws_region()
+    account = aws_account()
+    writable_folder(args.out)
+    dashscope_reachable(config.base_url)
     import boto3
-
-    if boto3.session.Session().region_name is None:
-        # the relay makes its S3 client only when the task is done: say it now, not at the end
-        raise UsageError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region)")
     from botocore.exceptions import BotoCoreError
-    from wan_relay.config import Config
     from wan_relay.errors import WanRelayError
     from wan_relay.publish import EventPublisher
     from wan_relay.runtime import relay_from_env
@@ -309,27 +295,28 @@ def _run_direct(args: argparse.Namespace, loop_input: dict[str, Any], environ: d
     from .display import Display
     from .results import save_result
 
-    console = _console(stdout)
-    task_id = loop_input["task_id"]
+    console = _console(_progress_stream(args, stdout))
+    task_id = loop["task_id"]
     try:
-        relay = relay_from_env()
-        console.print(f"relaying {task_id} into s3://{environ.get('MEDIA_BUCKET')} with your AWS account")
-        with Display(console) as display:
-            display.track(task_id, loop_input.get("model", ""))
-            state = run_loop(relay, loop_input, on_poll=display.poll)
-            detail = state["event"]
-            # what the workflow's EmitCompletion state does in the stack
-            config = Config.from_env()
-            EventPublisher(boto3.client("events"), config.event_bus_name, config.event_source).publish(detail)
-            display.ended(task_id, detail.get("status"))
-        display.event(detail)
-        display.files(save_result(args.out, detail, boto3.client("s3")))
+        with function_log(args.out, handler_here=True):
+            relay = relay_from_env()
+            console.print(f"relaying {task_id} from {config.base_url} into s3://{config.media_bucket} "
+                          f"(account {account}, {region})")
+            with Display(console) as display:
+                display.track(task_id, loop.get("model", ""))
+                state = run_loop(relay, loop, on_poll=display.poll)
+                detail = state["event"]
+                # what the workflow's EmitCompletion state does in the stack
+                EventPublisher(boto3.client("events"), config.event_bus_name, config.event_source).publish(detail)
+                display.ended(task_id, detail.get("status"))
+        display.outcome(detail, save_result(args.out, detail, boto3.client("s3")))
     except WanRelayError as exc:
         name = type(exc).__name__
         print(f"wan-relay: {name}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if name in _SETUP_ERRORS else EXIT_OTHER
-    except BotoCoreError as exc:  # no credentials, no region...
+    except BotoCoreError as exc:
         raise UsageError(f"AWS: {exc}") from None
+    _print_event(args, detail, stdout)
     return exit_code_for(detail.get("status"))
 
 
@@ -359,7 +346,11 @@ def _claimed_by(outputs: dict[str, str], task_id: str) -> str | None:
 
 
 def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
-    loop_input = _loop_input(args)
+    loop = loop_input(args)
+    aws_region()
+    aws_account()
+    if args.out is not None:
+        writable_folder(args.out)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -368,8 +359,8 @@ def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
     from .results import save_result
     from .stack import execution_name
 
-    console = _console(stdout)
-    task_id = loop_input["task_id"]
+    console = _console(_progress_stream(args, stdout))
+    task_id = loop["task_id"]
     try:
         outputs = _stack_outputs(boto3.client("cloudformation"), args.stack)
         state_machine = outputs.get("StateMachineArn")
@@ -379,13 +370,13 @@ def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
         name = execution_name(task_id)
         try:
             execution = sfn.start_execution(stateMachineArn=state_machine, name=name,
-                                            input=json.dumps(loop_input))["executionArn"]
+                                            input=json.dumps(loop))["executionArn"]
             console.print(f"started {execution}")
         except sfn.exceptions.ExecutionAlreadyExists:
             execution = state_machine.replace(":stateMachine:", ":execution:") + f":{name}"
             console.print(f"an execution for {task_id} already exists: following {execution}")
         with Display(console) as display:
-            display.track(task_id, loop_input.get("model", ""))
+            display.track(task_id, loop.get("model", ""))
             outcome = follow_execution(sfn, execution, task_id=task_id, on_poll=display.poll)
             if outcome.status == "SUCCEEDED" and outcome.event is None:
                 owner = _claimed_by(outputs, task_id)
@@ -399,19 +390,74 @@ def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
                 print(f"wan-relay: another execution relays {task_id}; its event is emitted there", file=sys.stderr)
                 return EXIT_OTHER
             return _workflow_failure(outcome.error, outcome.cause)
-        display.event(detail)
-        if args.out is not None:
-            display.files(save_result(args.out, detail, boto3.client("s3")))
+        files = save_result(args.out, detail, boto3.client("s3")) if args.out is not None else None
+        display.outcome(detail, files)
     except (BotoCoreError, ClientError) as exc:
         raise UsageError(f"AWS: {exc}") from None
+    _print_event(args, detail, stdout)
     return exit_code_for(detail.get("status"))
 
 
-_COMMANDS = {"demo": cmd_demo, "run": cmd_run, "start": cmd_start}
+def _shown_path(path: Path) -> str:
+    from .lambda_bridge import ROOT
+
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(ROOT))
+    return str(path)
+
+
+def cmd_replay(args: argparse.Namespace, stdout: TextIO) -> int:
+    from .replay import ReplayDashScope
+    from .scenarios import REPLAY_API_KEY, script_recordings
+
+    def say(line: str = "") -> None:
+        print(line, file=stdout, flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with ReplayDashScope(api_key=REPLAY_API_KEY) as replay:
+        try:
+            recordings = script_recordings(replay, list(args.files))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        say(f"wan-relay replay: a DashScope on {replay.origin} playing {len(recordings)} recorded tasks; "
+            "Ctrl-C stops it.")
+        say()
+        say("Relay one of them (in another shell, from this folder):")
+        say(f"  export DASHSCOPE_BASE_URL={replay.base_url}")
+        say(f"  export DASHSCOPE_API_KEY={REPLAY_API_KEY}")
+        say(f"  export ALLOWED_MEDIA_URLS={replay.origin}")
+        example = next((r for r in recordings if r.statuses[-1] == "SUCCEEDED" and r.holds == "1 image"),
+                       recordings[0])
+        say(f"  .venv/bin/wan-relay run {example.task_id}")
+        say()
+        width = max(len(r.task_id) for r in recordings) + 2
+        say(f"{'TASK_ID':<{width}}{'ANSWERS, POLL AFTER POLL':<30}{'THE LAST ONE HOLDS':<28}RECORDED IN")
+        for recording in recordings:
+            say(f"{recording.task_id:<{width}}{', '.join(recording.statuses):<30}{recording.holds or '-':<28}"
+                f"{_shown_path(recording.source)}")
+        say("Any other task id is UNKNOWN here, as at DashScope. Each request answered:")
+        signal.signal(signal.SIGTERM, stop)
+        answered = 0
+        try:
+            while True:
+                time.sleep(_REPLAY_TICK_SECONDS)
+                for request in replay.requests[answered:]:
+                    answered += 1
+                    refused = "/tasks/" in request["path"] and not request["authorized"]
+                    say(f"  GET {request['path']}" + ("  refused (HTTP 401): not the key above" if refused else ""))
+        except KeyboardInterrupt:
+            say("replay stopped")
+    return EXIT_SUCCEEDED
+
+
+_COMMANDS = {"demo": cmd_demo, "run": cmd_run, "start": cmd_start, "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_service_name()  # before any command imports the relay (see function_log)
     stdout = sys.stdout
     try:
         import rich  # noqa: F401

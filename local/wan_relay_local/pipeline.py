@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import boto3
 
 from .embedded_aws import EmbeddedAws
 from .follow import Outcome, PollSeen, follow_execution
+from .function_log import use_service_name
 from .lambda_bridge import InProcessLambdas
 from .results import CompletionEvents, save_result
 from .stack import EmbeddedStack, deploy_embedded_stack, execution_name
@@ -30,12 +30,6 @@ RELAY_VARIABLES = (
     "MEDIA_PREFIX",
     "EVENT_SOURCE",
 )
-
-#: what Powertools needs in this process: the handler module makes its Logger and Metrics at import
-_PROCESS_DEFAULTS = {
-    "POWERTOOLS_SERVICE_NAME": "wan-relay",
-    "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
-}
 
 
 def relay_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -54,8 +48,7 @@ class EmbeddedPipeline:
         self._clients: dict[str, Any] = {}
 
     def __enter__(self) -> EmbeddedPipeline:
-        for name, value in _PROCESS_DEFAULTS.items():
-            os.environ.setdefault(name, value)
+        use_service_name()  # the handler module makes its Logger and Metrics at import
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: no line per request
         # the interpreter logs each failed state with its whole parse tree; the history holds the same
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import jsonschema
 import pytest
+from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "wan-task-completed.schema.json").read_text())
@@ -71,3 +75,26 @@ def assert_playable_mp4(data: bytes) -> None:
     nal_length = struct.unpack(">I", data[offset : offset + 4])[0]
     assert 0 < nal_length < len(data)
     assert data[offset + 4] & 0x1F == 5  # an IDR slice
+
+
+def subscribe_queue() -> str:
+    """A subscriber on the default bus of the account boto3 points at: a rule copying completion
+    events to a new queue; returns the queue's URL."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue_url = sqs.create_queue(QueueName="completed")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="completed", EventPattern=json.dumps(
+        {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
+    events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": queue_arn}])
+    return queue_url
+
+
+def replay_guide(replay: subprocess.Popen[str]) -> tuple[list[str], dict[str, str]]:
+    """What a running `wan-relay replay` prints before it serves: its lines, and the variables it says
+    to export."""
+    guide = []
+    for line in replay.stdout:  # type: ignore[union-attr]
+        guide.append(line)
+        if line.startswith("Any other task id"):
+            break
+    return guide, dict(re.findall(r"^  export (\w+)=(\S+)$", "".join(guide), re.MULTILINE))

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from .conftest import assert_media_files_match, load_event, user_environment
 
+
+def media_names(detail: dict) -> list[str]:
+    return [Path(item["key"]).name for item in detail["media"]]
+
 EXPECTED = {
     "f470bbfd-d955-4165-935b-d35b8e2a91c0": ("SUCCEEDED", "image", 1),  # wan2.6 text-to-image
     "a1b2c3d4-0000-4c5d-8e9f-111122223333": ("PARTIAL", "image", 2),  # wan2.5, one of three refused
@@ -34,7 +38,9 @@ def test_demo_relays_four_tasks_and_leaves_their_events_and_media(wan_relay: Pat
         # the polls were shown as they happened, then the event
         assert f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s" in done.stdout
         assert f"{task_id[:8]}… poll 2: RUNNING, next poll in 1 s" in done.stdout
-        assert f"completion event: {task_id} {status}" in done.stdout
+        [outcome] = [line for line in done.stdout.splitlines() if line[2:].startswith(f"{task_id[:8]}… {status}: ")]
+        assert outcome[0] == {"SUCCEEDED": "✓", "PARTIAL": "!"}.get(status, "✗")
+        assert outcome.endswith(f"files in {folder}/ ({', '.join(['event.json', *media_names(detail)])})")
     partial = load_event(out / "a1b2c3d4-0000-4c5d-8e9f-111122223333")
     assert [f["code"] for f in partial["failures"]] == ["DataInspectionFailed"]
     assert (out / "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f" / "0.mp4").stat().st_size > 100_000

@@ -4,6 +4,7 @@ against a server answering like DashScope; the event, the files and the exit cod
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -11,13 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED
 from wan_relay_local.cli import main
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, BUCKET, Account, drain_events, sample
 
-from .conftest import assert_media_files_match, load_event, user_environment
+from .conftest import assert_media_files_match, load_event, subscribe_queue, user_environment
 
 # moto's server and state machines run in this process; each run takes a few seconds
 
@@ -62,8 +62,14 @@ def test_run_relays_a_task_through_the_embedded_pipeline(
     assert (detail["status"], detail["model"], detail["context"]) == (status, "wan2.6-t2i", {"order": 42})
     assert detail["media"]
     assert_media_files_match(folder, detail)
-    assert f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s" in done.stdout
-    assert json.dumps(detail["event_id"]) in done.stdout  # the event is printed
+    # one line per poll and one for the outcome, between the header and nothing else
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"relaying {task_id} from {replay.base_url}")
+    assert lines[1:-1] == [
+        f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s", f"{task_id[:8]}… poll 2: {status} - relayed"
+    ]
+    assert lines[-1].startswith(f"{'✓' if status == 'SUCCEEDED' else '!'} {task_id[:8]}… {status}: ")
+    assert f"files in {tmp_path / 'results' / task_id}/ (event.json, " in lines[-1]
     logs = (tmp_path / "results" / "logs" / "poll-task.log").read_text()
     for text in (done.stdout, done.stderr, logs, (folder / "event.json").read_text()):
         assert API_KEY not in text
@@ -108,14 +114,7 @@ def aws_account(replay: ReplayDashScope, account: Account, monkeypatch: pytest.M
     monkeypatch.setenv("MEDIA_BUCKET", BUCKET)
     for name in ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "DASHSCOPE_API_KEY_SECRET", "MEDIA_PREFIX"):
         monkeypatch.delenv(name, raising=False)
-    # a subscriber on the default bus: a rule copying completion events to a queue
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    queue_url = sqs.create_queue(QueueName="completed")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="completed", EventPattern=json.dumps(
-        {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}))
-    events.put_targets(Rule="completed", Targets=[{"Id": "q", "Arn": queue_arn}])
-    account.queue_url = queue_url
+    account.queue_url = subscribe_queue()
     return account
 
 
@@ -189,8 +188,18 @@ def test_run_with_aws_and_no_region_says_so_before_polling(
         (["run", "t-1"], {"DASHSCOPE_API_KEY": "k", "DASHSCOPE_BASE_URL": "ftp://x"}, "DASHSCOPE_BASE_URL must be"),
         (["run", "t-1", "--context", "[1]"], {"DASHSCOPE_API_KEY": "k"}, "--context must be a JSON object"),
         (["run", "t-1", "--context", "{oops"], {"DASHSCOPE_API_KEY": "k"}, "--context must be JSON"),
-        (["run", "../etc", "--aws"], {"DASHSCOPE_API_KEY": "k"}, "TASK_ID"),
-        (["run", "t-1", "--poll-interval", "0"], {"DASHSCOPE_API_KEY": "k"}, "--poll-interval"),
+        (["run", "../etc", "--aws"], {"DASHSCOPE_API_KEY": "k"},
+         "a task id is 1-128 letters, digits or '-' (as DashScope returned it on submission); TASK_ID '../etc' is not"),
+        (["run", "t-1\n"], {"DASHSCOPE_API_KEY": "k"}, "TASK_ID 't-1\\n' is not"),
+        (["run", "t-1", "--poll-interval", "0"], {"DASHSCOPE_API_KEY": "k"},
+         "--poll-interval is a whole number of seconds from 1 to 3600, not '0'"),
+        (["run", "t-1", "--poll-interval", "2.5"], {"DASHSCOPE_API_KEY": "k"},
+         "--poll-interval is a whole number of seconds from 1 to 3600, not '2.5'"),
+        (["run", "t-1", "--timeout", "90000"], {"DASHSCOPE_API_KEY": "k"},
+         "--timeout is a whole number of seconds from 1 to 86400, not '90000'"),
+        (["start", "t-1", "--stack", "s", "--timeout", "soon"], {}, "--timeout is a whole number of seconds"),
+        (["run", "t-1", "--model", "w" * 129], {"DASHSCOPE_API_KEY": "k"},
+         "--model is a Wan model name of 1-128 characters"),
         (["start", "t-1", "--stack", "nope"], {}, "AWS: Could not connect"),
     ],
 )
@@ -207,6 +216,7 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("wan-relay: ")
     assert reason in done.stderr
+    assert not any(jargon in done.stderr for jargon in ("\\Z", "Expected", "$.", "loop input"))  # plain words
     assert not (tmp_path / "out").exists()
 
 
@@ -214,13 +224,91 @@ def test_every_command_explains_its_options(wan_relay: Path) -> None:
     helps = {
         command: subprocess.run([str(wan_relay), *command.split(), "--help"], capture_output=True, text=True,
                                 check=True).stdout
-        for command in ("", "demo", "run", "start")
+        for command in ("", "demo", "run", "start", "replay")
     }
 
-    assert all(name in helps[""] for name in ("demo", "run", "start"))
+    assert all(name in helps[""] for name in ("demo", "run", "start", "replay"))
     assert "--out" in helps["demo"]
-    for option in ("--kind", "--model", "--context", "--poll-interval", "--timeout", "--out", "--aws",
+    for option in ("--kind", "--model", "--context", "--poll-interval", "--timeout", "--out", "--aws", "--json",
                    "DASHSCOPE_API_KEY", "MEDIA_BUCKET", "EVENT_BUS_NAME", "exit codes"):
         assert option in helps["run"], option
-    for option in ("--stack", "--kind", "--context", "StateMachineArn", "exit codes"):
+    for option in ("--stack", "--kind", "--context", "--json", "StateMachineArn", "exit codes"):
         assert option in helps["start"], option
+    for option in ("FILE", "DASHSCOPE_BASE_URL", "ALLOWED_MEDIA_URLS", "events/dashscope/", "UNKNOWN"):
+        assert option in helps["replay"], option
+
+
+def _embedded_run(wan_relay: Path, replay: ReplayDashScope, cwd: Path, *argv: str, **env: str
+                  ) -> subprocess.CompletedProcess[str]:
+    environment = user_environment(
+        DASHSCOPE_BASE_URL=replay.base_url, DASHSCOPE_API_KEY=API_KEY, ALLOWED_MEDIA_URLS=replay.origin, **env
+    )
+    return subprocess.run([str(wan_relay), "run", *argv], env=environment, cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_run_keeps_the_relays_own_log_lines_in_the_function_log_not_on_the_terminal(
+    wan_relay: Path, tmp_path: Path, replay: ReplayDashScope
+) -> None:
+    task_id = _script(replay, "wan2.5-t2i_partial")
+    answer = replay.rehost(sample("wan2.5-t2i_partial"))
+    answer["output"]["results"][2]["url"] = "https://elsewhere.example/a1b2c3d4_2.png"  # outside the allowlist
+    pending = _recent(sample("pending"))
+    pending["output"]["task_id"] = task_id
+    replay.script(task_id, pending, answer)
+
+    done = _embedded_run(wan_relay, replay, tmp_path, task_id, "--poll-interval", "1", "--out", str(tmp_path))
+
+    assert done.returncode == 3, done.stdout + done.stderr  # PARTIAL: image 0 stored, 1 refused by DashScope, 2 by us
+    assert done.stderr == ""  # no stray warning
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "poll-task.log").read_text().splitlines()]
+    relay_lines = {(line.get("level"), line.get("message")): line for line in lines if "message" in line}
+    assert relay_lines[("INFO", "task not finished")]["service"] == "wan-relay"
+    assert relay_lines[("WARNING", "media item not stored")]["code"] == "UrlNotAllowed"
+    assert relay_lines[("INFO", "task completed")]["status"] == "PARTIAL"
+
+
+def test_run_with_json_prints_the_event_alone_on_stdout_and_ticks_green_only_a_success(
+    wan_relay: Path, tmp_path: Path, replay: ReplayDashScope
+) -> None:
+    succeeded, failed = _script(replay, "wan2.6-t2i_succeeded"), _script(replay, "failed_output_code")
+
+    ok = _embedded_run(wan_relay, replay, tmp_path, succeeded, "--poll-interval", "1", "--json", FORCE_COLOR="1")
+    refused = _embedded_run(wan_relay, replay, tmp_path, failed, "--poll-interval", "1", FORCE_COLOR="1")
+
+    assert (ok.returncode, refused.returncode) == (0, 1), ok.stderr + refused.stderr
+    assert json.loads(ok.stdout) == load_event(tmp_path / "out" / succeeded)  # nothing but the event
+    assert "\x1b[32m✓" in ok.stderr  # the progress went to stderr, with a green tick
+    assert "✓" not in refused.stdout
+    outcome = refused.stdout.splitlines()[-1]
+    assert "✗" in outcome and "FAILED" in outcome and "DataInspectionFailed" in outcome
+    assert "{" not in refused.stdout  # the event is in event.json, not on the terminal
+    assert load_event(tmp_path / "out" / failed)["status"] == "FAILED"
+
+
+def test_poll_interval_gives_way_to_the_long_task_rule_as_its_help_says(
+    wan_relay: Path, tmp_path: Path, replay: ReplayDashScope
+) -> None:
+    help_text = " ".join(subprocess.run([str(wan_relay), "run", "--help"], capture_output=True, text=True,
+                                        check=True).stdout.split())
+    assert ("A task older than 10 min (images) or 60 min (videos), counted from its submission, is polled every "
+            "tenth of its age (at most 300 s) if that is longer than SECONDS") in help_text
+    running = sample("running")  # a video task submitted two hours ago
+    submitted = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))) - timedelta(hours=2)
+    running["output"]["submit_time"] = submitted.strftime("%Y-%m-%d %H:%M:%S.000")
+    task_id = running["output"]["task_id"]
+    replay.script(task_id, running)
+    environment = user_environment(
+        DASHSCOPE_BASE_URL=replay.base_url, DASHSCOPE_API_KEY=API_KEY, ALLOWED_MEDIA_URLS=replay.origin
+    )
+
+    with subprocess.Popen([str(wan_relay), "run", task_id, "--poll-interval", "2", "--out", str(tmp_path)],
+                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            first_poll = next(line for line in run.stdout if " poll " in line)  # type: ignore[union-attr]
+        finally:
+            run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=30)
+
+    assert first_poll.strip() == f"{task_id[:8]}… poll 1: RUNNING, next poll in 300 s"  # min(300, 7200 / 10)
+    assert run.returncode == 130 and err == "wan-relay: interrupted\n"

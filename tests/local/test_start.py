@@ -48,9 +48,9 @@ def test_start_runs_the_deployed_workflow_and_prints_the_event(
     task_id = _script(replay, "wan2.6-t2i_succeeded")
 
     code = main(["start", task_id, "--stack", STACK, "--poll-interval", "1", "--model", "wan2.6-t2i",
-                 "--out", str(tmp_path)])
+                 "--out", str(tmp_path), "--json"])
 
-    out = capsys.readouterr().out
+    out, progress = capsys.readouterr()
     assert code == 0
     sfn = boto3.client("stepfunctions")
     [execution] = sfn.list_executions(stateMachineArn=deployed.state_machine_arn)["executions"]
@@ -58,23 +58,29 @@ def test_start_runs_the_deployed_workflow_and_prints_the_event(
     detail = load_event(tmp_path / task_id)
     assert (detail["status"], detail["model"]) == ("SUCCEEDED", "wan2.6-t2i")
     assert_media_files_match(tmp_path / task_id, detail)
-    assert f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s" in out
-    assert f"completion event: {task_id} SUCCEEDED" in out
-    assert detail["event_id"] in out
+    # --json: the event alone on stdout, the progress on stderr (the "deployed" function runs in this
+    # process here: its log lines, which Lambda would send to CloudWatch, land on stdout too)
+    printed = [line for line in out.splitlines(keepends=True) if not line.startswith(('{"level"', '{"_aws"'))]
+    assert json.loads("".join(printed)) == detail
+    assert f"{task_id[:8]}… poll 1: PENDING, next poll in 1 s" in progress
+    assert f"✓ {task_id[:8]}… SUCCEEDED: 1 image stored in s3://{deployed.bucket}/wan/{task_id}/" in progress
 
 
 def test_start_follows_the_execution_already_running_for_the_task(
-    deployed: EmbeddedStack, replay: ReplayDashScope, capsys: pytest.CaptureFixture[str]
+    deployed: EmbeddedStack, replay: ReplayDashScope, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     task_id = _script(replay, "wan2.5-t2i_partial")
     first = deployed.start({"task_id": task_id, "poll_interval_seconds": 1})
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # the region as the AWS CLI and the other SDKs take it
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
 
     code = main(["start", task_id, "--stack", STACK])
 
     out = capsys.readouterr().out
     assert code == 3  # PARTIAL
     assert f"an execution for {task_id} already exists: following {first}" in out
-    assert f"completion event: {task_id} PARTIAL" in out
+    assert f"! {task_id[:8]}… PARTIAL: 2 images stored" in out.splitlines()[-1]
     sfn = boto3.client("stepfunctions")
     assert len(sfn.list_executions(stateMachineArn=deployed.state_machine_arn)["executions"]) == 1
 
