@@ -1,11 +1,11 @@
 """`wan-relay run --aws`: the wait loop run in this process against an AWS account, without a stack.
 
-It does what the workflow does around the handler: waits as the relay's policy says between polls,
-retries a failed poll as the state machine's Retry does (the same retriers, read from
-`statemachine/poll_task.asl.json`), and hands errors it catches back to the relay so the failure is
-decided once, as ReportFailure does. Its caller then puts the event, as EmitCompletion does (here
-without Step Functions' exactly-once state execution: a crash right after the put would send it again).
-"""
+It does what the workflow does around the handler: checks the input first, as CheckInput does, waits
+as the relay's policy says between polls, retries a failed poll as the state machine's Retry does (the
+same retriers, read from `statemachine/poll_task.asl.json`), and hands errors it catches back to the
+relay, which backs off within the task's budget or decides the end, as AfterTrouble does. Its caller
+then puts the event, as EmitCompletion does (here without Step Functions' exactly-once state
+execution: a crash right after the put would send it again)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def run_loop(
     """
     policy = policy or WorkflowPolicy.from_asl()
     rng = rng or random.Random()  # noqa: S311 - jitter
-    state = dict(loop_input)
+    state = relay.handle({"action": "start", "input": dict(loop_input)})  # as the workflow's CheckInput
     task_id = str(state.get("task_id"))
     attempts: dict[int, int] = {}
     while True:

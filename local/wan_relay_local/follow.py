@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: the states whose output is the loop state the relay answered
-POLL_STATES = ("PollTask", "ReportFailure")
+POLL_STATES = ("PollTask", "AfterTrouble")
 
 
 @dataclass(frozen=True)
