@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test unit lint schema clean integration
 
-$(STAMP): pyproject.toml layers/relay/requirements.txt
+# the package's version is wan_relay.__version__: a new one reinstalls, so the installed metadata follows
+$(STAMP): pyproject.toml layers/relay/requirements.txt layers/relay/wan_relay/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
