@@ -63,10 +63,10 @@ ASL := $(wildcard statemachine/*.asl.json)
 # sam build needs the function runtime's Python on PATH: pyenv's 3.13 on this kind of machine
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 PYENV_VERSION=3.11.7:3.13.0
 
-.PHONY: check-template template-schema
+.PHONY: check-template template-schema template-sync
 
 check-template: $(CHECKS)/cfn-lint.ok $(CHECKS)/sam-validate.ok $(CHECKS)/asl-validator.ok $(CHECKS)/checkov.ok \
-	$(CHECKS)/template-schema.ok $(CHECKS)/sam-build.ok
+	$(CHECKS)/template-schema.ok $(CHECKS)/template-generated.ok $(CHECKS)/sam-build.ok
 
 $(CHECKS)/.dir:
 	mkdir -p $(CHECKS) && touch $@
@@ -111,6 +111,19 @@ $(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.js
 # the registry schema is inline in template.yaml (CloudFormation takes no file): regenerate it
 template-schema: $(STAMP)
 	$(BIN)/python tools/sync_template_schema.py
+
+# what is generated into template.yaml from one source: the operator dashboard (from wan_relay/metrics.py
+# and the template's alarms)
+GENERATORS := tools/sync_template_dashboard.py
+
+$(CHECKS)/template-generated.ok: template.yaml layers/relay/wan_relay/metrics.py $(GENERATORS) $(STAMP) \
+		| $(CHECKS)/.dir
+	for tool in $(GENERATORS); do $(BIN)/python $$tool --check || exit 1; done
+	touch $@
+
+template-sync: $(STAMP)
+	$(BIN)/python tools/sync_template_schema.py
+	for tool in $(GENERATORS); do $(BIN)/python $$tool || exit 1; done
 
 # the layer and the function build for python3.13 arm64, with the layer's compiled wheels for that platform
 # and bytecode for every module (layers/relay/Makefile)
