@@ -112,12 +112,12 @@ $(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.js
 template-schema: $(STAMP)
 	$(BIN)/python tools/sync_template_schema.py
 
-# what is generated into template.yaml from one source: the operator dashboard (from wan_relay/metrics.py
-# and the template's alarms)
-GENERATORS := tools/sync_template_dashboard.py
+# what is generated into template.yaml from one source each: the SAR SemanticVersion (from
+# wan_relay.__version__) and the operator dashboard (from wan_relay/metrics.py and the template's alarms)
+GENERATORS := tools/sync_template_version.py tools/sync_template_dashboard.py
 
-$(CHECKS)/template-generated.ok: template.yaml layers/relay/wan_relay/metrics.py $(GENERATORS) $(STAMP) \
-		| $(CHECKS)/.dir
+$(CHECKS)/template-generated.ok: template.yaml layers/relay/wan_relay/__init__.py layers/relay/wan_relay/metrics.py \
+		$(GENERATORS) $(STAMP) | $(CHECKS)/.dir
 	for tool in $(GENERATORS); do $(BIN)/python $$tool --check || exit 1; done
 	touch $@
 
@@ -137,6 +137,31 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt layers/relay
 	$(BIN)/python tools/check_layer_bytecode.py $(CHECKS)/sam-build/RelayLayer/python cpython-313
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	touch $@
+
+# --- publishing (docs/deploy.md, "Publish"): the deployable artifact, against a real account --------
+# `make package S3_BUCKET=my-artifacts` builds the layer and the function (python3.13 arm64) and uploads
+# them, the state machine's definition, LICENSE and README.md to that bucket (in the region you deploy
+# to), writing .aws-sam/packaged.yaml; `make publish` puts that on the Serverless Application Repository.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' layers/relay/wan_relay/__init__.py)
+S3_PREFIX ?= wan-relay/$(VERSION)
+PACKAGED := .aws-sam/packaged.yaml
+PACKAGE_ENV := SAM_CLI_TELEMETRY=0 PYENV_VERSION=3.11.7:3.13.0
+
+.PHONY: package publish
+
+ifneq ($(filter package publish,$(MAKECMDGOALS)),)
+ifeq ($(strip $(S3_BUCKET)),)
+$(error make $(filter package publish,$(MAKECMDGOALS)) needs S3_BUCKET=<an S3 bucket of yours, in the region you deploy to>)
+endif
+endif
+
+package: $(SAM_VENV)/.installed
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir .aws-sam/build
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam package --template-file .aws-sam/build/template.yaml \
+		--s3-bucket $(S3_BUCKET) --s3-prefix $(S3_PREFIX) --output-template-file $(PACKAGED)
+
+publish: package
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam publish --template $(PACKAGED) --semantic-version $(VERSION)
 
 # --- benchmarks (issue 6): docs/BENCHMARKS.md and docs/bench-*.png, about 15-20 minutes on 2 cores ---
 # Not part of `make test`: nothing there is a timed test. `.venv/bin/python -m bench.run --render`
