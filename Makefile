@@ -112,12 +112,13 @@ $(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.js
 template-schema: $(STAMP)
 	$(BIN)/python tools/sync_template_schema.py
 
-# what is generated into template.yaml from one source each: the SAR SemanticVersion (from
-# wan_relay.__version__) and the operator dashboard (from wan_relay/metrics.py and the template's alarms)
-GENERATORS := tools/sync_template_version.py tools/sync_template_dashboard.py
+# what is generated into template.yaml and docs/ from one source each: the SAR SemanticVersion (from
+# wan_relay.__version__), the operator dashboard (from wan_relay/metrics.py and the template's alarms)
+# and the stack diagram (docs/architecture.md, from the template and the state machine)
+GENERATORS := tools/sync_template_version.py tools/sync_template_dashboard.py tools/draw_stack_diagram.py
 
-$(CHECKS)/template-generated.ok: template.yaml layers/relay/wan_relay/__init__.py layers/relay/wan_relay/metrics.py \
-		$(GENERATORS) $(STAMP) | $(CHECKS)/.dir
+$(CHECKS)/template-generated.ok: template.yaml $(ASL) docs/architecture.md layers/relay/wan_relay/__init__.py \
+		layers/relay/wan_relay/metrics.py $(GENERATORS) $(STAMP) | $(CHECKS)/.dir
 	for tool in $(GENERATORS); do $(BIN)/python $$tool --check || exit 1; done
 	touch $@
 
