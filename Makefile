@@ -104,7 +104,8 @@ $(CHECKS)/checkov.ok: template.yaml $(CHECKOV_VENV)/.installed | $(CHECKS)/.dir
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 	touch $@
 
-$(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json $(STAMP) | $(CHECKS)/.dir
+$(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json tools/generated.py $(STAMP) \
+		| $(CHECKS)/.dir
 	$(BIN)/python tools/sync_template_schema.py --check
 	touch $@
 
@@ -118,7 +119,7 @@ template-schema: $(STAMP)
 GENERATORS := tools/sync_template_version.py tools/sync_template_dashboard.py tools/draw_stack_diagram.py
 
 $(CHECKS)/template-generated.ok: template.yaml $(ASL) docs/architecture.md layers/relay/wan_relay/__init__.py \
-		layers/relay/wan_relay/metrics.py $(GENERATORS) $(STAMP) | $(CHECKS)/.dir
+		layers/relay/wan_relay/metrics.py $(GENERATORS) tools/generated.py $(STAMP) | $(CHECKS)/.dir
 	for tool in $(GENERATORS); do $(BIN)/python $$tool --check || exit 1; done
 	touch $@
 

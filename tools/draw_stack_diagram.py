@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import cfn_yaml
+from generated import write_or_check
 from wan_relay import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,14 +227,7 @@ def document() -> str:
 
 
 def main(argv: list[str]) -> int:
-    wanted = document()
-    if "--check" in argv:
-        if not OUTPUT.is_file() or OUTPUT.read_text() != wanted:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale; run make template-sync")
-            return 1
-        return 0
-    OUTPUT.write_text(wanted)
-    return 0
+    return write_or_check(argv, OUTPUT, document(), "stale; run make template-sync")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ machine, and every alarm the template declares. CloudFormation takes the body on
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import cfn_yaml
+from generated import with_line, write_or_check, yaml_single_quoted
 from wan_relay import metrics
 from wan_relay.metrics import Metric
 
@@ -28,9 +28,6 @@ PERIOD = 60
 #: DashScope's task queries per Alibaba Cloud account: 20 a second, shared by every caller of the account
 DASHSCOPE_QUERIES_PER_MINUTE = 20 * 60
 GRID_WIDTH = 24
-
-# the one `DashboardBody:` line of the dashboard, a single-quoted YAML scalar under !Sub
-_BODY_LINE = re.compile(r"^(?P<indent>\s+)DashboardBody: !Sub '.*'$", re.MULTILINE)
 
 
 class Sources:
@@ -141,31 +138,15 @@ def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
     return {"start": "-PT6H", "periodOverride": "inherit", "widgets": widgets}
 
 
-def body_line(indent: str, body: dict[str, Any]) -> str:
-    compact = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return f"{indent}DashboardBody: !Sub '{compact.replace(chr(39), chr(39) * 2)}'"
-
-
 def synced(text: str) -> str:
-    matches = list(_BODY_LINE.finditer(text))
-    if len(matches) != 1:
-        raise SystemExit(f"expected one `DashboardBody: !Sub '...'` line in {TEMPLATE.name}, found {len(matches)}")
-    match = matches[0]
-    body = dashboard_body(cfn_yaml.loads(text))
-    return text[: match.start()] + body_line(match.group("indent"), body) + text[match.end() :]
+    """The template with the dashboard's body (its one `DashboardBody:` line, under !Sub) generated anew."""
+    body = json.dumps(dashboard_body(cfn_yaml.loads(text)), separators=(",", ":"), ensure_ascii=False)
+    return with_line(text, "DashboardBody", f"!Sub {yaml_single_quoted(body)}")
 
 
 def main(argv: list[str]) -> int:
-    current = TEMPLATE.read_text()
-    wanted = synced(current)
-    if "--check" in argv:
-        if wanted != current:
-            print(f"{TEMPLATE.name}: {DASHBOARD}'s body is stale; run make template-sync")
-            return 1
-        return 0
-    if wanted != current:
-        TEMPLATE.write_text(wanted)
-    return 0
+    stale = f"{DASHBOARD}'s body is stale; run make template-sync"
+    return write_or_check(argv, TEMPLATE, synced(TEMPLATE.read_text()), stale)
 
 
 if __name__ == "__main__":
