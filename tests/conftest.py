@@ -137,14 +137,22 @@ def relay_config(replay: ReplayDashScope, **overrides: str) -> Config:
 
 
 @pytest.fixture
-def make_relay(replay: ReplayDashScope, account: Account):
+def pauses() -> list[float]:
+    """The pauses the relay took between tries of a media item, recorded instead of slept."""
+    return []
+
+
+@pytest.fixture
+def make_relay(replay: ReplayDashScope, account: Account, pauses: list[float]):
     def make(idempotent: bool = False, **overrides: str) -> Relay:
         if idempotent:
             overrides.setdefault("IDEMPOTENCY_TABLE", account.create_idempotency_table())
         config = relay_config(replay, **overrides)
-        return build_relay(
+        relay = build_relay(
             config, api_key=API_KEY, s3=account.s3, dynamodb=account.dynamodb
         )
+        relay.sleep = pauses.append
+        return relay
 
     return make
 

@@ -457,6 +457,7 @@ def _create_function(
 def _create_state_machine(session: Any, template: Template, name: str) -> str:
     role = _role(session, template, STATE_MACHINE, f"{name}-states-role", "states.amazonaws.com")
     props = template.properties(STATE_MACHINE)
+    name = template.resolve(props["Name"]) if "Name" in props else name
     answer = session.client("stepfunctions").create_state_machine(
         name=name, definition=template.definition(STATE_MACHINE), roleArn=role, type=props.get("Type", "STANDARD")
     )

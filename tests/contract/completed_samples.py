@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wan_relay_local.replay import EXPIRED_XML, Media, ReplayDashScope
+from wan_relay_local.replay import EXPIRED_XML, Media, ReplayDashScope, Reply
 
 from tests.conftest import EVENTS, sample
 
@@ -43,9 +43,9 @@ def _expired(replay: ReplayDashScope) -> dict[str, Any]:
 
 def _timed_out(replay: ReplayDashScope) -> dict[str, Any]:
     answer = sample("running")
-    replay.script(answer["output"]["task_id"], answer)
-    return {"task_id": answer["output"]["task_id"], "model": "wan2.7-i2v", "context": CONTEXT,
-            "timeout_seconds": 1, "polls": 1, "started_at": "2025-09-25T03:07:30.000Z"}
+    # a 1 s budget and an answer that takes longer: the second poll finds the budget spent
+    replay.script(answer["output"]["task_id"], Reply(answer, delay=1.2))
+    return {"task_id": answer["output"]["task_id"], "model": "wan2.7-i2v", "context": CONTEXT, "timeout_seconds": 1}
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -238,13 +238,14 @@ def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Te
 
 def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
-    assert set(tasks) == {"ClaimTask", "PollTask", "ReportFailure", "EmitCompletion", "ExpireLock"}
+    assert set(tasks) == {"CheckInput", "ClaimTask", "InspectClaim", "PollTask", "AfterTrouble", "EmitCompletion",
+                          "ExpireLock"}
     for name, task in tasks.items():
         assert 0 < task["TimeoutSeconds"] <= 960, name
         assert task["Retry"], name
         for retrier in task["Retry"]:
             assert retrier["JitterStrategy"] == "FULL", name
-            assert retrier["BackoffRate"] > 1 and retrier["MaxDelaySeconds"] <= 120, name
+            assert retrier["BackoffRate"] > 1 and retrier["MaxDelaySeconds"] <= 300, name
             assert 1 <= retrier["MaxAttempts"] <= 10, name
 
 
@@ -266,7 +267,7 @@ def test_operator_errors_are_never_retried_or_caught(asl: dict[str, Any]) -> Non
 def test_the_error_names_the_workflow_matches_are_the_relays_error_classes(asl: dict[str, Any]) -> None:
     matched = {
         error
-        for state in (asl["States"]["PollTask"], asl["States"]["ReportFailure"])
+        for state in (asl["States"]["PollTask"], asl["States"]["AfterTrouble"])
         for rule in state.get("Retry", []) + state.get("Catch", [])
         for error in rule["ErrorEquals"]
         if "." not in error
@@ -275,7 +276,7 @@ def test_the_error_names_the_workflow_matches_are_the_relays_error_classes(asl: 
     for name in matched | UNCAUGHT:
         assert issubclass(getattr(errors, name), errors.WanRelayError), name
     (catch,) = asl["States"]["PollTask"]["Catch"]
-    assert catch["Next"] == "ReportFailure" and catch["ResultPath"] == "$.error"
+    assert catch["Next"] == "AfterTrouble" and catch["ResultPath"] == "$.error"
 
 
 def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided_detail(
@@ -283,7 +284,7 @@ def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided
 ) -> None:
     states = asl["States"]
     done = next(c for c in states["IsDone"]["Choices"] if c.get("BooleanEquals") is True)
-    assert done["Next"] == states["ReportFailure"]["Next"] == "EmitCompletion"
+    assert done["Next"] == "EmitCompletion" and states["AfterTrouble"]["Next"] == "IsDone"
     emit = states["EmitCompletion"]
     assert emit["Resource"] == "arn:aws:states:::events:putEvents"  # the optimized integration: FailedEntry
     assert "Catch" not in emit and emit["Next"] == "ExpireLock"  # no path around the event

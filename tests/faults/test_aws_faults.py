@@ -11,9 +11,10 @@ import json
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
-from wan_relay.errors import MediaTransferError, OperatorError, TransientError
+from wan_relay.errors import OperatorError, TransientError
 from wan_relay.models import DEFAULT_EVENT_SOURCE
 from wan_relay.publish import EventPublisher
+from wan_relay.relay import ITEM_ATTEMPTS
 from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import completion, sample
@@ -137,8 +138,11 @@ def test_an_object_whose_checksum_differs_from_the_bytes_read_is_deleted_and_ret
                 parsed[name] = value
     account.s3.meta.events.register("after-call.s3.HeadObject", corrupted)
 
-    with pytest.raises(MediaTransferError, match="checksum that differs") as raised:
-        relay.handle({"task_id": task_id})
+    state = relay.handle({"task_id": task_id})
 
-    assert raised.value.code == "ChecksumMismatch" and any(seen)  # S3 did report a checksum
+    # each try's object is deleted; after the item's tries, the item is the event's failure
+    detail = completion(state)
+    assert detail["status"] == "MEDIA_UNAVAILABLE" and detail["media"] == []
+    assert detail["error"]["code"] == "ChecksumMismatch" and "checksum that differs" in detail["error"]["message"]
+    assert len(seen) == ITEM_ATTEMPTS  # S3 did report a checksum, every time
     assert account.objects() == {}

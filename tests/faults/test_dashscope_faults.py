@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import InvalidInput, OperatorError, ProtocolError, TransientError
+from wan_relay.normalize import normalize
+from wan_relay.policy import TROUBLE_CAP_SECONDS
 from wan_relay_local.replay import Reply
 
 from tests.conftest import API_KEY, completion, sample
@@ -20,7 +22,15 @@ def poll(relay, **state):
     return relay.handle({"task_id": TASK, **state})
 
 
-@pytest.mark.parametrize(("reply", "error", "code", "words"), [
+def ask(relay):
+    """One query as the relay makes it, answer normalized: the typed error a bad answer becomes."""
+    return normalize(relay.client.get_task(TASK), expected_task_id=TASK)
+
+
+TROUBLE = ("500", "502-html", "503", "504-empty", "200-html", "invalid-json", "no-output")
+
+
+REPLIES = [
     (Reply(error_body("InvalidApiKey", "Invalid API-key provided."), status=401),
      OperatorError, "InvalidApiKey", "HTTP 401 InvalidApiKey"),
     (Reply(error_body("AccessDenied", "Access denied."), status=403), OperatorError, "AccessDenied", "HTTP 403"),
@@ -39,15 +49,45 @@ def poll(relay, **state):
     (Reply({"request_id": "r", "usage": {}}), ProtocolError, "ProtocolError", "no 'output' object"),
     (Reply(error_body("InvalidParameter", "task_id is invalid"), status=400), InvalidInput, "InvalidParameter",
      "HTTP 400"),
-], ids=["401", "403", "429-allocation-quota", "500", "502-html", "503", "504-empty", "200-html", "invalid-json",
-        "no-output", "400"])
+]
+IDS = ["401", "403", "429-allocation-quota", "500", "502-html", "503", "504-empty", "200-html", "invalid-json",
+       "no-output", "400"]
+
+
+@pytest.mark.parametrize(("reply", "error", "code", "words"), REPLIES, ids=IDS)
 def test_a_bad_answer_raises_a_typed_error_that_names_its_cause(replay, account, relay, reply, error, code, words):
     replay.script(TASK, reply)
     with pytest.raises(error) as raised:
-        poll(relay)
+        ask(relay)
     assert raised.value.code == code
     assert words in raised.value.message
     assert account.objects() == {}
+
+
+@pytest.mark.parametrize("case", TROUBLE)
+def test_trouble_at_dashscope_backs_off_within_the_budget_and_never_ends_the_task(replay, account, relay, case):
+    replies = dict(zip(IDS, REPLIES, strict=True))
+    replay.script(TASK, replies[case][0], replies[case][0], replies[case][0])
+
+    first = poll(relay)
+    second = relay.handle(first)
+
+    assert (first["done"], second["done"]) == (False, False)
+    assert (first["troubles"], second["troubles"]) == (1, 2)
+    assert second["last_error"]["code"] == replies[case][2] and second["last_error"]["retryable"] is True
+    assert all(1 <= s["wait_seconds"] <= TROUBLE_CAP_SECONDS for s in (first, second))
+    assert second["event"] is None and account.objects() == {}
+
+
+def test_an_outage_that_outlasts_the_budget_ends_timed_out_with_the_last_error(replay, account, relay):
+    replay.script(TASK, Reply(error_body("ModelUnavailable", "Model unavailable."), status=503))
+    state = poll(relay)
+    state = relay.handle({**state, "started_at": "2000-01-01T00:00:00.000Z"})  # the budget is long spent
+
+    detail = completion(state)
+    assert detail["status"] == "TIMED_OUT"
+    assert detail["error"]["code"] == "ModelUnavailable" and "HTTP 503" in detail["error"]["message"]
+    assert detail["polls"] == 2
 
 
 @pytest.mark.parametrize("code", ["Throttling", "Throttling.RateQuota"])
@@ -93,14 +133,14 @@ def test_a_slow_dashscope_times_out_as_a_transient_error(replay, account, relay)
     replay.script(TASK, Reply(sample("pending"), delay=1.5))
     relay.client = DashScopeClient(replay.base_url, API_KEY, timeout=(1.0, 0.3))
     with pytest.raises(TransientError, match="did not answer") as raised:
-        poll(relay)
+        ask(relay)
     assert raised.value.code == "Timeout"
 
 
 def test_a_reset_connection_is_a_transient_error(replay, account, relay):
     replay.script(TASK, Reply(None, reset=True))
     with pytest.raises(TransientError, match=r"could not reach DashScope|broke off") as raised:
-        poll(relay)
+        ask(relay)
     assert raised.value.code == "ConnectionError"
 
 
@@ -129,4 +169,4 @@ def test_an_answer_larger_than_a_task_answer_is_refused(replay, account, relay):
     answer["padding"] = "x" * (2 * 1024 * 1024)
     replay.script(TASK, answer)
     with pytest.raises(ProtocolError, match="larger than"):
-        poll(relay)
+        ask(relay)

@@ -49,7 +49,8 @@ class World:
         self.replay = replay
         self.endpoint = endpoint
         self.kill_points: list[str] = []  # the next attempts' kill points, in order; then none
-        self.attempts: list[tuple[str, int]] = []
+        self.attempts: list[tuple[str, int]] = []  # the polls: (kill point, exit code)
+        self.actions: list[str] = []  # the workflow's other calls of the function ("start", "claimed")
         self.s3 = boto3.client("s3")
         self.sqs = boto3.client("sqs")
         self.sfn = boto3.client("stepfunctions")
@@ -58,13 +59,18 @@ class World:
     def attempt(self, state: dict[str, Any], _context: Any) -> dict[str, Any]:
         """The function, as moto's Lambda calls it: one process per attempt (the function's
         environment is this process's during the call)."""
-        kill_point = self.kill_points.pop(0) if self.kill_points else "none"
+        action = state.get("action") if isinstance(state, dict) else None
+        # the kill points are the polls': the workflow's input check and claim inspection run as they are
+        kill_point = self.kill_points.pop(0) if self.kill_points and action is None else "none"
         env = {**os.environ, "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS)}
         done = subprocess.run(
             [sys.executable, "-m", "tests.faults.attempt", kill_point, json.dumps(state)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
-        self.attempts.append((kill_point, done.returncode))
+        if action is None:
+            self.attempts.append((kill_point, done.returncode))
+        else:
+            self.actions.append(action)
         if done.returncode == 137:
             raise _died("Runtime.ExitError", "RequestId: x Error: Runtime exited with error: exit status 137")
         lines = [line for line in done.stdout.splitlines()
@@ -167,4 +173,6 @@ def test_a_second_execution_for_a_finished_task_relays_nothing_again(world):
 
     assert len(first_events) == 1 and world.events() == []
     assert world.versions() == {f"wan/{task_id}/0.mp4": 1}
-    assert len(world.attempts) == 1
+    assert len(world.attempts) == 1  # the duplicate never polled
+    assert world.actions == ["start", "start", "claimed"]
+    assert world.sfn.describe_execution(executionArn=duplicate["executionArn"])["status"] == "SUCCEEDED"

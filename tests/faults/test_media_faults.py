@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from wan_relay.errors import MediaTransferError
+from wan_relay.errors import TransientError
 from wan_relay.ingest import UrlAllowlist
+from wan_relay.relay import ITEM_ATTEMPTS
 from wan_relay_local.replay import EXPIRED_XML, TINY_PNG, Media, PatternBody
 
 from tests.conftest import BUCKET, completion, sample
@@ -59,35 +60,61 @@ def test_media_that_can_never_be_fetched_is_announced_once_as_unavailable_with_t
 
 
 @pytest.mark.parametrize("fault", ["truncate", "overlong", "chunked_cut", "reset"])
-def test_a_broken_stream_is_retried_and_leaves_nothing_half_written(replay, account, relay, fault):
+def test_a_stream_that_keeps_breaking_is_tried_a_few_times_then_announced_with_nothing_half_written(
+    replay, account, relay, pauses, fault
+):
     video_task(replay, Media(PatternBody(10 * MiB, seed=fault), content_type="video/mp4", fault=fault))
-    with pytest.raises(MediaTransferError) as raised:
-        relay.handle({"task_id": TASK})
-    assert raised.value.retryable
+
+    state = relay.handle({"task_id": TASK})
+
+    assert len(pauses) == ITEM_ATTEMPTS - 1  # seconds between tries, not the task's budget
+    detail = completion(state)
+    assert detail["status"] == "MEDIA_UNAVAILABLE" and detail["media"] == []
+    assert detail["error"]["category"] == "media" and detail["error"]["retryable"] is True
+    assert [f["index"] for f in detail["failures"]] == [0]
     assert_nothing_left(account)
 
 
-def test_a_retry_after_a_broken_stream_lands_the_media_once(replay, account, relay):
+def test_a_stream_that_breaks_once_is_tried_again_within_the_poll_and_lands_once(replay, account, relay):
     media = Media(PatternBody(10 * MiB, seed="flaky"), content_type="video/mp4", fault="truncate")
     video_task(replay, media)
-    with pytest.raises(MediaTransferError):
-        relay.handle({"task_id": TASK})
-    media.fault = None  # the network heals
+    relay.sleep = lambda _seconds: setattr(media, "fault", None)  # the network heals during the pause
 
     state = relay.handle({"task_id": TASK})
 
     assert state["status"] == "SUCCEEDED"
     assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
     assert [m["key"] for m in completion(state)["media"]] == [f"wan/{TASK}/0.mp4"]
+    assert account.unfinished_uploads() == []
 
 
-def test_a_slow_trickle_ends_in_a_timeout_not_a_hang_until_lambda_dies(replay, account, relay):
+def test_an_image_that_keeps_failing_is_listed_and_the_images_after_it_still_land(replay, account, relay):
+    answer = sample("wan2.6-image_interleaved_succeeded")
+    first = answer["output"]["choices"][0]["message"]["content"][1]["image"]
+    path = first.split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: Media(PatternBody(3 * MiB), content_type="image/png", fault="reset")})
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    state = relay.handle({"task_id": task_id})
+
+    detail = completion(state)
+    assert detail["status"] == "PARTIAL"
+    assert [m["index"] for m in detail["media"]] == [1]
+    assert [f["index"] for f in detail["failures"]] == [0]
+    # media[] is what S3 holds for the task, no more, no less
+    assert sorted(account.objects()) == sorted(m["key"] for m in detail["media"])
+    assert account.unfinished_uploads() == []
+
+
+def test_a_slow_trickle_ends_the_poll_in_time_not_a_hang_until_lambda_dies(replay, account, relay):
     video_task(replay, Media(PatternBody(4 * MiB), content_type="video/mp4", fault="trickle", trickle_delay=0.2))
     relay.transfer_budget_seconds = 1.0
     started = time.monotonic()
-    with pytest.raises(MediaTransferError, match="too slow") as raised:
+    # past the poll's deadline the item is not at fault: the workflow polls again with a fresh Lambda
+    with pytest.raises(TransientError, match=r"ran out of time.*TooSlow") as raised:
         relay.handle({"task_id": TASK})
-    assert raised.value.code == "TooSlow"
+    assert raised.value.code == "OutOfTime"
     assert time.monotonic() - started < 10
     assert_nothing_left(account)
 
@@ -95,8 +122,8 @@ def test_a_slow_trickle_ends_in_a_timeout_not_a_hang_until_lambda_dies(replay, a
 def test_a_stalled_body_hits_the_read_timeout(replay, account, relay):
     video_task(replay, Media(PatternBody(1 * MiB), content_type="video/mp4", fault="trickle", trickle_delay=3))
     relay.streamer.timeout = (1.0, 0.5)
-    with pytest.raises(MediaTransferError, match="broke after"):
-        relay.handle({"task_id": TASK})
+    detail = completion(relay.handle({"task_id": TASK}))
+    assert detail["status"] == "MEDIA_UNAVAILABLE" and "broke after" in detail["failures"][0]["message"]
     assert_nothing_left(account)
 
 

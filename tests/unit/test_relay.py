@@ -6,8 +6,8 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wan_relay.errors import MediaTransferError
 from wan_relay.normalize import iso_z, url_expiry
+from wan_relay.relay import ITEM_ATTEMPTS, ITEM_RETRY_CAP_SECONDS
 from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import BUCKET, completion, sample
@@ -177,13 +177,18 @@ def test_a_20_mib_video_streams_through_a_multipart_upload(replay, account, rela
 
 
 @pytest.mark.parametrize("fault", ["truncate", "chunked_cut", "overlong"])
-def test_a_body_that_does_not_match_its_length_leaves_nothing_behind(replay, account, relay, fault):
+def test_a_body_that_does_not_match_its_length_leaves_nothing_behind(replay, account, relay, pauses, fault):
     body = PatternBody(12 * 1024 * 1024, seed=fault)
     task_id = _video_task(replay, Media(body, content_type="video/mp4", fault=fault))
 
-    with pytest.raises(MediaTransferError):
-        relay.handle(start(task_id))
+    state = relay.handle(start(task_id))
 
+    # tried ITEM_ATTEMPTS times with short jittered pauses, then the item's failure, not the task's budget
+    assert len(pauses) == ITEM_ATTEMPTS - 1 and all(0 <= p <= ITEM_RETRY_CAP_SECONDS for p in pauses)
+    detail = completion(state)
+    assert detail["status"] == "MEDIA_UNAVAILABLE" and detail["media"] == []
+    assert [f["index"] for f in detail["failures"]] == [0]
+    assert detail["error"]["category"] == "media"
     assert account.objects() == {}
     assert account.unfinished_uploads() == []
 

@@ -13,6 +13,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import wan_relay.relay as relay_module
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -27,10 +28,12 @@ EXECUTION_DEADLINE_SECONDS = 20
 
 @dataclass
 class Sleeps:
-    """The seconds the workflow asked to wait, in order: Wait states and retry back-offs."""
+    """The seconds the workflow asked to wait, in order: Wait states and retry back-offs, and the relay's
+    pauses between tries of a media item."""
 
     waits: list[int] = field(default_factory=list)
     retries: list[float] = field(default_factory=list)
+    pauses: list[float] = field(default_factory=list)  # the relay's own, between tries of a media item
 
 
 @contextmanager
@@ -46,6 +49,7 @@ def recorded_sleeps() -> Iterator[Sleeps]:
     with (
         mock.patch.object(WaitFunction, "_wait_interval", wait_interval),
         mock.patch.object(retrier_decl, "time", fake_time),
+        mock.patch.object(relay_module, "_pause", recorded.pauses.append),
     ):
         yield recorded
 
@@ -96,8 +100,16 @@ class Workflow:
         listing = self.s3.list_objects_v2(Bucket=self.stack.bucket).get("Contents", [])
         return {o["Key"]: self.s3.get_object(Bucket=self.stack.bucket, Key=o["Key"])["Body"].read() for o in listing}
 
+    def polls(self) -> list[dict[str, Any]]:
+        """The function's invocations that were polls (not the input check or a claim inspection)."""
+        return [i for i in self.lambdas.invocations if "action" not in i["event"]]
+
+    def actions(self) -> list[str]:
+        """The workflow's other calls of the function, in order: "start", "claimed"."""
+        return [i["event"]["action"] for i in self.lambdas.invocations if "action" in i["event"]]
+
     def invocations(self, key: str = "result") -> list[dict[str, Any]]:
-        return [i[key] for i in self.lambdas.invocations if key in i]
+        return [i[key] for i in self.polls() if key in i]
 
 
 @pytest.fixture

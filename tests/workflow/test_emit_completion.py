@@ -9,6 +9,7 @@ EventBridge's answers are injected into moto's events backend, which the state m
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -78,7 +79,7 @@ def test_a_poll_that_dies_after_deciding_the_event_is_retried_and_the_event_goes
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
-    assert [i.get("error") for i in workflow.lambdas.invocations] == [None, "Runtime.ExitError", None]
+    assert [i.get("error") for i in workflow.polls()] == [None, "Runtime.ExitError", None]
     detail = only_event(workflow)
     assert detail == first_answers[0]["event"]  # the decision of the attempt that died, not a new one
     versions = workflow.s3.list_object_versions(Bucket=workflow.stack.bucket).get("Versions", [])
@@ -95,7 +96,7 @@ def test_an_entry_eventbridge_refuses_is_retried_and_sent_once(
 
     assert execution["status"] == "SUCCEEDED"
     assert bus_faults.calls == 2
-    assert len(workflow.lambdas.invocations) == 1  # the retry is EmitCompletion's: no second poll
+    assert len(workflow.polls()) == 1  # the retry is EmitCompletion's: no second poll
     assert len(sleeps.retries) == 1 and 0 <= sleeps.retries[0] <= 1  # FailedEntry: 1 s, full jitter
     failed = [e for e in history_events(workflow, execution["executionArn"]) if e["type"] == "TaskFailed"]
     assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["EventBridge.FailedEntry"]
@@ -128,5 +129,8 @@ def test_a_bus_that_refuses_the_workflow_fails_the_execution_by_name_with_the_ev
     lock = workflow.dynamodb.get_item(
         TableName=workflow.stack.idempotency_table, Key={"id": {"S": f"lock#{IMAGE_TASK}"}}
     )["Item"]
-    assert "expiration" not in lock  # still claimed: nobody else relays the task until the redrive
+    # still claimed (nobody else relays the task until the redrive), until the lock's own expiry: the
+    # task's budget (24 h) plus the two-hour margin, not the 48 h of a finished task's records
+    expires_in = int(lock["expiration"]["N"]) - time.time()
+    assert 24 * 3600 < expires_in <= 26 * 3600
 

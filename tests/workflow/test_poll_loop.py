@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
 from wan_relay.policy import next_wait
+from wan_relay.relay import ITEM_ATTEMPTS
 from wan_relay_local.replay import Media, Reply
 
 from tests.conftest import sample
@@ -106,17 +107,22 @@ def test_provider_failure_emits_one_failed_event_and_stores_nothing(workflow: Wo
     assert len(sleeps.waits) == 1
 
 
-def test_transient_error_is_retried_with_jittered_backoff_then_succeeds(workflow: Workflow, sleeps: Sleeps) -> None:
-    workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE, succeeded_image(workflow))
+def test_a_dashscope_outage_is_waited_out_with_jittered_backoff_then_relayed(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE, succeeded_image(workflow))
 
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
-    assert workflow.replay.polls(IMAGE_TASK) == 2
-    assert [i.get("error") for i in workflow.lambdas.invocations] == ["TransientError", None]
-    # the TransientError retrier: IntervalSeconds 5 with full jitter, so anywhere in [0, 5]
-    assert len(sleeps.retries) == 1 and 0 <= sleeps.retries[0] <= 5
-    assert sleeps.waits == []
+    assert workflow.replay.polls(IMAGE_TASK) == 3
+    answers = workflow.invocations()
+    assert [(a["done"], a["troubles"]) for a in answers] == [(False, 1), (False, 2), (True, 2)]
+    assert answers[1]["last_error"]["code"] == "ModelUnavailable"
+    # the relay's back-off, in the workflow's Wait state: full jitter under 2 s, then under 4 s
+    assert len(sleeps.waits) == 2 and 1 <= sleeps.waits[0] <= 2 and 1 <= sleeps.waits[1] <= 4
+    assert sleeps.retries == []  # no Lambda retry: the poll itself answered
+    assert "AfterTrouble" not in workflow.visited(execution["executionArn"])
     assert only_event(workflow)["status"] == "SUCCEEDED"
 
 
@@ -131,8 +137,9 @@ def test_a_poll_whose_lambda_dies_is_retried_and_the_task_relayed_once(
         calls = []
 
         def run(event, context):
-            calls.append(1)
-            if len(calls) == 1:
+            if "action" not in event:
+                calls.append(1)
+            if len(calls) == 1 and "action" not in event:
                 raise died("Task timed out after 900.00 seconds")
             return handler(event, context)
 
@@ -144,31 +151,60 @@ def test_a_poll_whose_lambda_dies_is_retried_and_the_task_relayed_once(
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
-    assert [i.get("error") for i in workflow.lambdas.invocations] == [error_name, None]
+    assert [i.get("error") for i in workflow.polls()] == [error_name, None]
     assert len(sleeps.retries) == 1
     assert only_event(workflow)["status"] == "SUCCEEDED"
     assert len(workflow.objects()) == 1
 
 
-def test_retries_exhausted_report_the_failure_once_through_report_failure(workflow: Workflow, sleeps: Sleeps) -> None:
-    workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE)
+def test_an_outage_longer_than_the_budget_ends_timed_out_with_the_last_error(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    workflow.replay.script(IMAGE_TASK, Reply(SERVICE_UNAVAILABLE.body, status=503, delay=0.6))
+
+    execution = workflow.run({"task_id": IMAGE_TASK, "timeout_seconds": 1})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert "AfterTrouble" not in workflow.visited(execution["executionArn"])
+    detail = only_event(workflow)
+    # not FAILED: DashScope never said the task failed; the loop waited until its budget was spent
+    assert detail["status"] == "TIMED_OUT"
+    assert detail["error"]["code"] == "ModelUnavailable" and "503" in detail["error"]["message"]
+    assert detail["error"]["retryable"] is True
+    assert detail["polls"] == workflow.replay.polls(IMAGE_TASK) >= 2
+    assert workflow.objects() == {}
+
+
+def test_a_function_that_keeps_failing_is_waited_out_within_the_budget_then_relayed(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    """Lambda throttled or crashing past the quick retries: the Catch goes to AfterTrouble, which backs
+    off and polls again, instead of ending a task that may run for hours."""
+    throttled = type("Lambda.TooManyRequestsException", (Exception,), {})
+
+    def throttled_five_times(handler):
+        calls = []
+
+        def run(event, context):
+            if "action" not in event and len(calls) < 5:
+                calls.append(1)
+                raise throttled("Rate Exceeded.")
+            return handler(event, context)
+
+        return run
+
+    workflow.lambdas.wrap(workflow.stack.function_name, throttled_five_times)
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
 
     execution = workflow.run({"task_id": IMAGE_TASK})
 
     assert execution["status"] == "SUCCEEDED"
     visited = workflow.visited(execution["executionArn"])
-    assert visited[-4:] == ["ReportFailure", "EmitCompletion", "ExpireLock", "Relayed"]
-    # one try and five retries (MaxAttempts 5), each back-off within its capped, jittered bound
-    assert workflow.replay.polls(IMAGE_TASK) == 6
-    assert len(sleeps.retries) == 5
-    for attempt, seconds in enumerate(sleeps.retries):
-        assert 0 <= seconds <= min(120, 5 * 2**attempt)
-    detail = only_event(workflow)
-    assert detail["status"] == "FAILED"
-    assert detail["error"]["code"] == "TransientError"
-    assert detail["error"]["category"] == "transient"
-    assert "503" in detail["error"]["message"]
-    assert workflow.objects() == {}
+    assert visited.count("AfterTrouble") == 1 and visited.count("WaitForTask") == 1
+    after = [i["result"] for i in workflow.polls() if i["event"].get("error")]
+    assert after[0]["last_error"]["code"] == "Lambda.TooManyRequestsException" and not after[0]["done"]
+    assert only_event(workflow)["status"] == "SUCCEEDED"
+    assert len(workflow.objects()) == 1
 
 
 def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow, sleeps: Sleeps) -> None:
@@ -189,13 +225,15 @@ def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow,
 def test_stack_poll_defaults_apply_unless_the_input_sets_its_own(workflow: Workflow, sleeps: Sleeps) -> None:
     other = "b2c3d4e5-0000-4c5d-8e9f-111122223333"
     for task_id in (IMAGE_TASK, other):
-        workflow.replay.script(task_id, unfinished("pending", task_id), succeeded_image(workflow))
+        succeeded = succeeded_image(workflow)
+        succeeded["output"]["task_id"] = task_id
+        workflow.replay.script(task_id, unfinished("pending", task_id), succeeded)
 
     workflow.run({"task_id": IMAGE_TASK})
     workflow.run({"task_id": other, "poll_interval_seconds": 3})
 
     assert sleeps.waits == [7, 3]
-    first_poll = [i["event"] for i in workflow.lambdas.invocations if not i["event"].get("polls")]
+    first_poll = [i["event"] for i in workflow.polls() if not i["event"].get("polls")]
     assert [(e["timeout_seconds"], e["poll_interval_seconds"]) for e in first_poll] == [(3600, 7), (3600, 3)]
 
 
@@ -266,7 +304,8 @@ def test_a_second_start_for_the_same_task_is_refused(workflow: Workflow, sleeps:
     # a duplicate `Wan Task Submitted` delivery: EventBridge names the execution itself
     duplicate = workflow.finish(workflow.stack.start_from_event(submitted_event({"task_id": IMAGE_TASK})))
     assert duplicate["status"] == "SUCCEEDED"
-    assert workflow.visited(duplicate["executionArn"]) == ["ClaimTask", "AlreadyClaimed"]
+    assert workflow.visited(duplicate["executionArn"]) == [
+        "CheckInput", "ClaimTask", "InspectClaim", "ClaimVerdict", "AlreadyClaimed"]
     assert workflow.replay.polls(IMAGE_TASK) == polls
     assert workflow.completed_events() == []
     lock = workflow.dynamodb.get_item(
@@ -289,7 +328,7 @@ def test_an_operator_error_fails_the_execution_by_name_without_an_event(workflow
     assert execution["status"] == "FAILED"
     assert execution["error"] == "OperatorError"
     assert "InvalidApiKey" in execution["cause"] or "401" in execution["cause"]
-    assert "ReportFailure" not in workflow.visited(execution["executionArn"])
+    assert "AfterTrouble" not in workflow.visited(execution["executionArn"])
     assert workflow.replay.polls(IMAGE_TASK) == 1  # not retried: retrying a bad key cannot help
     assert sleeps.retries == []
     assert workflow.completed_events() == []
@@ -307,10 +346,13 @@ def test_media_that_keeps_failing_to_transfer_is_announced_as_unavailable(workfl
 
     assert execution["status"] == "SUCCEEDED"
     visited = workflow.visited(execution["executionArn"])
-    assert visited[-4:] == ["ReportFailure", "EmitCompletion", "ExpireLock", "Relayed"]
-    assert [i.get("error") for i in workflow.lambdas.invocations][:6] == ["MediaTransferError"] * 6
-    assert len(sleeps.retries) == 5
+    assert "AfterTrouble" not in visited and visited[-3:] == ["EmitCompletion", "ExpireLock", "Relayed"]
+    # tried within the one poll, a few seconds apart (ITEM_ATTEMPTS), not the task's budget
+    assert [i.get("error") for i in workflow.polls()] == [None]
+    assert len(sleeps.pauses) == ITEM_ATTEMPTS - 1 and sleeps.retries == []
     detail = only_event(workflow)
     assert detail["status"] == "MEDIA_UNAVAILABLE"
-    assert detail["error"]["code"] == "MediaTransferError" and detail["error"]["category"] == "media"
+    assert detail["error"]["category"] == "media" and detail["failures"][0]["index"] == 0
+    assert detail["provider_status"] == "SUCCEEDED" and detail["request_id"]  # what was known is kept
+    assert detail["timing"]["submitted_at"] and detail["polls"] == 1
     assert workflow.objects() == {}

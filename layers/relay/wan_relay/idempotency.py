@@ -8,10 +8,15 @@ Two kinds of record, each keyed by what makes the effect unique:
   (the workflow's EmitCompletion state puts it on the bus, once).
 Records live 48 h (DashScope forgets tasks after 24 h). A crashed attempt's record stays
 "in progress" only until that Lambda's deadline (`register_lambda_context`), then the work resumes.
+
+A third kind, `wan-relay.upload#<bucket>/<key>` (UploadRecords), holds the UploadId of the multipart
+upload last started for an object, so that the retry of a crashed attempt aborts exactly that upload:
+no bucket-wide listing of uploads, which IAM cannot narrow to a prefix.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +29,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
 )
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import OperatorError, TransientError
 
@@ -69,18 +74,53 @@ class Ledger:
                     code="InProgress",
                 ) from None
             except IdempotencyPersistenceLayerError as exc:
-                cause = exc.__cause__
-                code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-                if code in _OPERATOR_CODES:
-                    raise OperatorError(
-                        f"the idempotency table {self.table_name} cannot be used: {code}", code=f"DynamoDB.{code}"
-                    ) from None
-                raise TransientError(
-                    f"the idempotency table {self.table_name} failed: {code or type(cause).__name__}",
-                    code="DynamoDB",
-                ) from None
+                raise _table_error(self.table_name, exc.__cause__) from None
 
         return run
+
+
+class UploadRecords:
+    """The UploadId of the multipart upload last started for each object key, in the ledger's table."""
+
+    def __init__(self, table_name: str, dynamodb_client: Any, ttl_seconds: int = RECORD_TTL_SECONDS) -> None:
+        self.table_name = table_name
+        self._dynamodb = dynamodb_client
+        self._ttl_seconds = ttl_seconds
+
+    def record(self, bucket: str, key: str, upload_id: str) -> None:
+        item = {
+            "id": {"S": _upload_record_id(bucket, key)},
+            "upload_id": {"S": upload_id},
+            "expiration": {"N": str(int(time.time()) + self._ttl_seconds)},
+        }
+        self._call("put_item", Item=item)
+
+    def pending(self, bucket: str, key: str) -> str | None:
+        """The UploadId recorded for `key`, if any (it may have completed or been aborted since)."""
+        found = self._call("get_item", Key={"id": {"S": _upload_record_id(bucket, key)}}, ConsistentRead=True)
+        return found.get("Item", {}).get("upload_id", {}).get("S")
+
+    def forget(self, bucket: str, key: str) -> None:
+        self._call("delete_item", Key={"id": {"S": _upload_record_id(bucket, key)}})
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._dynamodb, operation)(TableName=self.table_name, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _table_error(self.table_name, exc) from None
+
+
+def _table_error(table_name: str, cause: BaseException | None) -> OperatorError | TransientError:
+    """A failed table call as the relay's error: the operator's to fix, or worth retrying."""
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+    if code in _OPERATOR_CODES:
+        return OperatorError(f"the idempotency table {table_name} cannot be used: {code}", code=f"DynamoDB.{code}")
+    return TransientError(f"the idempotency table {table_name} failed: {code or type(cause).__name__}",
+                          code="DynamoDB")
+
+
+def _upload_record_id(bucket: str, key: str) -> str:
+    return f"wan-relay.upload#{bucket}/{key}"
 
 
 class NoLedger:

@@ -12,6 +12,7 @@ Redirects are followed by hand, each hop checked.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import math
@@ -21,7 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -32,6 +33,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from .errors import MediaRejected, MediaTransferError, OperatorError, TransientError
 from .models import MediaRef, StoredMedia
 from .ranged import copy_in_ranges, wants_ranges
+
+if TYPE_CHECKING:
+    from .idempotency import UploadRecords
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB
@@ -245,6 +249,15 @@ class MediaStreamer:
     allowlist: UrlAllowlist
     timeout: tuple[float, float] = MEDIA_TIMEOUT
     max_concurrency: int = 4
+    #: where the UploadId of each multipart upload is recorded as S3 hands it out, so that the retry of a
+    #: crashed attempt can abort it; None (no idempotency table): nothing to abort on a retry
+    uploads: UploadRecords | None = None
+
+    def __post_init__(self) -> None:
+        if self.uploads is not None:
+            # both paths (s3transfer's and ranged.py's) create their uploads through this client
+            self.s3.meta.events.register("after-call.s3.CreateMultipartUpload", self._record_upload,
+                                         unique_id=f"wan-relay-uploads-{id(self)}")
 
     def store(self, task_id: str, ref: MediaRef, deadline: float | None = None) -> StoredMedia:
         """Streams one item; `deadline` (time.monotonic()) ends a trickle before Lambda's own timeout."""
@@ -383,14 +396,34 @@ class MediaStreamer:
             raise MediaTransferError(f"s3://{self.bucket}/{key} {problem}", code="ChecksumMismatch")
 
     def _abort_stale_uploads(self, key: str) -> None:
-        """A crashed attempt cannot abort its multipart upload: the retry does, before starting anew."""
+        """A crashed attempt cannot abort its multipart upload: the retry does, by the UploadId that
+        attempt recorded, before starting anew (no listing: ListMultipartUploads is bucket-wide)."""
+        if self.uploads is None:
+            return
+        upload_id = self.uploads.pending(self.bucket, key)
+        if upload_id is None:
+            return
         try:
-            uploads = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key).get("Uploads", [])
-            for upload in uploads:
-                if upload.get("Key") == key:
-                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as exc:
-            raise _storage_error(exc, self.bucket) from None
+            # NoSuchUpload: that upload completed (the object was then deleted as not what was read) or
+            # was aborted already; either way nothing is left of it
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise _storage_error(exc, self.bucket) from None
+        self.uploads.forget(self.bucket, key)
+
+    def _record_upload(self, parsed: dict[str, Any], **_: Any) -> None:
+        """botocore's after-call hook of CreateMultipartUpload: record the new UploadId before any part
+        is sent. If it cannot be recorded, abort the upload here (its creator never learns its id)."""
+        upload_id, key = parsed.get("UploadId"), parsed.get("Key")
+        if not upload_id or not key or parsed.get("Bucket", self.bucket) != self.bucket or self.uploads is None:
+            return
+        try:
+            self.uploads.record(self.bucket, key, upload_id)
+        except Exception:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
 
     def _upload(self, reader: _VerifyingReader, key: str, content_type: str, task_id: str,
                 ref: MediaRef, expected: int | None) -> None:

@@ -177,9 +177,11 @@ class CompletionDetail(_Model, kw_only=True):
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 
 
-class LoopState(_Model):
-    """The workflow's input, and what the handler passes back to itself between polls (each poll
-    answers a new state: `msgspec.structs.replace`)."""
+class LoopInput(_Model):
+    """What a caller may put in the workflow's input (StartExecution, or the `detail` of a `Wan Task
+    Submitted` event): these fields and no other. The workflow's first state hands the caller's input to
+    the relay as `{"action": "start", "input": ...}`, so nothing a caller writes can reach the relay's own
+    loop state (`LoopState`) except through this model."""
 
     task_id: TaskId
     kind: Kind | None = None
@@ -187,10 +189,34 @@ class LoopState(_Model):
     context: dict[str, Any] | None = None
     poll_interval_seconds: Annotated[int, Meta(ge=1, le=3600)] | None = None
     timeout_seconds: Annotated[int, Meta(ge=1, le=DEFAULT_TIMEOUT_SECONDS)] = DEFAULT_TIMEOUT_SECONDS
-    # written by the handler
+
+
+class TaskLock(_Model):
+    """What ClaimTask writes: the lock expires `expires_at` (epoch seconds, the table's TTL attribute)
+    whatever becomes of the execution, and a lock whose expiry is before `now` is free to take."""
+
+    now: int
+    expires_at: int
+
+
+class LoopState(_Model):
+    """The relay's loop state: made by the relay from a checked `LoopInput`, then passed back to it
+    between polls (each poll answers a new state: `msgspec.structs.replace`). Only the workflow and the
+    relay write it; a caller never does."""
+
+    task_id: TaskId
+    kind: Kind | None = None
+    model: Annotated[str, Meta(max_length=128)] | None = None
+    context: dict[str, Any] | None = None
+    poll_interval_seconds: Annotated[int, Meta(ge=1, le=3600)] | None = None
+    timeout_seconds: Annotated[int, Meta(ge=1, le=DEFAULT_TIMEOUT_SECONDS)] = DEFAULT_TIMEOUT_SECONDS
+    # written by the relay
+    lock: TaskLock | None = None
     polls: Annotated[int, Meta(ge=0)] = 0
     started_at: IsoUtc | None = None
     throttled: Annotated[int, Meta(ge=0, description="Consecutive throttled polls.")] = 0
+    troubles: Annotated[int, Meta(ge=0, description="Consecutive polls that failed (outage, unreadable answer).")] = 0
+    last_error: ErrorInfo | None = None
     done: bool = False
     status: str | None = None
     wait_seconds: int | None = None
@@ -198,5 +224,7 @@ class LoopState(_Model):
     records_expire_at: Annotated[
         int | None, Meta(description="Epoch seconds when the task's idempotency records (and its lock) expire.")
     ] = None
-    # written by the workflow's Catch: {"Error": name, "Cause": json}
+    # written by the workflow: its Catch's {"Error": name, "Cause": json}, and InspectClaim's verdict when
+    # the lock vanished before it could be read (the relay ignores it)
     error: dict[str, Any] | None = None
+    claim: dict[str, Any] | None = None

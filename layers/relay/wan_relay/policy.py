@@ -11,6 +11,8 @@ The policy, in plain words:
    24-hour budget stays far below Step Functions' 25,000-event history limit.
 4. Throttled answers (HTTP 429) back off exponentially with full jitter, never sooner than the
    provider's Retry-After.
+5. Trouble (DashScope unreachable or answering 5xx or nonsense, the function failing) backs off the
+   same way up to 5 minutes, until the task's budget is spent: an outage never ends a task early.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ MAX_POLLS = 2000
 
 THROTTLE_BASE_SECONDS = 2.0
 THROTTLE_CAP_SECONDS = 60.0
+#: an outage (5xx, timeouts, unreadable answers, the function itself failing) backs off further: a long
+#: one is waited out within the task's budget, at most every 5 minutes
+TROUBLE_CAP_SECONDS = 300.0
 
 _VIDEO_MODEL_MARKERS = ("t2v", "i2v", "v2v", "kf2v", "s2v", "r2v", "animate", "video", "vace")
 _IMAGE_MODEL_MARKERS = ("t2i", "i2i", "image", "imageedit", "x-painting", "sketch")
@@ -80,3 +85,10 @@ def throttle_wait(attempt: int, retry_after: float | None, rng: random.Random | 
     ceiling = min(THROTTLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2 ** max(0, attempt - 1))
     jittered = rng.uniform(0.0, ceiling)
     return max(1, math.ceil(max(jittered, retry_after or 0.0)))
+
+
+def trouble_wait(attempt: int, rng: random.Random | None = None) -> int:
+    """Wait after the `attempt`-th consecutive failed poll (1-based): full jitter, capped at 5 minutes."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    ceiling = min(TROUBLE_CAP_SECONDS, THROTTLE_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return max(1, math.ceil(rng.uniform(0.0, ceiling)))

@@ -26,26 +26,29 @@ from aws_lambda_powertools import Logger
 from msgspec.structs import replace
 
 from .dashscope import DashScopeClient
-from .errors import InvalidInput, MediaRejected, ThrottledError
+from .errors import InvalidInput, MediaRejected, MediaTransferError, ProtocolError, ThrottledError, TransientError
 from .metrics import completion_metrics
 from .models import (
     CompletionDetail,
     CompletionStatus,
     ErrorInfo,
     ItemFailure,
+    LoopInput,
     LoopState,
     MediaRef,
     Prompt,
     StoredMedia,
     Task,
+    TaskLock,
     Timing,
     Usage,
 )
 from .normalize import iso_z, normalize
-from .policy import budget_left, kind_from_model, next_wait, throttle_wait
+from .policy import budget_left, kind_from_model, next_wait, throttle_wait, trouble_wait
 from .publish import fit_context, fit_detail
 
 if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
+    from .claims import ClaimInspector
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
 
@@ -62,6 +65,16 @@ logger = Logger(child=True)
 TRANSFER_BUDGET_SECONDS = 780.0
 LAMBDA_TIME_MARGIN_SECONDS = 60.0
 
+#: a task's lock expires this long after its poll budget, whatever becomes of its execution: time for the
+#: terminal path (media, event) and its retries after the last poll. The workflow's own TimeoutSeconds
+#: (93,600 s) is the longest budget (86,400 s) plus this margin, so no execution outlives its lock.
+LOCK_MARGIN_SECONDS = 7200
+
+#: how often one media item is tried within a poll before it is listed in `failures[]`, and the cap of
+#: the jittered pause between tries: seconds, not the task's budget
+ITEM_ATTEMPTS = 3
+ITEM_RETRY_CAP_SECONDS = 8.0
+
 #: namespace of the deterministic event ids (uuid5 of source and task id)
 EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c36-8a0e-4a59-9a53-2f3d1c6b7a10")
 
@@ -72,6 +85,10 @@ _CAUGHT_CATEGORY = {
     "TransientError": "transient",
     "States.Timeout": "transient",
 }
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def event_id_for(source: str, task_id: str) -> str:
@@ -89,22 +106,38 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return round((b - a).total_seconds(), 3) if a and b else None
 
 
-def parse_state(event: Any) -> LoopState:
-    """The loop state from the workflow's input; a clear InvalidInput before any request is made."""
-    if not isinstance(event, dict):
-        raise InvalidInput("the loop input must be a JSON object with a task_id")
+def _integral(event: dict[str, Any]) -> dict[str, Any]:
     # JSON has one number type: 3600.0 is the integer 3600 (JSON Schema's `integer` says so too), and
     # some producers write it so (a CloudFormation Number parameter given as 3600.0 reaches the workflow
     # through States.StringToJson). A number with a fraction stays a float, and is refused where an
     # integer is expected.
-    event = {key: int(value) if isinstance(value, float) and value.is_integer() else value
-             for key, value in event.items()}
+    return {key: int(value) if isinstance(value, float) and value.is_integer() else value
+            for key, value in event.items()}
+
+
+def _convert(event: Any, model: type[Any], what: str) -> Any:
+    if not isinstance(event, dict):
+        raise InvalidInput(f"the {what} must be a JSON object with a task_id")
     try:
-        return msgspec.convert(event, LoopState)
+        return msgspec.convert(_integral(event), model)
     except msgspec.ValidationError as exc:
         # the first problem and its path ("Expected `int` >= 1 - at `$.poll_interval_seconds`"), never
         # the value; an unknown key is named, hence the cap
-        raise InvalidInput(f"invalid loop input: {str(exc)[:300]}") from None
+        raise InvalidInput(f"invalid {what}: {str(exc)[:300]}") from None
+
+
+def parse_input(event: Any, defaults: dict[str, Any] | None = None) -> LoopInput:
+    """The caller's workflow input: the public fields only (an internal one, `polls` or `error`, is an
+    unknown field here), each of its JSON type; the stack's `defaults` fill what the caller left out."""
+    loop_input = _convert(event, LoopInput, "loop input")
+    given = event if isinstance(event, dict) else {}
+    fill = {k: v for k, v in _integral(defaults or {}).items() if v is not None and k not in given}
+    return _convert({**msgspec.to_builtins(loop_input), **fill}, LoopInput, "loop input") if fill else loop_input
+
+
+def parse_state(event: Any) -> LoopState:
+    """The loop state the workflow hands back; a clear InvalidInput before any request is made."""
+    return _convert(event, LoopState, "loop input")
 
 
 @dataclass
@@ -119,6 +152,9 @@ class Relay:
     event_source: str
     metrics: Any = None
     make_ledger: Callable[[], Ledger | NoLedger] = _no_ledger
+    make_claims: Callable[[], ClaimInspector] | None = None
+    #: the pause between tries of a media item (None: `_pause`, which the workflow tests record)
+    sleep: Callable[[float], None] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
     transfer_budget_seconds: float = TRANSFER_BUDGET_SECONDS
@@ -149,7 +185,17 @@ class Relay:
     # --- entry point --------------------------------------------------------------------------
 
     def handle(self, event: Any, lambda_context: Any = None) -> dict[str, Any]:
-        """One invocation: the next loop state as JSON. `lambda_context` bounds the transfers in time."""
+        """One invocation: the next loop state as JSON. `lambda_context` bounds the transfers in time.
+
+        The workflow calls it three ways: `{"action": "start", "input": <the caller's input>, "defaults":
+        {...}}` first, to check the input before anything is written; `{"action": "claimed", ...}` when
+        the task's lock is held by another execution; and with the loop state itself for every poll (with
+        `error` set by the workflow's Catch when the previous attempt failed)."""
+        action = event.get("action") if isinstance(event, dict) else None
+        if action == "start":
+            return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults")))
+        if action == "claimed":
+            return self.claimed(event.get("task_id"), event.get("execution"))
         state = parse_state(event)
         budget = self.transfer_budget_seconds
         if lambda_context is not None:
@@ -159,21 +205,53 @@ class Relay:
             remaining = lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_TIME_MARGIN_SECONDS
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget
-        result = self.finish_after_error(state) if state.error is not None else self.poll(state)
+        result = self.after_trouble(state) if state.error is not None else self.poll(state)
         return msgspec.to_builtins(result)
+
+    def start(self, raw_input: Any, defaults: dict[str, Any] | None = None) -> LoopState:
+        """The loop's first state, from the caller's input checked whole: nothing is written before this
+        has passed, and the lock ClaimTask writes carries its expiry from the start."""
+        loop_input = parse_input(raw_input, defaults)
+        self._count("TasksStarted")
+        now = self.clock()
+        epoch = int(now.timestamp())
+        return LoopState(
+            task_id=loop_input.task_id, kind=loop_input.kind, model=loop_input.model,
+            context=fit_context(loop_input.context), poll_interval_seconds=loop_input.poll_interval_seconds,
+            timeout_seconds=loop_input.timeout_seconds, started_at=iso_z(now),
+            lock=TaskLock(now=epoch, expires_at=epoch + loop_input.timeout_seconds + LOCK_MARGIN_SECONDS),
+        )
+
+    def claimed(self, task_id: Any, execution: Any) -> dict[str, Any]:
+        """ClaimTask found the task's lock taken: whose it is, and whether that is a plain duplicate start
+        (counted) or a start blocked by a stale claim (counted apart: an alarm watches it)."""
+        task_id = parse_input({"task_id": task_id}).task_id
+        if self.make_claims is None:
+            raise InvalidInput("no lock table is configured: nothing can hold a claim")
+        claim = self.make_claims().inspect(task_id, me=execution if isinstance(execution, str) else None)
+        if claim.verdict == "duplicate":
+            self._count("TasksAlreadyClaimed")
+        elif claim.verdict == "blocked":
+            self._count("TasksBlockedByStaleClaim")
+        logger.warning("task already claimed", extra={
+            "verdict": claim.verdict, "holder": claim.holder, "holder_status": claim.holder_status,
+            "lock_expires_at": claim.expires_at,
+        })
+        return {"verdict": claim.verdict, "holder": claim.holder, "holder_status": claim.holder_status,
+                "lock_expires_at": claim.expires_at}
 
     # --- the poll -----------------------------------------------------------------------------
 
     def poll(self, state: LoopState) -> LoopState:
         now = self.clock()
-        if state.polls == 0:
+        if state.started_at is None:  # a state made without `start` (a direct call, a test)
             state = replace(state, context=fit_context(state.context), started_at=iso_z(now))
         polls = state.polls + 1
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
         self._count("Polls")
         try:
-            answer = self.client.get_task(state.task_id)
+            task = normalize(self.client.get_task(state.task_id), expected_task_id=state.task_id)
         except ThrottledError as exc:
             self._count("Throttled")
             throttled = state.throttled + 1
@@ -182,7 +260,8 @@ class Relay:
                 return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
             wait = min(throttle_wait(throttled, exc.retry_after, self.rng), max(1, math.ceil(left)))
             return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
-        task = normalize(answer, expected_task_id=state.task_id)
+        except (TransientError, ProtocolError) as exc:
+            return self._setback(state, polls, left, ErrorInfo(**exc.as_error()))
         logger.debug("task answer", extra={
             "provider_status": task.status, "request_id": task.request_id, "media": len(task.media),
             "failures": len(task.failures), "submitted_at": task.submitted_at,
@@ -199,25 +278,44 @@ class Relay:
             max(1, math.ceil(left)),
         )
         logger.info("task not finished", extra={"status": task.status, "wait_seconds": wait, "polls": polls})
-        return replace(state, kind=kind, polls=polls, throttled=0, done=False, status=task.status, wait_seconds=wait)
+        return replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
+                       wait_seconds=wait)
 
-    def finish_after_error(self, state: LoopState) -> LoopState:
-        """The workflow's Catch path: retries ran out, so announce the failure once."""
-        error_name = str((state.error or {}).get("Error", "TransientError"))
+    def _setback(self, state: LoopState, polls: int, left: float, error: ErrorInfo) -> LoopState:
+        """DashScope could not be asked this time (an outage, an unreadable answer): trouble within the
+        budget never ends a task. Back off, capped and jittered, until the budget is spent; then the task
+        ends TIMED_OUT with the last error. FAILED stays what DashScope says."""
+        self._count("PollErrors")
+        troubles = state.troubles + 1
+        logger.warning("the poll failed; backing off", extra={"code": error.code, "attempt": troubles})
+        state = replace(state, troubles=troubles, last_error=error)
+        if left <= 0:
+            return self._finish(state, None, polls, "TIMED_OUT", error=error)
+        wait = min(trouble_wait(troubles, self.rng), max(1, math.ceil(left)))
+        return replace(state, polls=polls, done=False, wait_seconds=wait)
+
+    def after_trouble(self, state: LoopState) -> LoopState:
+        """The workflow's Catch path: an attempt failed past its quick retries (the function crashed, timed
+        out or was throttled; S3 or DynamoDB kept failing). Still within the budget: wait and poll again
+        (items already stored are not fetched again). Budget spent: the task ends TIMED_OUT with that
+        error."""
+        caught = state.error or {}
+        error_name = str(caught.get("Error", "TransientError"))
         try:
-            cause = json.loads((state.error or {}).get("Cause") or "{}")
+            cause = json.loads(caught.get("Cause") or "{}")
         except (TypeError, ValueError):
             cause = {}
         message = cause.get("errorMessage") if isinstance(cause, dict) else None
-        category = _CAUGHT_CATEGORY.get(error_name, "transient")
         error = ErrorInfo(
             code=error_name,
             message=(str(message) if message else f"the poll failed with {error_name} after its retries")[:1000],
-            category=category,
+            category=_CAUGHT_CATEGORY.get(error_name, "transient"),
             retryable=True,
         )
-        status: CompletionStatus = "MEDIA_UNAVAILABLE" if category == "media" else "FAILED"
-        return self._finish(replace(state, error=None), None, state.polls, status, error=error)
+        state = replace(state, error=None)
+        elapsed = (self.clock() - (_parse_iso(state.started_at) or self.clock())).total_seconds()
+        left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=state.polls)
+        return self._setback(state, state.polls, left, error)
 
     # --- the end of a task --------------------------------------------------------------------
 
@@ -246,8 +344,9 @@ class Relay:
         for metric, value in completion_metrics(detail):
             self._count(metric.name, value, metric.unit)
         logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
+        # the context travels in the event now: the state carries it once, not twice (256 KB per state)
         return replace(
-            state, kind=detail.kind, polls=polls, done=True, status=status, wait_seconds=0,
+            state, kind=detail.kind, context=None, polls=polls, done=True, status=status, wait_seconds=0,
             event=msgspec.to_builtins(detail),
             records_expire_at=int(self.clock().timestamp()) + RECORD_TTL_SECONDS,
         )
@@ -257,13 +356,13 @@ class Relay:
     ) -> tuple[CompletionStatus, ErrorInfo | None]:
         if task.status != "SUCCEEDED":
             return _provider_failure(task)
-        rejected: list[MediaRejected] = []
+        rejected: list[MediaRejected | MediaTransferError] = []
         for ref in task.media:
             request = {"key": f"{state.task_id}#{ref.index}", "task_id": state.task_id, "ref": msgspec.to_builtins(ref)}
             try:
-                item = msgspec.convert(self._store_once(request=request), StoredMedia)
-            except MediaRejected as exc:
-                logger.warning("media item rejected", extra={"index": ref.index, "code": exc.code})
+                item = self._store_item(request)
+            except (MediaRejected, MediaTransferError) as exc:
+                logger.warning("media item not stored", extra={"index": ref.index, "code": exc.code})
                 rejected.append(exc)
                 failures.append(ItemFailure(index=ref.index, code=exc.code, message=exc.message))
                 continue
@@ -284,6 +383,25 @@ class Relay:
             code="NoMedia", message="DashScope reported SUCCEEDED but its answer holds no media URL",
             category="protocol", retryable=False,
         )
+
+    def _store_item(self, request: dict[str, Any]) -> StoredMedia:
+        """One item, tried a few times: a broken transfer (reset, cut short, checksum) is tried again
+        after a short jittered pause, then it is the item's failure, and the items after it are still
+        fetched. A transfer past this invocation's deadline is not the item's fault: it goes up, and the
+        workflow polls again with a fresh Lambda (the items already stored are not fetched again)."""
+        for attempt in range(1, ITEM_ATTEMPTS + 1):
+            try:
+                return msgspec.convert(self._store_once(request=request), StoredMedia)
+            except MediaTransferError as exc:
+                if self._transfer_deadline is not None and time.monotonic() >= self._transfer_deadline:
+                    raise TransientError(f"this poll ran out of time for the media ({exc.code})",
+                                         code="OutOfTime") from None
+                if attempt == ITEM_ATTEMPTS:
+                    raise
+                self._count("MediaRetries")
+                logger.info("media transfer failed; trying again", extra={"code": exc.code, "attempt": attempt})
+                (self.sleep or _pause)(self.rng.uniform(0.0, min(ITEM_RETRY_CAP_SECONDS, 2.0 ** attempt)))
+        raise AssertionError("unreachable")
 
     def _store_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
         ref = msgspec.convert(request["ref"], MediaRef)

@@ -26,6 +26,7 @@ from .errors import ConfigurationError, OperatorError
 from .relay import Relay
 
 if TYPE_CHECKING:
+    from .claims import ClaimInspector
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
 
@@ -106,8 +107,15 @@ def build_relay(
     """The relay; the streamer, the ledger and the clients not given are made when a finished task
     first needs them."""
     session = session or requests.Session()
+    made: dict[str, Any] = {}
+
+    def dynamodb_client() -> Any:
+        if "dynamodb" not in made:
+            made["dynamodb"] = dynamodb if dynamodb is not None else default_client("dynamodb")
+        return made["dynamodb"]
 
     def make_streamer() -> MediaStreamer:
+        from .idempotency import UploadRecords
         from .ingest import MediaStreamer, UrlAllowlist
 
         return MediaStreamer(
@@ -117,14 +125,24 @@ def build_relay(
             prefix=config.media_prefix,
             max_bytes=config.max_media_bytes,
             allowlist=UrlAllowlist(config.allowed_media_urls),
+            uploads=UploadRecords(config.idempotency_table, dynamodb_client()) if config.idempotency_table else None,
         )
 
     def make_ledger() -> Ledger | NoLedger:
         from .idempotency import Ledger, NoLedger
 
         if config.idempotency_table:
-            return Ledger(config.idempotency_table, dynamodb if dynamodb is not None else default_client("dynamodb"))
+            return Ledger(config.idempotency_table, dynamodb_client())
         return NoLedger()
+
+    def make_claims() -> ClaimInspector:
+        from .claims import ClaimInspector
+
+        return ClaimInspector(
+            table=config.idempotency_table or "",
+            dynamodb=dynamodb if dynamodb is not None else default_client("dynamodb"),
+            sfn=default_client("stepfunctions"),
+        )
 
     return Relay(
         client=DashScopeClient(config.base_url, api_key, session=session),
@@ -132,6 +150,7 @@ def build_relay(
         event_source=config.event_source,
         metrics=metrics,
         make_ledger=make_ledger,
+        make_claims=make_claims if config.idempotency_table else None,
     )
 
 

@@ -1,0 +1,66 @@
+"""Who holds a task's lock, when ClaimTask finds one: a plain duplicate start (the holder is running, or
+relayed the task), or a start blocked by a stale claim (the holder failed, timed out or was aborted, and
+its lock has not expired yet), which an operator has to see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from .errors import OperatorError, TransientError
+
+#: execution statuses of a holder that is relaying the task, or did
+_LIVE_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
+_OPERATOR_CODES = frozenset({"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"})
+
+Verdict = Literal["duplicate", "blocked", "free"]
+
+
+def lock_key(task_id: str) -> str:
+    """The lock's partition key, as the workflow's ClaimTask writes it."""
+    return f"lock#{task_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: Verdict
+    holder: str | None = None
+    holder_status: str | None = None
+    expires_at: int | None = None
+
+
+@dataclass
+class ClaimInspector:
+    """Reads a task's lock (strongly consistent) and asks Step Functions how its holder is doing."""
+
+    table: str
+    dynamodb: Any
+    sfn: Any
+
+    def inspect(self, task_id: str, *, me: str | None = None) -> Claim:
+        try:
+            item = self.dynamodb.get_item(
+                TableName=self.table, Key={"id": {"S": lock_key(task_id)}}, ConsistentRead=True
+            ).get("Item")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _OPERATOR_CODES:
+                raise OperatorError(f"the lock table {self.table} cannot be read: {code}",
+                                    code=f"DynamoDB.{code}") from None
+            raise TransientError(f"the lock table {self.table} failed: {code}", code="DynamoDB") from None
+        if not item:
+            return Claim("free")  # expired and deleted since ClaimTask looked: claim again
+        holder = item.get("execution", {}).get("S")
+        expires = item.get("expiration", {}).get("N")
+        expires_at = int(expires) if expires and expires.isdigit() else None
+        if holder is None or holder == me:
+            return Claim("free", holder, None, expires_at)
+        try:
+            status = self.sfn.describe_execution(executionArn=holder)["status"]
+        except ClientError as exc:
+            # gone (older than 90 days), or not ours to read: nobody is relaying the task
+            status = exc.response.get("Error", {}).get("Code", "Unknown")
+        verdict: Verdict = "duplicate" if status in _LIVE_OR_DONE else "blocked"
+        return Claim(verdict, holder, status, expires_at)

@@ -1,0 +1,89 @@
+"""A multipart upload that a crashed attempt left is aborted by the retry, by the UploadId the attempt
+recorded before sending its first part: never by listing the bucket's uploads (ListMultipartUploads is
+bucket-wide; IAM cannot narrow it to the media prefix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from wan_relay.errors import OperatorError
+from wan_relay.idempotency import UploadRecords
+from wan_relay.ingest import MediaStreamer, UrlAllowlist
+from wan_relay.models import MediaRef
+from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
+
+from tests.conftest import BUCKET
+from tests.faults.aws_faults import Refused, error
+from tests.unit.test_ranged import SIZE, _FarHost
+
+MiB = 1024 * 1024
+
+
+def _streamer(account: Any, server: ReplayDashScope) -> MediaStreamer:
+    uploads = UploadRecords(account.create_idempotency_table(), account.dynamodb)
+    return MediaStreamer(s3=account.s3, session=requests.Session(), bucket=BUCKET, prefix="wan/",
+                         max_bytes=1 << 31, allowlist=UrlAllowlist((server.origin,)), uploads=uploads)
+
+
+def _listings(account: Any) -> list[str]:
+    calls: list[str] = []
+    account.s3.meta.events.register("before-call.s3.ListMultipartUploads", lambda **_: calls.append("listed"))
+    return calls
+
+
+@pytest.mark.parametrize(("server_class", "ranges"), [(ReplayDashScope, False), (_FarHost, True)],
+                         ids=["single-stream", "ranged"])
+def test_every_multipart_upload_is_recorded_before_its_first_part_is_sent(account, server_class, ranges):
+    server = server_class().start()
+    server.add_media("/v.mp4", Media(PatternBody(SIZE, seed="recorded"), content_type="video/mp4", ranges=ranges))
+    streamer = _streamer(account, server)
+    seen: list[tuple[str, str | None]] = []
+
+    def first_part(params: dict[str, Any], **_: Any) -> None:
+        seen.append((params["UploadId"], streamer.uploads.pending(BUCKET, params["Key"])))
+
+    account.s3.meta.events.register("before-parameter-build.s3.UploadPart", first_part)
+    try:
+        streamer.store("task-1", MediaRef(index=0, type="video", url=server.media_url("/v.mp4")))
+    finally:
+        server.stop()
+
+    assert seen, "the body went up in parts"
+    assert all(upload_id == recorded for upload_id, recorded in seen)
+
+
+def test_the_retry_aborts_the_upload_a_crashed_attempt_left_without_listing_the_bucket(account):
+    server = ReplayDashScope().start()
+    body = PatternBody(20 * MiB, seed="crashed")
+    server.add_media("/v.mp4", Media(body, content_type="video/mp4", ranges=False))
+    streamer = _streamer(account, server)
+    # what a crashed attempt leaves: an upload created through the relay's client (so recorded), one part
+    left = account.s3.create_multipart_upload(Bucket=BUCKET, Key="wan/task-1/0.mp4")["UploadId"]
+    account.s3.upload_part(Bucket=BUCKET, Key="wan/task-1/0.mp4", UploadId=left, PartNumber=1, Body=b"x" * MiB)
+    listed = _listings(account)
+    try:
+        stored = streamer.store("task-1", MediaRef(index=0, type="video", url=server.media_url("/v.mp4")))
+    finally:
+        server.stop()
+
+    assert listed == []  # (before the check below, which lists them)
+    assert stored.sha256 == body.sha256()
+    assert account.unfinished_uploads() == []
+    assert account.versions() == {"wan/task-1/0.mp4": 1}
+
+
+def test_an_upload_whose_id_cannot_be_recorded_is_aborted_and_the_attempt_fails_as_an_operator_error(account):
+    server = ReplayDashScope().start()
+    server.add_media("/v.mp4", Media(PatternBody(20 * MiB, seed="denied"), content_type="video/mp4", ranges=False))
+    streamer = _streamer(account, server)
+    Refused(account.dynamodb, "PutItem", 400, error("AccessDeniedException", "not authorized"), times=1)
+    try:
+        with pytest.raises(OperatorError, match="AccessDeniedException"):
+            streamer.store("task-1", MediaRef(index=0, type="video", url=server.media_url("/v.mp4")))
+    finally:
+        server.stop()
+
+    assert account.unfinished_uploads() == []
+    assert account.objects() == {}
