@@ -46,10 +46,10 @@ class Sources:
             if logical_id not in template["Resources"]:
                 raise SystemExit(f"{TEMPLATE.name} has no {logical_id}")
 
-    def own(self, metric: Metric, stat: str, label: str | None = None) -> list[Any]:
+    def own(self, metric: Metric, stat: str, label: str | None = None, **options: str) -> list[Any]:
         values = {"service": self.service, "function_name": f"${{{FUNCTION}}}"}
         dimensions = [part for name in metric.dimensions for part in (name, values[name])]
-        return [self.namespace, metric.name, *dimensions, {"stat": stat, "label": label or metric.name}]
+        return [self.namespace, metric.name, *dimensions, {"stat": stat, "label": label or metric.name, **options}]
 
     @staticmethod
     def states(name: str, stat: str = "Sum", label: str | None = None) -> list[Any]:
@@ -61,10 +61,14 @@ class Sources:
 
 
 def graph(title: str, series: list[list[Any]], *, width: int, stacked: bool = False, unit: str = "",
-          limit: tuple[str, float] | None = None) -> dict[str, Any]:
+          right_unit: str = "", limit: tuple[str, float] | None = None) -> dict[str, Any]:
+    """A time series widget; a series whose options say `"yAxis": "right"` is read against `right_unit`."""
+    axes = {"left": {"min": 0, "label": unit, "showUnits": False}}
+    if right_unit:
+        axes["right"] = {"min": 0, "label": right_unit, "showUnits": False}
     properties: dict[str, Any] = {
         "title": title, "view": "timeSeries", "stacked": stacked, "region": "${AWS::Region}",
-        "period": PERIOD, "metrics": series, "yAxis": {"left": {"min": 0, "label": unit, "showUnits": False}},
+        "period": PERIOD, "metrics": series, "yAxis": axes,
     }
     if limit:
         properties["annotations"] = {"horizontal": [{"label": limit[0], "value": limit[1]}]}
@@ -89,15 +93,17 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
             graph("Tasks completed, by status",
                   [s.own(metric, "Sum", status) for status, metric in metrics.TASKS_COMPLETED.items()],
                   width=8, stacked=True, unit="tasks"),
-            graph("Starts refused by the task lock", [
-                s.own(metrics.TASKS_ALREADY_CLAIMED, "Sum", "already claimed (duplicate start)"),
-                s.own(metrics.TASKS_BLOCKED_BY_STALE_CLAIM, "Sum", "blocked by a stale claim (not relayed)"),
+            graph("Task starts, and those the task lock refused", [
+                s.own(metrics.TASKS_STARTED, "Sum", "started (input accepted)"),
+                s.own(metrics.TASKS_ALREADY_CLAIMED, "Sum", "refused: already claimed (duplicate start)"),
+                s.own(metrics.TASKS_BLOCKED_BY_STALE_CLAIM, "Sum", "refused: blocked by a stale claim (not relayed)"),
             ], width=8, unit="starts"),
         ],
         [
-            graph("DashScope task queries and 429s", [
+            graph("DashScope task queries, 429s and errors", [
                 s.own(metrics.POLLS, "Sum", "queries"),
                 s.own(metrics.THROTTLED, "Sum", "throttled (HTTP 429)"),
+                s.own(metrics.POLL_ERRORS, "Sum", "no useful answer (backed off)"),
             ], width=8, unit="queries", limit=("account limit, all callers: 20/s", DASHSCOPE_QUERIES_PER_MINUTE)),
             graph("Detection delay: task end to decision",
                   [s.own(metrics.DETECTION_DELAY, p, p) for p in percentiles], width=8, unit="seconds"),
@@ -105,7 +111,10 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                   [s.own(metrics.END_TO_END_TIME, p, p) for p in percentiles], width=8, unit="seconds"),
         ],
         [
-            graph("Media stored", [s.own(metrics.MEDIA_BYTES, "Sum", "bytes")], width=6, unit="bytes"),
+            graph("Media stored, and transfers tried again", [
+                s.own(metrics.MEDIA_BYTES, "Sum", "bytes stored"),
+                s.own(metrics.MEDIA_RETRIES, "Sum", "transfers tried again", yAxis="right"),
+            ], width=6, unit="bytes", right_unit="transfers"),
             graph("Function errors and throttles", [
                 s.function("Errors", label="errors"), s.function("Throttles", label="throttles"),
             ], width=6, unit="invocations"),

@@ -1,7 +1,8 @@
 """The stack's own CloudWatch metrics, named once. The poll function emits them (Powertools EMF, namespace
-and `service` dimension from the template's POWERTOOLS_* settings), a few come from the state machine's
-putMetricData states, and the operator dashboard and the alarms are generated from this list
-(tools/sync_template_dashboard.py); tests/contract/test_dashboard.py proves the three agree.
+and `service` dimension from the template's POWERTOOLS_* settings; a putMetricData state of the state
+machine would be listed here too), and the operator dashboard is generated from this list
+(tools/sync_template_dashboard.py); tests/contract/test_dashboard.py proves code, list, dashboard and
+alarms agree.
 """
 
 from __future__ import annotations
@@ -27,9 +28,17 @@ class Metric:
     dimensions: tuple[str, ...] = ("service",)
 
 
+TASKS_STARTED = Metric("TasksStarted", "Count", "loop inputs accepted, one per start (duplicate starts included)")
 POLLS = Metric("Polls", "Count", "DashScope task queries, one per poll")
 THROTTLED = Metric("Throttled", "Count", "task queries DashScope answered with HTTP 429")
+POLL_ERRORS = Metric(
+    "PollErrors", "Count",
+    "polls DashScope did not answer usefully (5xx, a timeout, an unreadable answer): backed off, the task goes on",
+)
 MEDIA_BYTES = Metric("MediaBytes", "Bytes", "bytes of media stored in S3")
+MEDIA_RETRIES = Metric(
+    "MediaRetries", "Count", "media transfers tried again within a poll (a reset, a body cut short, a bad checksum)",
+)
 DETECTION_DELAY = Metric(
     "DetectionDelay", "Seconds",
     "from the task's end at DashScope to the relay's decision (the wait for the next poll, then storing the media)",
@@ -45,12 +54,10 @@ COLD_START = Metric(
 TASKS_ALREADY_CLAIMED = Metric(
     "TasksAlreadyClaimed", "Count",
     "starts refused because another execution holds the task's lock (a duplicate delivery, a second start)",
-    source="state machine",
 )
 TASKS_BLOCKED_BY_STALE_CLAIM = Metric(
     "TasksBlockedByStaleClaim", "Count",
-    "starts refused by a lock whose execution is no longer running: the task will not be relayed",
-    source="state machine",
+    "starts refused by a lock whose execution failed, timed out or was aborted: the task is not relayed",
 )
 
 #: one count per completion event, by its status
@@ -68,8 +75,8 @@ TASKS_COMPLETED: dict[str, Metric] = {
 }
 
 ALL: tuple[Metric, ...] = (
-    POLLS, THROTTLED, MEDIA_BYTES, DETECTION_DELAY, END_TO_END_TIME, COLD_START,
-    *TASKS_COMPLETED.values(), TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM,
+    TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
+    MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
 )
 
 
