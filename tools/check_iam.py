@@ -38,8 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 
-#: the deployments the check renders: a created bucket on the default bus, and an existing bucket on
-#: a bus of its own with an alarm topic (each `Fn::If` branch of the template is taken by one of them)
+#: the deployments the check renders: a created bucket on the default bus; an existing bucket (SSE-KMS)
+#: on a named bus with an alarm topic; the stack's own bus with its submitters' policy (each `Fn::If`
+#: branch of the template is taken by one of them)
 SCENARIOS: dict[str, dict[str, str]] = {
     "created bucket": {
         "DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf",
@@ -51,6 +52,14 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "EventBusName": "wan-relay-events",
         "PollIntervalSeconds": "5",
         "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops-alarms",
+        "MediaBucketKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    },
+    "the stack's own bus": {
+        "DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf",
+        "CreateEventBus": "true",
+        "SubmitterPrincipalArns": "arn:aws:iam::123456789012:role/pipeline,arn:aws:iam::210987654321:role/partner",
+        "ReservedConcurrency": "50",
+        "LogExecutionData": "true",
     },
 }
 

@@ -364,6 +364,7 @@ def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
     from .display import Display
     from .follow import follow_execution
     from .results import save_result
+    from .stack import execution_name
 
     console = _console(stdout)
     task_id = loop_input["task_id"]
@@ -373,12 +374,13 @@ def cmd_start(args: argparse.Namespace, stdout: TextIO) -> int:
         if not state_machine:
             raise UsageError(f"stack {args.stack!r} has no StateMachineArn output: is it a wan-relay stack?")
         sfn = boto3.client("stepfunctions")
+        name = execution_name(task_id)
         try:
-            execution = sfn.start_execution(stateMachineArn=state_machine, name=task_id,
+            execution = sfn.start_execution(stateMachineArn=state_machine, name=name,
                                             input=json.dumps(loop_input))["executionArn"]
             console.print(f"started {execution}")
         except sfn.exceptions.ExecutionAlreadyExists:
-            execution = state_machine.replace(":stateMachine:", ":execution:") + f":{task_id}"
+            execution = state_machine.replace(":stateMachine:", ":execution:") + f":{name}"
             console.print(f"an execution for {task_id} already exists: following {execution}")
         with Display(console) as display:
             display.track(task_id, loop_input.get("model", ""))

@@ -17,7 +17,7 @@ from .embedded_aws import EmbeddedAws
 from .follow import Outcome, PollSeen, follow_execution
 from .lambda_bridge import InProcessLambdas
 from .results import CompletionEvents, save_result
-from .stack import EmbeddedStack, deploy_embedded_stack
+from .stack import EmbeddedStack, deploy_embedded_stack, execution_name
 
 #: what the relay reads from the environment and the embedded function receives from the caller's;
 #: the names of the resources (bucket, bus, table) always come from the embedded stack
@@ -80,7 +80,7 @@ class EmbeddedPipeline:
         assert self.stack is not None
         answer = self._clients["stepfunctions"].start_execution(
             stateMachineArn=self.stack.state_machine_arn,
-            name=str(loop_input["task_id"]),
+            name=execution_name(str(loop_input["task_id"])),
             input=json.dumps(dict(loop_input)),
         )
         return answer["executionArn"]

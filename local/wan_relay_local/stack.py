@@ -12,6 +12,7 @@ And the bucket's TLS-only policy is left out: moto ignores its condition and wou
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -33,6 +34,23 @@ STATE_MACHINE = "PollTaskStateMachine"
 SUBMIT_EVENT = "TaskSubmitted"
 #: the secret standing in for the required DashScopeApiKeySecretArn parameter (a name, not a key)
 _LOCAL_SECRET_NAME = "dashscope-api-key"  # noqa: S105
+
+
+# --- execution names --------------------------------------------------------------------------
+
+#: Step Functions: an execution name is 1-80 characters; only these keep CloudWatch logging possible
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+def execution_name(text: str) -> str:
+    """The execution name for a task id (or any text): the text itself when it is a valid name
+    (DashScope's ids, 36-character UUIDs, are), else its first 63 characters (others as `-`), a
+    hyphen and 16 hex digits of its SHA-256: 80 characters, the same for the same text, different
+    for texts that differ only after the 63rd character."""
+    if _NAME_CHARS.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text[:63]) + "-" + digest
 
 
 # --- the template -----------------------------------------------------------------------------
@@ -129,6 +147,8 @@ class Template:
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
+            if self.doc.get("Parameters", {}).get(name, {}).get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in self.parameters[name].split(",")]
             return self.parameters[name]
         if name in self.refs:
             return self.refs[name]
@@ -249,7 +269,7 @@ class EmbeddedStack:
         loop_input = self.submission_input(event)
         if loop_input is None:
             return None
-        execution = name or f"{loop_input.get('task_id', 'task')}-{event.get('id', 'event')}"
+        execution = name or execution_name(f"{loop_input.get('task_id', 'task')}-{event.get('id', 'event')}")
         return self.start(loop_input, name=execution)
 
     def client(self, service: str) -> Any:
@@ -257,11 +277,11 @@ class EmbeddedStack:
         return aws_session().client(service)
 
     def start(self, loop_input: Mapping[str, Any], *, name: str | None = None) -> str:
-        """StartExecution as a caller does it: the execution named after the task."""
+        """StartExecution as a caller does it: the execution named after the task (`execution_name`)."""
         sfn = self.client("stepfunctions")
         answer = sfn.start_execution(
             stateMachineArn=self.state_machine_arn,
-            name=(name or str(loop_input["task_id"]))[:80],
+            name=name or execution_name(str(loop_input["task_id"])),
             input=json.dumps(dict(loop_input)),
         )
         return answer["executionArn"]
@@ -291,7 +311,7 @@ def deploy_embedded_stack(
     template = Template(template_path, parameters=params, region=region, account_id=account_id, stack_name=prefix)
 
     bucket = _create_bucket(session, template, f"{prefix}-media-{account_id}")
-    bus_name = _ensure_bus(session, template.parameters["EventBusName"])
+    bus_name = _ensure_bus(session, _bus_name(template))
     table = _create_table(session, template, f"{prefix}-idempotency")
     function_name, function_arn, function_env = _create_function(
         session, template, lambdas, environment, f"{prefix}-poll-task"
@@ -371,6 +391,22 @@ def _create_bucket(session: Any, template: Template, default_name: str) -> str:
     # The TLS-only bucket policy is resolved (so its references are checked) but not applied: moto
     # ignores policy conditions, so its `Deny * unless aws:SecureTransport` would deny every request.
     template.resolve(template.properties("MediaBucketPolicy")["PolicyDocument"])
+    return name
+
+
+def _bus_name(template: Template) -> str:
+    """The stack's bus (CreateEventBus) or the named one. Its resource policy is resolved, so its
+    references are checked, but not applied: moto ignores policy conditions (see the bucket policy)."""
+    if not template.condition("CreateTheEventBus"):
+        return str(template.parameters["EventBusName"])
+    name = str(template.resolve(template.properties("RelayEventBus")["Name"]))
+    template.refs["RelayEventBus"] = name
+    template.attributes[("RelayEventBus", "Arn")] = (
+        f"arn:aws:events:{template.region}:{template.account_id}:event-bus/{name}"
+    )
+    if template.condition("HasSubmitters"):
+        for policy in ("RelayEventBusPolicy", "RelayEventBusDenyOthers"):
+            template.resolve(template.properties(policy)["Statement"])
     return name
 
 

@@ -12,6 +12,7 @@ from wan_relay import errors
 from wan_relay.config import Config
 from wan_relay.models import (
     DEFAULT_EVENT_SOURCE,
+    DEFAULT_SUBMIT_SOURCE,
     DEFAULT_TIMEOUT_SECONDS,
     DETAIL_TYPE_COMPLETED,
     DETAIL_TYPE_SUBMITTED,
@@ -92,7 +93,7 @@ def test_submit_rule_hands_the_detail_to_the_workflow(template: Template) -> Non
     assert props["InputPath"] == "$.detail"
     assert props["EventBusName"] == "default"
     assert props["Pattern"]["detail-type"] == [DETAIL_TYPE_SUBMITTED]
-    assert props["Pattern"]["source"] == [DEFAULT_EVENT_SOURCE]
+    assert props["Pattern"]["source"] == [DEFAULT_SUBMIT_SOURCE] != [DEFAULT_EVENT_SOURCE]
     assert "Arn" in props["DeadLetterConfig"]
 
 

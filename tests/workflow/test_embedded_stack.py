@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
+from wan_relay.models import (
+    DEFAULT_EVENT_SOURCE,
+    DEFAULT_SUBMIT_SOURCE,
+    DETAIL_TYPE_COMPLETED,
+    DETAIL_TYPE_SUBMITTED,
+)
 
 from tests.conftest import ROOT
 
@@ -67,6 +72,7 @@ def test_the_event_rules_use_the_templates_patterns(workflow: Workflow) -> None:
     stack = workflow.stack
     assert stack.completion_pattern == {"source": [DEFAULT_EVENT_SOURCE], "detail-type": [DETAIL_TYPE_COMPLETED]}
     assert stack.submit_rule_pattern["detail-type"] == [DETAIL_TYPE_SUBMITTED]
+    assert stack.submit_rule_pattern["source"] == [DEFAULT_SUBMIT_SOURCE]
     rule = events.describe_rule(Name=stack.submit_rule_name, EventBusName=stack.bus_name)
     assert json.loads(rule["EventPattern"]) == stack.submit_rule_pattern
     # no Step Functions target in moto: it would make every put_events on this bus fail

@@ -15,15 +15,22 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from wan_relay.models import DEFAULT_EVENT_SOURCE, DETAIL_TYPE_COMPLETED, DETAIL_TYPE_SUBMITTED
+from wan_relay.models import (
+    DEFAULT_EVENT_SOURCE,
+    DEFAULT_SUBMIT_SOURCE,
+    DETAIL_TYPE_COMPLETED,
+    DETAIL_TYPE_SUBMITTED,
+)
 from wan_relay.policy import next_wait
 from wan_relay.relay import ITEM_ATTEMPTS
 from wan_relay_local.replay import Media, Reply
+from wan_relay_local.stack import Template
 
 from tests.conftest import sample
 
 from .conftest import Sleeps, Workflow
 
+SOME_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"
 IMAGE_TASK = "f470bbfd-d955-4165-935b-d35b8e2a91c0"  # the task id of events/dashscope/wan2.6-t2i_succeeded.json
 
 
@@ -242,7 +249,7 @@ def submitted_event(loop_input: dict[str, Any], **envelope: Any) -> dict[str, An
         "version": "0",
         "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
         "detail-type": DETAIL_TYPE_SUBMITTED,
-        "source": DEFAULT_EVENT_SOURCE,
+        "source": DEFAULT_SUBMIT_SOURCE,
         "account": "123456789012",
         "time": "2026-01-09T09:18:18Z",
         "region": "us-east-1",
@@ -280,9 +287,11 @@ def test_a_wan_task_submitted_event_starts_the_loop_with_its_detail(workflow: Wo
     [
         submitted_event({"task_id": IMAGE_TASK}, **{"detail-type": DETAIL_TYPE_COMPLETED}),
         submitted_event({"task_id": IMAGE_TASK}, source="someone.else"),
+        # the completion events' source cannot start polls: who may announce results may not submit
+        submitted_event({"task_id": IMAGE_TASK}, source=DEFAULT_EVENT_SOURCE),
         submitted_event({"context": {"no": "task id"}}),
     ],
-    ids=["completion-event", "other-source", "no-task-id"],
+    ids=["completion-event", "other-source", "completion-source", "no-task-id"],
 )
 def test_other_events_start_nothing(workflow: Workflow, event: dict[str, Any]) -> None:
     assert workflow.stack.submission_input(event) is None
@@ -356,3 +365,33 @@ def test_media_that_keeps_failing_to_transfer_is_announced_as_unavailable(workfl
     assert detail["provider_status"] == "SUCCEEDED" and detail["request_id"]  # what was known is kept
     assert detail["timing"]["submitted_at"] and detail["polls"] == 1
     assert workflow.objects() == {}
+
+
+@pytest.mark.parametrize("stack_parameters", [{
+    "CreateEventBus": "true",
+    "SubmitterPrincipalArns": "arn:aws:iam::123456789012:role/pipeline,arn:aws:iam::210987654321:role/partner",
+}])
+def test_a_stack_with_its_own_bus_takes_submissions_and_announces_results_there(
+    workflow: Workflow, sleeps: Sleeps, stack_parameters: dict[str, str]
+) -> None:
+    stack = workflow.stack
+    assert stack.bus_name == "wan-relay-events"
+    rule = workflow.events.describe_rule(Name=stack.submit_rule_name, EventBusName=stack.bus_name)
+    assert json.loads(rule["EventPattern"])["source"] == [DEFAULT_SUBMIT_SOURCE]
+    # the bus policy names who may put `Wan Task Submitted`, and denies that detail-type to everybody else
+    template = Template(parameters={**stack_parameters, "DashScopeApiKeySecretArn": SOME_SECRET})
+    template.refs["RelayEventBus"] = stack.bus_name
+    template.attributes[("RelayEventBus", "Arn")] = f"arn:aws:events:us-east-1:123456789012:event-bus/{stack.bus_name}"
+    allow, deny = (template.resolve(template.properties(name)["Statement"])
+                   for name in ("RelayEventBusPolicy", "RelayEventBusDenyOthers"))
+    assert allow["Principal"]["AWS"] == deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == [
+        "arn:aws:iam::123456789012:role/pipeline", "arn:aws:iam::210987654321:role/partner"]
+    assert allow["Condition"]["StringEquals"]["events:detail-type"] == [DETAIL_TYPE_SUBMITTED]
+    assert deny["Effect"] == "Deny" and deny["Condition"]["StringEquals"]["events:detail-type"] == [
+        DETAIL_TYPE_SUBMITTED]
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.finish(stack.start_from_event(submitted_event({"task_id": IMAGE_TASK})))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert only_event(workflow)["status"] == "SUCCEEDED"  # delivered by a rule on the stack's bus

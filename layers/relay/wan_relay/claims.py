@@ -15,7 +15,7 @@ from .errors import OperatorError, TransientError
 _LIVE_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
 _OPERATOR_CODES = frozenset({"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"})
 
-Verdict = Literal["duplicate", "blocked", "free"]
+Verdict = Literal["duplicate", "blocked"]
 
 
 def lock_key(task_id: str) -> str:
@@ -39,7 +39,7 @@ class ClaimInspector:
     dynamodb: Any
     sfn: Any
 
-    def inspect(self, task_id: str, *, me: str | None = None) -> Claim:
+    def inspect(self, task_id: str) -> Claim:
         try:
             item = self.dynamodb.get_item(
                 TableName=self.table, Key={"id": {"S": lock_key(task_id)}}, ConsistentRead=True
@@ -51,12 +51,14 @@ class ClaimInspector:
                                     code=f"DynamoDB.{code}") from None
             raise TransientError(f"the lock table {self.table} failed: {code}", code="DynamoDB") from None
         if not item:
-            return Claim("free")  # expired and deleted since ClaimTask looked: claim again
+            # gone since ClaimTask found it (TTL deletes only expired locks, days later: a race that
+            # needs a lock to expire within milliseconds): nobody is relaying the task; start it again
+            return Claim("blocked")
         holder = item.get("execution", {}).get("S")
         expires = item.get("expiration", {}).get("N")
         expires_at = int(expires) if expires and expires.isdigit() else None
-        if holder is None or holder == me:
-            return Claim("free", holder, None, expires_at)
+        if holder is None:
+            return Claim("blocked", None, None, expires_at)
         try:
             status = self.sfn.describe_execution(executionArn=holder)["status"]
         except ClientError as exc:

@@ -17,6 +17,9 @@ SCHEMA_VERSION = "1.0"
 DETAIL_TYPE_COMPLETED = "Wan Task Completed"
 DETAIL_TYPE_SUBMITTED = "Wan Task Submitted"
 DEFAULT_EVENT_SOURCE = "wan.relay"
+#: the source a `Wan Task Submitted` event must carry: not the completion events' own, so that whoever
+#: may announce results is not thereby allowed to start polls (and a rule can tell the two apart)
+DEFAULT_SUBMIT_SOURCE = "wan.relay.submit"
 
 # Anchored with `\Z`: msgspec checks patterns with Python's `re`, whose `$` also matches before a final
 # newline. The published schema says `$` (JSON Schema's regexes are ECMA-262: no `\Z`, and `$` is the
@@ -224,7 +227,5 @@ class LoopState(_Model):
     records_expire_at: Annotated[
         int | None, Meta(description="Epoch seconds when the task's idempotency records (and its lock) expire.")
     ] = None
-    # written by the workflow: its Catch's {"Error": name, "Cause": json}, and InspectClaim's verdict when
-    # the lock vanished before it could be read (the relay ignores it)
+    # written by the workflow's Catch: {"Error": name, "Cause": json}
     error: dict[str, Any] | None = None
-    claim: dict[str, Any] | None = None

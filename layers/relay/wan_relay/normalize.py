@@ -24,6 +24,10 @@ CHINA_TIME = timezone(timedelta(hours=8), "UTC+08:00")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 
 
+
+#: the longest task_status kept (every status DashScope documents is under 16 characters)
+MAX_STATUS_CHARS = 64
+
 def iso_z(moment: datetime) -> str:
     """A UTC ISO-8601 string with millisecond precision and a `Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -198,6 +202,9 @@ def normalize(answer: Any, *, expected_task_id: str | None = None) -> Task:
     if not isinstance(status, str) or not status.strip():
         raise ProtocolError("the task answer has no 'output.task_status' string")
     status = status.strip().upper()
+    if len(status) > MAX_STATUS_CHARS:
+        # the status travels in the loop state between polls (256 KiB per state): a known one is short
+        raise ProtocolError(f"the task answer's task_status is over {MAX_STATUS_CHARS} characters")
 
     task_id = output.get("task_id")
     if task_id is None:

@@ -8,11 +8,16 @@ The policy, in plain words:
    caller's `poll_interval_seconds`.
 3. A task still running long after the usual durations (10 min images, 1 h videos) is polled at a
    tenth of its age, at most every 5 minutes: the delay stays small relative to the task, and a
-   24-hour budget stays far below Step Functions' 25,000-event history limit.
+   24-hour budget fits the poll cap below.
 4. Throttled answers (HTTP 429) back off exponentially with full jitter, never sooner than the
    provider's Retry-After.
 5. Trouble (DashScope unreachable or answering 5xx or nonsense, the function failing) backs off the
    same way up to 5 minutes, until the task's budget is spent: an outage never ends a task early.
+6. The loop stops at its budget (`timeout_seconds`) or at MAX_POLLS polls, a cap derived from Step
+   Functions' history limit. The two agree: when the polls the cap still allows could no longer reach
+   the end of the budget even at the longest wait, the wait stretches so they do (`fit_wait`). A short
+   interval is kept while the cap allows it, and a long budget ends by its seconds, not by running out
+   of polls early.
 """
 
 from __future__ import annotations
@@ -26,8 +31,21 @@ DEFAULT_INTERVAL_SECONDS: dict[Kind, int] = {"image": 5, "video": 15}
 EARLIEST_FINISH_SECONDS: dict[Kind, int] = {"image": 10, "video": 60}
 LONG_RUNNING_SECONDS: dict[Kind, int] = {"image": 600, "video": 3600}
 MAX_WAIT_SECONDS = 300
-#: a poll costs about 9 history events (Wait, Task, Choice); 2,000 polls stay under 25,000
-MAX_POLLS = 2000
+
+#: Step Functions Standard keeps at most 25,000 events in an execution's history (a hard quota); an
+#: execution that reaches it fails, without its event
+HISTORY_EVENT_LIMIT = 25_000
+#: the most events one poll can cost in the shipped workflow: PollTask entered and exited (2), 3 for
+#: each attempt (scheduled, started, succeeded or failed) for its first try and the 13 retries its
+#: retriers allow, IsDone (2) and WaitForTask (2). tests/workflow/test_limits.py measures these on an
+#: execution history and reads the retriers from the definition: it fails when they outgrow this
+WORST_EVENTS_PER_POLL = 2 + 3 * (1 + 13) + 2 + 2
+#: the most events outside the loop: the execution's start and end (2), and every other state once
+#: with all of its retries: ClaimTask 20, LoopDefaults 2, ApplyDefaults 2, ReportFailure 23,
+#: EmitCompletion 38, ExpireLock 20, Relayed 2, AlreadyClaimed 2
+WORST_EVENTS_OUTSIDE_POLLS = 111
+#: the poll cap: even if every poll used every retry, the history stays within its limit (518)
+MAX_POLLS = (HISTORY_EVENT_LIMIT - WORST_EVENTS_OUTSIDE_POLLS) // WORST_EVENTS_PER_POLL
 
 THROTTLE_BASE_SECONDS = 2.0
 THROTTLE_CAP_SECONDS = 60.0
@@ -77,6 +95,21 @@ def budget_left(*, elapsed_seconds: float, budget_seconds: int, polls: int) -> f
     if polls >= MAX_POLLS:
         return 0.0
     return budget_seconds - elapsed_seconds
+
+
+def fit_wait(wait: float, *, elapsed_seconds: float, budget_seconds: int, polls: int) -> int:
+    """The wait before the next poll: at least `wait` (the policy's interval, or a back-off), longer
+    when the polls the cap still allows, each after at most MAX_WAIT_SECONDS, could otherwise not
+    reach the end of the budget, and never past that end. `polls` counts the polls made so far.
+
+    Waiting at least that floor keeps the floor itself at most MAX_WAIT_SECONDS at every later poll
+    (as long as MAX_POLLS * MAX_WAIT_SECONDS covers the budget): the stretch never waits longer than
+    the policy would for a task running long, and the last poll the cap allows comes at the budget's end.
+    """
+    left = budget_seconds - elapsed_seconds
+    polls_after_next = MAX_POLLS - polls - 1
+    floor = left - polls_after_next * MAX_WAIT_SECONDS
+    return max(1, min(math.ceil(max(wait, floor)), math.ceil(left)))
 
 
 def throttle_wait(attempt: int, retry_after: float | None, rng: random.Random | None = None) -> int:

@@ -1,4 +1,10 @@
-"""The completion event: fitted under EventBridge's size limit (and Step Functions' payload limit).
+"""The completion event, fitted under the limits of everything that carries it.
+
+The detail travels as the `event` of the loop state (Step Functions: at most 256 KiB per state input,
+output and task result, UTF-8), then as the Detail of a PutEvents entry (EventBridge: at most 256 KB
+per entry), and it is kept as the task's fate in DynamoDB (Powertools Idempotency: one item, at most
+400 KB). The loop state also carries the caller's context, so both are capped here together; sizes
+are measured as the biggest rendering they get on the way (see `utf8_size`, `record_size`).
 
 In the stack the workflow's EmitCompletion state puts the event; `EventPublisher` does the same put
 for a wait loop run without a workflow (`wan-relay run --aws`), checking the answer entry by entry.
@@ -16,18 +22,35 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import OperatorError, TransientError
 from .models import DETAIL_TYPE_COMPLETED, CompletionDetail
 
-#: EventBridge's limit is 256 KB for the whole entry, Step Functions' 256 KiB for a state's input and
-#: output, which carries the detail and the loop state (whose context is at most MAX_CONTEXT_BYTES)
+#: the detail, as UTF-8 JSON: with the context below and the loop state's other fields (and Lambda's
+#: answer envelope around them, about 1 KB) it stays within Step Functions' 256 KiB per state, and
+#: with its source and detail-type within EventBridge's 256 KB per entry
 MAX_DETAIL_BYTES = 200 * 1024
+#: the detail as Powertools keeps it in the idempotency table (`json.dumps`: every non-ASCII character
+#: escaped, 6 to 12 bytes): with the record's other attributes it stays within DynamoDB's 400 KB item
+MAX_DETAIL_RECORD_BYTES = 380 * 1024
 #: a caller's context larger than this is replaced by a marker when the loop starts
 MAX_CONTEXT_BYTES = 32 * 1024
 TEXT_KEEP_CHARS = 2000
+#: what is left of any text from DashScope when a detail still does not fit after everything else
+SHORT_TEXT_CHARS = 200
 _OPERATOR_CODES = {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
                    "InvalidSignatureException", "NotAuthorized", "AccessDenied"}
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def utf8_size(value: Any) -> int:
+    """Bytes of `value` as UTF-8 JSON with `", "` and `": "` separators, as Lambda's Python runtime
+    writes a handler's answer: never less than a compact rendering (Step Functions', EventBridge's)."""
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def record_size(value: Any) -> int:
+    """Bytes of `value` as Powertools Idempotency stores a result: `json.dumps`, non-ASCII escaped."""
+    return len(json.dumps(value).encode())
 
 
 def trimmed_marker(value: Any) -> dict[str, Any]:
@@ -38,41 +61,59 @@ def trimmed_marker(value: Any) -> dict[str, Any]:
 
 def fit_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
     """The caller's context untouched, or a marker if it would push the event past the limit."""
-    if context is None or len(_json(context).encode()) <= MAX_CONTEXT_BYTES:
+    if context is None or utf8_size(context) <= MAX_CONTEXT_BYTES:
         return context
     return trimmed_marker(context)
 
 
+def _cut(text: str, keep: int) -> str:
+    return text if len(text) <= keep else text[:keep] + " [truncated]"
+
+
+def _shortened(value: Any, keep: int) -> Any:
+    """Every string in `value` cut to `keep` characters (objects' keys left alone)."""
+    if isinstance(value, str):
+        return _cut(value, keep)
+    if isinstance(value, list):
+        return [_shortened(item, keep) for item in value]
+    if isinstance(value, dict):
+        return {name: _shortened(item, keep) for name, item in value.items()}
+    return value
+
+
 def fit_detail(detail: dict[str, Any]) -> dict[str, Any]:
-    """Shrink an oversize detail step by step, marking what was cut, so the event is never lost."""
+    """Shrink an oversize detail step by step, marking what was cut, so the event is never lost.
 
-    def size() -> int:
-        return len(_json(detail).encode())
+    Whatever DashScope's answer held, the result fits, unless the lists of media and failures alone do
+    not (hundreds of items): they are never cut, as `media` is what landed in S3."""
 
-    if size() <= MAX_DETAIL_BYTES:
+    def fits() -> bool:
+        return utf8_size(detail) <= MAX_DETAIL_BYTES and record_size(detail) <= MAX_DETAIL_RECORD_BYTES
+
+    if fits():
         return detail
     detail = dict(detail)
     if detail.get("context") is not None:
         detail["context"] = trimmed_marker(detail["context"])
-    if size() > MAX_DETAIL_BYTES:
-        detail["texts"] = [
-            {**t, "text": t["text"][:TEXT_KEEP_CHARS] + " [truncated]"} if len(t["text"]) > TEXT_KEEP_CHARS else t
-            for t in detail.get("texts", [])
-        ]
+    if not fits():
+        detail["texts"] = [{**t, "text": _cut(t["text"], TEXT_KEEP_CHARS)} for t in detail.get("texts", [])]
         prompt = dict(detail.get("prompt") or {})
         for name, text in prompt.items():
-            if isinstance(text, str) and len(text) > TEXT_KEEP_CHARS:
-                prompt[name] = text[:TEXT_KEEP_CHARS] + " [truncated]"
+            if isinstance(text, str):
+                prompt[name] = _cut(text, TEXT_KEEP_CHARS)
         detail["prompt"] = prompt
-    if size() > MAX_DETAIL_BYTES:
+    if not fits():
         usage = dict(detail.get("usage") or {})
         usage["raw"] = trimmed_marker(usage.get("raw"))
         detail["usage"] = usage
-    if size() > MAX_DETAIL_BYTES:
+    if not fits():
         detail["texts"] = []
         detail["failures"] = [
-            {**f, "message": f["message"][:200]} for f in detail.get("failures", [])
+            {**f, "message": f["message"][:SHORT_TEXT_CHARS]} for f in detail.get("failures", [])
         ]
+    if not fits():  # long error texts, statuses, ids: every string but the media's, cut short
+        detail = {name: value if name == "media" else _shortened(value, SHORT_TEXT_CHARS)
+                  for name, value in detail.items()}
     return detail
 
 

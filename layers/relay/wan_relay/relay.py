@@ -11,7 +11,6 @@ crash window in this process, decides how often it is sent.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 import uuid
@@ -44,7 +43,7 @@ from .models import (
     Usage,
 )
 from .normalize import iso_z, normalize
-from .policy import budget_left, kind_from_model, next_wait, throttle_wait, trouble_wait
+from .policy import budget_left, fit_wait, kind_from_model, next_wait, throttle_wait, trouble_wait
 from .publish import fit_context, fit_detail
 
 if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
@@ -195,7 +194,7 @@ class Relay:
         if action == "start":
             return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults")))
         if action == "claimed":
-            return self.claimed(event.get("task_id"), event.get("execution"))
+            return self.claimed(event.get("task_id"))
         state = parse_state(event)
         budget = self.transfer_budget_seconds
         if lambda_context is not None:
@@ -205,6 +204,7 @@ class Relay:
             remaining = lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_TIME_MARGIN_SECONDS
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget
+        state = replace(state, context=fit_context(state.context))  # every path: a marker stays a marker
         result = self.after_trouble(state) if state.error is not None else self.poll(state)
         return msgspec.to_builtins(result)
 
@@ -222,17 +222,14 @@ class Relay:
             lock=TaskLock(now=epoch, expires_at=epoch + loop_input.timeout_seconds + LOCK_MARGIN_SECONDS),
         )
 
-    def claimed(self, task_id: Any, execution: Any) -> dict[str, Any]:
+    def claimed(self, task_id: Any) -> dict[str, Any]:
         """ClaimTask found the task's lock taken: whose it is, and whether that is a plain duplicate start
         (counted) or a start blocked by a stale claim (counted apart: an alarm watches it)."""
         task_id = parse_input({"task_id": task_id}).task_id
         if self.make_claims is None:
             raise InvalidInput("no lock table is configured: nothing can hold a claim")
-        claim = self.make_claims().inspect(task_id, me=execution if isinstance(execution, str) else None)
-        if claim.verdict == "duplicate":
-            self._count("TasksAlreadyClaimed")
-        elif claim.verdict == "blocked":
-            self._count("TasksBlockedByStaleClaim")
+        claim = self.make_claims().inspect(task_id)
+        self._count("TasksAlreadyClaimed" if claim.verdict == "duplicate" else "TasksBlockedByStaleClaim")
         logger.warning("task already claimed", extra={
             "verdict": claim.verdict, "holder": claim.holder, "holder_status": claim.holder_status,
             "lock_expires_at": claim.expires_at,
@@ -245,7 +242,7 @@ class Relay:
     def poll(self, state: LoopState) -> LoopState:
         now = self.clock()
         if state.started_at is None:  # a state made without `start` (a direct call, a test)
-            state = replace(state, context=fit_context(state.context), started_at=iso_z(now))
+            state = replace(state, started_at=iso_z(now))
         polls = state.polls + 1
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
@@ -258,10 +255,11 @@ class Relay:
             logger.warning("DashScope throttled the task query", extra={"code": exc.code, "attempt": throttled})
             if left <= 0:
                 return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
-            wait = min(throttle_wait(throttled, exc.retry_after, self.rng), max(1, math.ceil(left)))
+            wait = fit_wait(throttle_wait(throttled, exc.retry_after, self.rng), elapsed_seconds=elapsed,
+                            budget_seconds=state.timeout_seconds, polls=polls)
             return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
         except (TransientError, ProtocolError) as exc:
-            return self._setback(state, polls, left, ErrorInfo(**exc.as_error()))
+            return self._setback(state, polls, elapsed, left, ErrorInfo(**exc.as_error()))
         logger.debug("task answer", extra={
             "provider_status": task.status, "request_id": task.request_id, "media": len(task.media),
             "failures": len(task.failures), "submitted_at": task.submitted_at,
@@ -273,15 +271,15 @@ class Relay:
             return self._finish(state, task, polls, "TIMED_OUT", error=_timed_out(state, polls))
         submitted = _parse_iso(task.submitted_at)
         age = (now - submitted).total_seconds() if submitted and submitted <= now else elapsed
-        wait = min(
+        wait = fit_wait(
             next_wait(kind=kind, age_seconds=age, interval_override=state.poll_interval_seconds),
-            max(1, math.ceil(left)),
+            elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls,
         )
         logger.info("task not finished", extra={"status": task.status, "wait_seconds": wait, "polls": polls})
         return replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
                        wait_seconds=wait)
 
-    def _setback(self, state: LoopState, polls: int, left: float, error: ErrorInfo) -> LoopState:
+    def _setback(self, state: LoopState, polls: int, elapsed: float, left: float, error: ErrorInfo) -> LoopState:
         """DashScope could not be asked this time (an outage, an unreadable answer): trouble within the
         budget never ends a task. Back off, capped and jittered, until the budget is spent; then the task
         ends TIMED_OUT with the last error. FAILED stays what DashScope says."""
@@ -291,7 +289,8 @@ class Relay:
         state = replace(state, troubles=troubles, last_error=error)
         if left <= 0:
             return self._finish(state, None, polls, "TIMED_OUT", error=error)
-        wait = min(trouble_wait(troubles, self.rng), max(1, math.ceil(left)))
+        wait = fit_wait(trouble_wait(troubles, self.rng), elapsed_seconds=elapsed,
+                        budget_seconds=state.timeout_seconds, polls=polls)
         return replace(state, polls=polls, done=False, wait_seconds=wait)
 
     def after_trouble(self, state: LoopState) -> LoopState:
@@ -313,9 +312,12 @@ class Relay:
             retryable=True,
         )
         state = replace(state, error=None)
-        elapsed = (self.clock() - (_parse_iso(state.started_at) or self.clock())).total_seconds()
-        left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=state.polls)
-        return self._setback(state, state.polls, left, error)
+        now = self.clock()
+        elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
+        # a pass through here costs history events like a poll: it counts against the poll cap as one
+        polls = state.polls + 1
+        left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
+        return self._setback(state, polls, elapsed, left, error)
 
     # --- the end of a task --------------------------------------------------------------------
 

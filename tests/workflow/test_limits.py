@@ -1,0 +1,311 @@
+"""AWS's limits on the workflow as it runs: the execution history at the worst poll count, the state
+payloads, the task lock's key, and the poll cap against the budget. moto enforces none of the history
+or payload limits, so each test measures the real execution history moto records (which, event for
+event, is the one AWS records: see `AWS_EVENTS_PER_ATTEMPT`) and does the arithmetic itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from wan_relay import policy
+from wan_relay_local.replay import Reply
+from wan_relay_local.stack import execution_name
+
+from tests.conftest import sample
+from tests.contract.test_aws_limits import (
+    ASL_FILE,
+    DYNAMODB_KEY_BYTES,
+    LONGEST_TASK_ID,
+    STATE_PAYLOAD_BYTES,
+    context_at_cap,
+    execution_name_problem,
+    failed_answer,
+    json_bytes,
+    lambda_invoke_result,
+)
+
+from .conftest import Sleeps, Workflow
+from .test_poll_loop import IMAGE_TASK, SERVICE_UNAVAILABLE, only_event, unfinished
+
+#: what AWS records for each attempt of a Task (`lambda:invoke`, and the other request-response
+#: integrations): TaskScheduled, TaskStarted, then TaskSucceeded or TaskFailed. Seen in histories
+#: recorded on AWS (localstack's snapshot tests/aws/services/stepfunctions/v2/scenarios/
+#: test_base_scenarios.snapshot.json, test_lambda_service_invoke_with_retry_extended_input, 2023-10-24)
+AWS_EVENTS_PER_ATTEMPT = 3
+#: the longest task id the input accepts, valid characters only
+LONGEST_VALID_TASK_ID = ("f470bbfd-" * 15)[:LONGEST_TASK_ID]
+
+
+def history(workflow: Workflow, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = workflow.sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def state_visits(events: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Each time a state was entered: its name and the types of the events until the next state."""
+    visits: list[tuple[str, list[str]]] = []
+    for event in events:
+        if event["type"].endswith("StateEntered"):
+            visits.append((event["stateEnteredEventDetails"]["name"], []))
+        if visits and not event["type"].startswith("Execution"):
+            visits[-1][1].append(event["type"])
+    return visits
+
+
+def transitions(definition: dict[str, Any], *, with_catch: bool) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, state in definition["States"].items():
+        targets = {state.get("Next"), state.get("Default")} | {c["Next"] for c in state.get("Choices", [])}
+        if with_catch:
+            targets |= {c["Next"] for c in state.get("Catch", [])}
+        edges[name] = {t for t in targets if t}
+    return edges
+
+
+def on_a_cycle(edges: dict[str, set[str]]) -> set[str]:
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), list(edges[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += edges[name]
+        return seen
+
+    return {name for name in edges if name in reachable(name)}
+
+
+def retries_allowed(state: dict[str, Any]) -> int:
+    """Every retry a Task state's retriers allow in one visit (MaxAttempts defaults to 3)."""
+    return sum(rule.get("MaxAttempts", 3) for rule in state.get("Retry", []))
+
+
+def test_the_poll_cap_keeps_the_worst_history_within_25000_events(workflow: Workflow, sleeps: Sleeps) -> None:
+    """Measured on a real execution history: a pending poll, a throttled poll (HTTP 429), a poll whose
+    first attempt dies (Lambda's timeout) and is retried, then the end. From the costs measured and the
+    retriers in the definition, the worst history at MAX_POLLS: every poll using every retry."""
+    throttled = Reply({"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded.",
+                       "request_id": "r-429"}, status=429, headers={"Retry-After": "1"})
+    workflow.replay.script(
+        IMAGE_TASK, unfinished("pending", IMAGE_TASK), throttled, unfinished("running", IMAGE_TASK),
+        workflow.replay.rehost(sample("wan2.6-t2i_succeeded")),
+    )
+    died = type("Sandbox.Timedout", (Exception,), {})  # the errorType Lambda reports for a timeout
+
+    def third_attempt_dies(handler):
+        calls = []
+
+        def run(event, context):
+            calls.append(1)
+            if len(calls) == 3:
+                raise died("Task timed out after 900.00 seconds")
+            return handler(event, context)
+
+        return run
+
+    workflow.lambdas.wrap(workflow.stack.function_name, third_attempt_dies)
+    execution = workflow.run({"task_id": IMAGE_TASK})
+    assert execution["status"] == "SUCCEEDED" and only_event(workflow)["polls"] == 4
+
+    events = history(workflow, execution["executionArn"])
+    visits = state_visits(events)
+    polls = [kinds for name, kinds in visits if name == "PollTask"]
+    assert [len(kinds) for kinds in polls] == [5, 5, 5 + AWS_EVENTS_PER_ATTEMPT, 5]  # the 3rd retried once
+    assert polls[2][1:-1] == ["TaskScheduled", "TaskStarted", "TaskFailed", "TaskScheduled", "TaskStarted",
+                              "TaskSucceeded"]
+    clean_task = len(polls[0])
+    per_attempt = len(polls[2]) - clean_task
+    by_type: dict[str, int] = {}  # the events a visit without retries costs, by the state's type
+    definition = json.loads(ASL_FILE.read_text())
+    for name, kinds in visits:
+        by_type.setdefault(definition["States"][name]["Type"], len(kinds))
+    assert by_type["Task"] == clean_task and per_attempt == AWS_EVENTS_PER_ATTEMPT
+    assert len(events) == 2 + sum(len(kinds) for _, kinds in visits)  # ExecutionStarted, ExecutionSucceeded
+
+    def worst(name: str) -> int:
+        state = definition["States"][name]
+        assert state["Type"] in by_type, f"no {state['Type']} state was measured: extend the scenario"
+        return by_type[state["Type"]] + (per_attempt * retries_allowed(state) if state["Type"] == "Task" else 0)
+
+    loop = on_a_cycle(transitions(definition, with_catch=False))
+    assert "PollTask" in loop
+    # the cap counts the handler's answers: a Catch that led back into the loop would go uncounted
+    assert on_a_cycle(transitions(definition, with_catch=True)) == loop
+    worst_per_poll = sum(worst(name) for name in loop)
+    worst_outside = 2 + sum(worst(name) for name in definition["States"] if name not in loop)
+    assert worst_per_poll <= policy.WORST_EVENTS_PER_POLL
+    assert worst_outside <= policy.WORST_EVENTS_OUTSIDE_POLLS
+    assert worst_outside + policy.MAX_POLLS * worst_per_poll <= policy.HISTORY_EVENT_LIMIT, (
+        f"at most {(policy.HISTORY_EVENT_LIMIT - worst_outside) // worst_per_poll} polls fit"
+    )
+
+
+# --- the task lock and the task id's length ------------------------------------------------------
+
+
+def lock_items(workflow: Workflow) -> list[dict[str, Any]]:
+    items = workflow.dynamodb.scan(TableName=workflow.stack.idempotency_table)["Items"]
+    return [item for item in items if item["id"]["S"].startswith("lock#")]
+
+
+def test_the_longest_task_id_is_relayed_under_a_valid_execution_name(workflow: Workflow, sleeps: Sleeps) -> None:
+    task_id = LONGEST_VALID_TASK_ID
+    answer = copy.deepcopy(sample("wan2.6-t2i_succeeded"))
+    answer["output"]["task_id"] = task_id
+    workflow.replay.script(task_id, workflow.replay.rehost(answer))
+
+    execution = workflow.run({"task_id": task_id})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert execution["name"] == execution_name(task_id) and execution_name_problem(execution["name"]) is None
+    assert only_event(workflow)["task_id"] == task_id
+    (lock,) = lock_items(workflow)
+    assert lock["id"]["S"] == f"lock#{task_id}" and len(lock["id"]["S"].encode()) <= DYNAMODB_KEY_BYTES
+    assert "expiration" in lock
+
+
+@pytest.mark.parametrize("length", [LONGEST_TASK_ID + 1, 10_000], ids=["129", "10000"])
+def test_a_task_id_too_long_fails_as_invalid_input_and_takes_no_lock(
+    workflow: Workflow, sleeps: Sleeps, length: int
+) -> None:
+    """A 10,000-character id made ClaimTask's key (`lock#<id>`) too long for DynamoDB: the execution
+    failed with DynamoDB.ValidationException; a 129-character one took the lock and then failed."""
+    execution = workflow.run({"task_id": "x" * length})
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidInput"
+    assert lock_items(workflow) == []
+    assert workflow.replay.requests == []
+
+
+# --- the poll cap against the budget ----------------------------------------------------------
+
+
+class FakeClock:
+    """The relay's clock, moved on by every Wait state as if it had slept."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+        self.waits: list[int] = []
+        clock = self
+
+        class Now(datetime):
+            @classmethod
+            def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+                return datetime.now(tz) + clock.offset
+
+        self.datetime = Now
+
+    def wait(self, env: Any, wait_seconds: int) -> None:  # WaitFunction._wait_interval, its `self` left out
+        self.waits.append(wait_seconds)
+        self.offset += timedelta(seconds=wait_seconds)
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[FakeClock]:
+    clock = FakeClock()
+    with (
+        mock.patch("wan_relay.relay.datetime", clock.datetime),
+        mock.patch.object(WaitFunction, "_wait_interval", clock.wait),
+    ):
+        yield clock
+
+
+def test_a_one_second_interval_uses_its_whole_budget_within_the_poll_cap(
+    workflow: Workflow, sleeps: Sleeps, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small cap, so the loop runs into it in a few polls: the waits start at the caller's second
+    and stretch so the last poll the cap allows comes at the end of the budget, not minutes in."""
+    monkeypatch.setattr(policy, "MAX_POLLS", 12)
+    budget = 1800
+    workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK))
+
+    execution = workflow.run({"task_id": IMAGE_TASK, "poll_interval_seconds": 1, "timeout_seconds": budget})
+
+    assert execution["status"] == "SUCCEEDED"
+    detail = only_event(workflow)
+    assert detail["status"] == "TIMED_OUT" and detail["polls"] <= 12
+    assert fake_clock.waits[:4] == [1, 1, 1, 1]
+    assert sum(fake_clock.waits) >= budget - 5  # the budget's seconds ran out, not the polls
+    assert max(fake_clock.waits) <= policy.MAX_WAIT_SECONDS
+
+
+# --- state payloads -----------------------------------------------------------------------------
+
+
+def payload_sizes(events: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
+    """Every state input and output, task parameters and task result in a history, as UTF-8 bytes;
+    a Lambda task's result in the envelope AWS gives it (moto records the payload alone)."""
+    for event in events:
+        for name, details in event.items():
+            if not name.endswith("EventDetails"):
+                continue
+            for field in ("input", "output", "parameters"):
+                if field not in details:
+                    continue
+                value = json.loads(details[field])
+                if event["type"] == "TaskSucceeded" and details.get("resourceType") == "lambda":
+                    value = lambda_invoke_result(value["Payload"])
+                yield f"{event['type']} {details.get('name', '')} {field}", json_bytes(value)
+
+
+def test_a_task_with_everything_at_its_cap_keeps_every_state_within_256_kib(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    task_id = LONGEST_VALID_TASK_ID
+    workflow.replay.script(task_id, unfinished("running", task_id), failed_answer(task_id, "p", 190_000))
+
+    execution = workflow.run({"task_id": task_id, "model": "m" * 128, "context": context_at_cap("p")})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert only_event(workflow)["status"] == "FAILED"
+    sizes = dict(payload_sizes(history(workflow, execution["executionArn"])))
+    largest = max(sizes, key=sizes.get)
+    assert sizes[largest] <= STATE_PAYLOAD_BYTES, largest
+    assert sizes[largest] > 200 * 1024  # the final answer, the context and the detail at their caps
+
+
+def raw_context(total_bytes: int) -> dict[str, Any]:
+    """A loop input of about `total_bytes`, nearly all of it context: under StartExecution's limit."""
+    return {"task_id": IMAGE_TASK, "context": {"blob": "z" * (total_bytes - 80)}}
+
+
+@pytest.mark.parametrize(("loop_input", "first_poll_fails"), [
+    pytest.param(raw_context(140_000), True, id="failed-first-poll"),
+    pytest.param(raw_context(STATE_PAYLOAD_BYTES), False, id="input-at-the-limit"),
+])
+def test_a_large_context_keeps_every_state_within_256_kib(
+    workflow: Workflow, sleeps: Sleeps, loop_input: dict[str, Any], first_poll_fails: bool
+) -> None:
+    """A context over its cap is carried as a marker; the input itself, up to what StartExecution
+    takes, never fails the execution with States.DataLimitExceeded (no event, the lock kept)."""
+    assert json_bytes(loop_input) <= STATE_PAYLOAD_BYTES  # StartExecution takes it
+    if first_poll_fails:  # every attempt: the Catch hands the raw input to ReportFailure
+        workflow.replay.script(IMAGE_TASK, SERVICE_UNAVAILABLE)
+    else:
+        workflow.replay.script(IMAGE_TASK, workflow.replay.rehost(sample("wan2.6-t2i_succeeded")))
+
+    execution = workflow.run(loop_input)
+
+    if execution["status"] == "FAILED" and execution.get("error") == "InvalidInput":
+        assert lock_items(workflow) == []  # refused before anything was written: acceptable at the very limit
+        return
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")  # moto fails States.DataLimitExceeded too
+    assert only_event(workflow)["context"]["_truncated"] is True
+    sizes = dict(payload_sizes(history(workflow, execution["executionArn"])))
+    too_large = {where: size for where, size in sizes.items() if size > STATE_PAYLOAD_BYTES}
+    assert too_large == {}
