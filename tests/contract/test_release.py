@@ -172,9 +172,16 @@ def supported_by_sar() -> set[str]:
     return {line for line in lines if line and not line.startswith("#")}
 
 
+#: types the stack uses that the archived list predates: docs/deploy.md asks a publisher to confirm them on
+#: the live list first (SAR refuses a template with a type it does not support, whatever its Condition)
+TO_CONFIRM_ON_THE_LIVE_LIST = {"AWS::Events::EventBus"}  # the bus of the stack's own (CreateEventBus)
+
+
 def test_every_resource_type_before_and_after_the_transform_is_one_sar_supports(template, deployed_types):
     types = {r["Type"] for r in template["Resources"].values()} | {r["Type"] for r in deployed_types.values()}
-    assert types - supported_by_sar() == set()
+    assert types - supported_by_sar() == TO_CONFIRM_ON_THE_LIVE_LIST
+    section = DEPLOY_DOC.read_text().split("## Publish to the Serverless Application Repository", 1)[1]
+    assert all(f"`{kind}`" in section.split("\n## ", 1)[0] for kind in TO_CONFIRM_ON_THE_LIVE_LIST)
 
 
 def test_the_capabilities_the_docs_ask_to_acknowledge_are_exactly_the_ones_the_stack_needs(deployed_types):
