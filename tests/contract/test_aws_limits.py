@@ -35,7 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-from wan_relay.models import DETAIL_TYPE_COMPLETED, TASK_ID_PATTERN, CompletionDetail
+from wan_relay.models import DEFAULT_SUBMIT_SOURCE, DETAIL_TYPE_COMPLETED, TASK_ID_PATTERN, CompletionDetail
 from wan_relay.publish import MAX_CONTEXT_BYTES, fit_context, fit_detail
 from wan_relay_local.cli import main
 from wan_relay_local.replay import ReplayDashScope
@@ -406,8 +406,8 @@ def test_the_embedded_stack_names_its_executions_validly(started_names: list[str
         stack: EmbeddedStack = deploy_embedded_stack(environment={"DASHSCOPE_API_KEY": "k"}, lambdas=lambdas)
         for task_id in TASK_IDS.values():
             stack.start({"task_id": task_id})
-            stack.start_from_event({"source": "wan.relay", "detail-type": "Wan Task Submitted", "id": str(uuid.uuid4()),
-                                    "detail": {"task_id": task_id}})
+            stack.start_from_event({"source": DEFAULT_SUBMIT_SOURCE, "detail-type": "Wan Task Submitted",
+                                    "id": str(uuid.uuid4()), "detail": {"task_id": task_id}})
     assert len(started_names) == 2 * len(TASK_IDS)
     for name in started_names:
         assert execution_name_problem(name) is None, name

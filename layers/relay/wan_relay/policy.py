@@ -35,15 +35,16 @@ MAX_WAIT_SECONDS = 300
 #: Step Functions Standard keeps at most 25,000 events in an execution's history (a hard quota); an
 #: execution that reaches it fails, without its event
 HISTORY_EVENT_LIMIT = 25_000
-#: the most events one poll can cost in the shipped workflow: PollTask entered and exited (2), 3 for
-#: each attempt (scheduled, started, succeeded or failed) for its first try and the 13 retries its
-#: retriers allow, IsDone (2) and WaitForTask (2). tests/workflow/test_limits.py measures these on an
-#: execution history and reads the retriers from the definition: it fails when they outgrow this
-WORST_EVENTS_PER_POLL = 2 + 3 * (1 + 13) + 2 + 2
-#: the most events outside the loop: the execution's start and end (2), and every other state once
-#: with all of its retries: ClaimTask 20, LoopDefaults 2, ApplyDefaults 2, ReportFailure 23,
-#: EmitCompletion 38, ExpireLock 20, Relayed 2, AlreadyClaimed 2
-WORST_EVENTS_OUTSIDE_POLLS = 111
+#: the most events one pass through the loop can cost in the shipped workflow: PollTask with every attempt
+#: its retriers allow failing (entered and exited 2, 3 per attempt: 1 try + 5 retries), then AfterTrouble
+#: likewise (2 + 3 x 6), IsDone (2) and WaitForTask (2). Each pass is counted once against the cap (the
+#: poll's answer, or AfterTrouble's). tests/workflow/test_limits.py measures these costs on an execution
+#: history and reads the retriers from the definition: it fails when they outgrow this
+WORST_EVENTS_PER_POLL = (2 + 3 * (1 + 5)) + (2 + 3 * (1 + 5)) + 2 + 2
+#: the most events outside the loop: the execution's start and end (2), and every other state once with
+#: all of its retries: CheckInput 23, ClaimTask 20, InspectClaim 23, ClaimVerdict 2, ClaimBlocked 1,
+#: AlreadyClaimed 2, EmitCompletion 38, ExpireLock 20, Relayed 2
+WORST_EVENTS_OUTSIDE_POLLS = 133
 #: the poll cap: even if every poll used every retry, the history stays within its limit (518)
 MAX_POLLS = (HISTORY_EVENT_LIMIT - WORST_EVENTS_OUTSIDE_POLLS) // WORST_EVENTS_PER_POLL
 
