@@ -50,7 +50,7 @@ PARAMETER_DEFAULTS = {"EventBusName": "default"}
 #: the condition keys this module computes; a policy conditioned on another key the action supports
 #: fails the test (NotComputed) rather than guess
 COMPUTED_KEYS = {"aws:securetransport", "aws:requestedregion", "aws:principalaccount", "aws:principalarn",
-                 "dynamodb:leadingkeys"}
+                 "dynamodb:leadingkeys", "s3:prefix"}
 
 
 class Unsupported(Exception):
@@ -196,6 +196,8 @@ def requests_for(call: Call, *, account: str, principal_arn: str, partition_keys
     leading = _leading_keys(call, partition_keys)
     if leading is not None:
         context["dynamodb:leadingkeys"] = leading
+    if isinstance(call.params.get("Prefix"), str):  # a listing's prefix (ListObjectsV2): s3:prefix
+        context["s3:prefix"] = [call.params["Prefix"]]
     supported = {k: v for k, v in context.items() if supports_key(action, k)}
     return [Request(call, action, resource, supported) for resource in _resources(call, action, account)]
 

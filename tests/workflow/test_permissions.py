@@ -102,6 +102,20 @@ def _dies_after_its_first_part() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _dies_on_the_second_item() -> Iterator[None]:
+    died = type("Runtime.OutOfMemory", (Exception,), {})
+    store = MediaStreamer.store
+
+    def dies(self: MediaStreamer, task_id: str, ref: Any, deadline: float | None = None) -> Any:
+        if ref.index == 1:
+            raise died("Runtime exited with error: signal: killed")
+        return store(self, task_id, ref, deadline)
+
+    with mock.patch.object(MediaStreamer, "store", dies):
+        yield
+
+
 def _listing_stale_uploads(streamer: MediaStreamer, key: str) -> None:
     """What the relay did before issue 11: list the bucket's unfinished uploads under the key."""
     for upload in streamer.s3.list_multipart_uploads(Bucket=streamer.bucket, Prefix=key).get("Uploads", []):
@@ -153,6 +167,10 @@ def recorded() -> Iterator[Recorded]:
             with _dies_after_its_first_part():
                 run("retry after a crash", {"task_id": crashed})
             run("duplicate start", {"task_id": images["output"]["task_id"]}, name="duplicate-start")
+            several = _with_task_id(replay.rehost(sample("wan2.6-image_interleaved_succeeded")), "dies-on-item-1")
+            replay.script("dies-on-item-1", several)
+            with _dies_on_the_second_item():  # the budget runs out in trouble: the media is read back from S3
+                run("budget spent in trouble", {"task_id": "dies-on-item-1", "timeout_seconds": 2})
             with mock.patch.object(MediaStreamer, "_abort_stale_uploads", _listing_stale_uploads):
                 run(ORIGINAL_LISTING, {"task_id": _video(replay, "wan2.7-i2v_succeeded", "listing", ranges=False)})
 
@@ -203,6 +221,7 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
     assert actions >= {
         "secretsmanager:GetSecretValue", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+        "s3:ListBucket", "states:DescribeExecution",
     }
     operations = {c.operation for c in recorded.calls if c.principal == "function" and c.service == "s3"}
     assert {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject"} <= operations

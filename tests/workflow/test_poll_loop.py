@@ -395,3 +395,36 @@ def test_a_stack_with_its_own_bus_takes_submissions_and_announces_results_there(
 
     assert execution["status"] == "SUCCEEDED"
     assert only_event(workflow)["status"] == "SUCCEEDED"  # delivered by a rule on the stack's bus
+
+
+def test_media_stored_before_the_function_kept_dying_is_in_the_timed_out_event(
+    workflow: Workflow, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second image kills the function every time (out of memory, say): the budget runs out in
+    trouble, and the event still names the first image, which is in S3."""
+    from wan_relay.ingest import MediaStreamer
+
+    died = type("Runtime.OutOfMemory", (Exception,), {})
+    store = MediaStreamer.store
+
+    def dies_on_the_second_image(self, task_id, ref, deadline=None):
+        if ref.index == 1:
+            raise died("Runtime exited with error: signal: killed")
+        return store(self, task_id, ref, deadline)
+
+    monkeypatch.setattr(MediaStreamer, "store", dies_on_the_second_image)
+    answer = workflow.replay.rehost(sample("wan2.6-image_interleaved_succeeded"))
+    task_id = answer["output"]["task_id"]
+    workflow.replay.script(task_id, answer)
+
+    execution = workflow.run({"task_id": task_id, "timeout_seconds": 2})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert "AfterTrouble" in workflow.visited(execution["executionArn"])
+    detail = only_event(workflow)
+    assert detail["status"] == "TIMED_OUT" and detail["error"]["code"] == "Runtime.OutOfMemory"
+    stored = workflow.objects()
+    assert [m["key"] for m in detail["media"]] == list(stored) == [f"wan/{task_id}/0.png"]
+    (media,) = detail["media"]
+    assert media["sha256"] == hashlib.sha256(stored[media["key"]]).hexdigest()
+    assert media["index"] == 0 and media["type"] == "image" and media["size_bytes"] == len(stored[media["key"]])

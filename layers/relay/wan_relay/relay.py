@@ -336,6 +336,10 @@ class Relay:
         failures: list[ItemFailure] = list(task.failures) if task else []
         if task is not None and status is None:
             status, error = self._ingest(state, task, stored, failures)
+        elif task is None:
+            # decided without an answer in hand (the budget ran out in trouble): an attempt may have
+            # stored items before it died, and the event names exactly what the task has in S3
+            stored = self._landed(state.task_id)
         assert status is not None
         draft = self._detail(state, task, polls, status, stored, failures, error)
         # the first answer that reached a fate is the task's event: a retried or redriven poll answers
@@ -404,6 +408,12 @@ class Relay:
                 logger.info("media transfer failed; trying again", extra={"code": exc.code, "attempt": attempt})
                 (self.sleep or _pause)(self.rng.uniform(0.0, min(ITEM_RETRY_CAP_SECONDS, 2.0 ** attempt)))
         raise AssertionError("unreachable")
+
+    def _landed(self, task_id: str) -> list[StoredMedia]:
+        from .landed import landed_media
+
+        streamer = self.streamer
+        return landed_media(streamer.s3, streamer.bucket, streamer.prefix, task_id)
 
     def _store_effect(self, *, request: dict[str, Any]) -> dict[str, Any]:
         ref = msgspec.convert(request["ref"], MediaRef)

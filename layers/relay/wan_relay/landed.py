@@ -1,0 +1,57 @@
+"""What a task has in S3, read back from S3 itself: the media of a task whose fate is decided without an
+answer in hand (its budget ran out while the function kept failing), so that the event's `media[]` is
+always exactly the task's objects, never an empty list beside stored media."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import OperatorError, TransientError
+from .models import StoredMedia
+
+READ_SIZE = 8 * 1024 * 1024
+_OPERATOR_CODES = frozenset({"AccessDenied", "NoSuchBucket", "AllAccessDisabled", "InvalidAccessKeyId"})
+
+
+def landed_media(s3: Any, bucket: str, prefix: str, task_id: str) -> list[StoredMedia]:
+    """Every complete object under `{prefix}{task_id}/` that the relay stored for this task (its
+    `task-id` metadata says so), in index order, with its sha256 read back from S3. Multipart uploads
+    that never completed are not objects, so they are not listed."""
+    found: list[StoredMedia] = []
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{task_id}/")
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        for key in keys:
+            head = s3.head_object(Bucket=bucket, Key=key)
+            metadata = head.get("Metadata", {})
+            index = metadata.get("index", "")
+            if metadata.get("task-id") != task_id or not index.isdigit():
+                continue
+            content_type = head.get("ContentType") or "application/octet-stream"
+            found.append(StoredMedia(
+                index=int(index),
+                type="video" if content_type.startswith("video/") else "image",
+                bucket=bucket, key=key, s3_uri=f"s3://{bucket}/{key}",
+                size_bytes=int(head.get("ContentLength", 0)), content_type=content_type,
+                sha256=_sha256(s3, bucket, key, head["ETag"]),
+            ))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _OPERATOR_CODES:
+            raise OperatorError(f"cannot list the task's media in s3://{bucket}: {code}", code=f"S3.{code}") from None
+        raise TransientError(f"listing the task's media in s3://{bucket} failed: {code}", code="S3") from None
+    except (BotoCoreError, Urllib3Error) as exc:
+        raise TransientError(f"listing the task's media failed: {type(exc).__name__}", code="S3") from None
+    return sorted(found, key=lambda media: media.index)
+
+
+def _sha256(s3: Any, bucket: str, key: str, etag: str) -> str:
+    digest = hashlib.sha256()
+    body = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
+    for chunk in iter(lambda: body.read(READ_SIZE), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
