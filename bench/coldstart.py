@@ -103,6 +103,7 @@ class World:
             "DASHSCOPE_API_KEY_SECRET": SECRET_NAME,
             "DASHSCOPE_BASE_URL": self.replay.base_url,
             "ALLOWED_MEDIA_URLS": self.replay.origin,
+            "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true",
         }
 
     def event(self, finished: bool) -> dict[str, object]:

@@ -131,6 +131,7 @@ def relay_config(replay: ReplayDashScope, **overrides: str) -> Config:
         "DASHSCOPE_API_KEY": API_KEY,
         "MEDIA_BUCKET": BUCKET,
         "ALLOWED_MEDIA_URLS": replay.origin,
+        "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true",  # the replay's media is on 127.0.0.1
         **overrides,
     }
     return Config.from_env(env)

@@ -457,6 +457,10 @@ def _role(session: Any, template: Template, logical_id: str, name: str, service:
     return arn
 
 
+#: what the embedded function has and a deployed one never: its DashScope and media are on loopback
+_EMBEDDED_ONLY = {"ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true"}
+
+
 def _create_function(
     session: Any,
     template: Template, lambdas: InProcessLambdas, environment: Mapping[str, str], name: str
@@ -466,7 +470,7 @@ def _create_function(
     template.refs[FUNCTION] = name
     template_env = template.function_environment(FUNCTION)
     owned = {k: template_env[k] for k in ("MEDIA_BUCKET", "EVENT_BUS_NAME", "IDEMPOTENCY_TABLE") if k in template_env}
-    merged = {**template_env, **environment, **owned}
+    merged = {**template_env, **_EMBEDDED_ONLY, **environment, **owned}
 
     code_dir = template.path.parent / props["CodeUri"]
     module, attribute = props["Handler"].rsplit(".", 1)

@@ -179,7 +179,11 @@ def test_the_function_may_touch_only_its_prefix_its_secret_and_its_table(templat
     assert "events:PutEvents" not in grants  # only the workflow's EmitCompletion puts the event
     table = [template.attributes[("IdempotencyTable", "Arn")]]
     assert grants["dynamodb:PutItem"] == grants["dynamodb:GetItem"] == table
-    assert "dynamodb:Scan" not in grants and "s3:ListBucket" not in grants
+    assert "dynamodb:Scan" not in grants and "s3:ListBucketMultipartUploads" not in grants
+    # listing: the task's media only, read back when a task's budget ran out in trouble
+    (listing,) = [s for s in allow_statements(template, "PollTaskFunction") if s["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == "arn:aws:s3:::wan-relay-mediabucket-1a2b3c"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "wan/*"}}
 
 
 def test_the_state_machine_may_invoke_its_function_put_on_its_bus_and_write_only_task_locks(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from wan_relay.config import Config
 from wan_relay.errors import TransientError
 from wan_relay.ingest import UrlAllowlist
 from wan_relay.relay import ITEM_ATTEMPTS
@@ -177,24 +178,33 @@ HOSTILE = [
     "https://evil.example/?.aliyuncs.com",
     "https://evil.example#.aliyuncs.com",
     "https://evil.example\\.aliyuncs.com/a.png",
+    # Alibaba Cloud names that are not DashScope's result buckets
+    "https://attacker-bucket.oss-cn-beijing.aliyuncs.com/a.png",  # any tenant's bucket
+    "https://dashscope-other.oss-cn-beijing.aliyuncs.com/a.png",  # a dashscope-* bucket, not accelerated
+    "https://dashscope.aliyuncs.com/api/v1/tasks/x",
+    "https://ecs.aliyuncs.com/a.png",
+    "https://dashscope-result-sg.attacker.oss-ap-southeast-1.aliyuncs.com/a.png",  # a * never spans a dot
 ]
 
 
 @pytest.mark.parametrize("url", HOSTILE)
 def test_hostile_media_urls_are_refused_by_the_default_allowlist(url):
-    allowlist = UrlAllowlist(("https://*.aliyuncs.com",))
+    allowlist = UrlAllowlist(Config.from_env({"DASHSCOPE_API_KEY": "k", "MEDIA_BUCKET": "b"}).allowed_media_urls)
     with pytest.raises(Exception) as raised:
         allowlist.check(url)
     assert type(raised.value).__name__ == "MediaRejected" and raised.value.code == "UrlNotAllowed"
 
 
-@pytest.mark.parametrize("url", [
+@pytest.mark.parametrize("url", [  # hosts in DashScope's API reference and its answers
     "https://dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com/1d/a.png?Expires=1&Signature=x",
     "https://dashscope-463f.oss-accelerate.aliyuncs.com/a.png",
+    "https://dashscope-result-sh.oss-accelerate.aliyuncs.com/xxx.mp4?Expires=xxx",
     "HTTPS://DASHSCOPE-RESULT-BJ.OSS-CN-BEIJING.ALIYUNCS.COM/a.png",
+    "https://dashscope-result-sz.oss-cn-shenzhen.aliyuncs.com/xxx.png?Expires=xxx",
+    "https://dashscope-result-wlcb-acdr-1.oss-cn-wulanchabu-acdr-1.aliyuncs.com/1d/33/a.png",
 ])
 def test_real_result_hosts_pass_the_default_allowlist(url):
-    UrlAllowlist(("https://*.aliyuncs.com",)).check(url)
+    UrlAllowlist(Config.from_env({"DASHSCOPE_API_KEY": "k", "MEDIA_BUCKET": "b"}).allowed_media_urls).check(url)
 
 
 def test_an_ip_literal_passes_only_when_named_exactly():

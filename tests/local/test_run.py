@@ -104,6 +104,7 @@ def aws_account(replay: ReplayDashScope, account: Account, monkeypatch: pytest.M
     monkeypatch.setenv("DASHSCOPE_BASE_URL", replay.base_url)
     monkeypatch.setenv("DASHSCOPE_API_KEY", API_KEY)
     monkeypatch.setenv("ALLOWED_MEDIA_URLS", replay.origin)
+    monkeypatch.setenv("ALLOW_LOOPBACK_MEDIA_ADDRESSES", "true")
     monkeypatch.setenv("MEDIA_BUCKET", BUCKET)
     for name in ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "DASHSCOPE_API_KEY_SECRET", "MEDIA_PREFIX"):
         monkeypatch.delenv(name, raising=False)

@@ -18,7 +18,7 @@ from tests.conftest import API_KEY, ROOT, sample
 
 #: modules only the end of a task needs (ingest, idempotency ledger), and the X-Ray SDK
 TERMINAL_ONLY = (
-    "wan_relay.ingest", "wan_relay.ranged", "wan_relay.idempotency",
+    "wan_relay.ingest", "wan_relay.ranged", "wan_relay.idempotency", "wan_relay.public_addresses",
     "aws_lambda_powertools.utilities.idempotency", "boto3.s3.transfer", "aws_xray_sdk",
 )
 #: the models are msgspec's: importing pydantic and building its validators was most of a cold start
@@ -71,7 +71,8 @@ def in_a_new_container(replay: ReplayDashScope, events: list[dict], before: str 
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_SERVICE_NAME": "wan-relay", "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
         "DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": API_KEY, "MEDIA_BUCKET": "unused",
-        "IDEMPOTENCY_TABLE": "unused", "ALLOWED_MEDIA_URLS": replay.origin, **env_overrides,
+        "IDEMPOTENCY_TABLE": "unused", "ALLOWED_MEDIA_URLS": replay.origin, "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true",
+        **env_overrides,
     })
     code = _NEW_CONTAINER.format(function_dir=str(FUNCTIONS / "poll_task"), events=events, before=before,
                                  after=after)

@@ -14,9 +14,27 @@ def test_defaults_are_the_documented_ones():
     config = Config.from_env(BASE)
     assert config.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
     assert config.media_prefix == "wan/" and config.event_bus_name == "default" and config.event_source == "wan.relay"
-    assert config.allowed_media_urls == ("https://*.aliyuncs.com",)
+    assert config.allowed_media_urls == (
+        "https://dashscope-result-*.oss-*.aliyuncs.com", "https://dashscope-*.oss-accelerate.aliyuncs.com")
     assert config.max_media_bytes == 1024**3
     assert config.idempotency_table is None
+    assert config.allow_loopback_media is False
+
+
+def test_a_deployed_function_has_the_narrow_allowlist_and_never_loopback_media():
+    from wan_relay_local.stack import Template
+
+    template = Template(parameters={
+        "DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"})
+    template.refs.update({"MediaBucket": "media", "IdempotencyTable": "table"})
+    config = Config.from_env(template.function_environment("PollTaskFunction"))
+    assert config.allowed_media_urls == Config.from_env(BASE).allowed_media_urls
+    assert config.allow_loopback_media is False
+
+
+@pytest.mark.parametrize(("value", "allowed"), [("true", True), ("TRUE", True), ("false", False), ("", False)])
+def test_loopback_media_is_allowed_only_when_asked_for(value, allowed):
+    assert Config.from_env({**BASE, "ALLOW_LOOPBACK_MEDIA_ADDRESSES": value}).allow_loopback_media is allowed
 
 
 def test_values_are_read_and_cleaned():
@@ -40,6 +58,7 @@ def test_values_are_read_and_cleaned():
     ({**BASE, "ALLOWED_MEDIA_URLS": "*.aliyuncs.com"}, "ALLOWED_MEDIA_URLS"),
     ({**BASE, "MEDIA_PREFIX": "../other/"}, "MEDIA_PREFIX"),
     ({**BASE, "MEDIA_PREFIX": "/abs/"}, "MEDIA_PREFIX"),
+    ({**BASE, "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "yes please"}, "ALLOW_LOOPBACK_MEDIA_ADDRESSES"),
 ])
 def test_missing_or_invalid_configuration_fails_fast_naming_the_variable(env, variable):
     with pytest.raises(ConfigurationError, match=variable):

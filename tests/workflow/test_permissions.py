@@ -22,7 +22,7 @@ import boto3
 import botocore.client
 import pytest
 from moto import mock_aws
-from wan_relay.ingest import MediaStreamer
+from wan_relay.ingest import MediaBucket, MediaStreamer
 from wan_relay_local.lambda_bridge import InProcessLambdas
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
 from wan_relay_local.stack import deploy_embedded_stack
@@ -116,11 +116,11 @@ def _dies_on_the_second_item() -> Iterator[None]:
         yield
 
 
-def _listing_stale_uploads(streamer: MediaStreamer, key: str) -> None:
+def _listing_stale_uploads(bucket: MediaBucket, key: str) -> None:
     """What the relay did before issue 11: list the bucket's unfinished uploads under the key."""
-    for upload in streamer.s3.list_multipart_uploads(Bucket=streamer.bucket, Prefix=key).get("Uploads", []):
+    for upload in bucket.s3.list_multipart_uploads(Bucket=bucket.name, Prefix=key).get("Uploads", []):
         if upload["Key"] == key:
-            streamer.s3.abort_multipart_upload(Bucket=streamer.bucket, Key=key, UploadId=upload["UploadId"])
+            bucket.s3.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload["UploadId"])
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def recorded() -> Iterator[Recorded]:
             replay.script("dies-on-item-1", several)
             with _dies_on_the_second_item():  # the budget runs out in trouble: the media is read back from S3
                 run("budget spent in trouble", {"task_id": "dies-on-item-1", "timeout_seconds": 2})
-            with mock.patch.object(MediaStreamer, "_abort_stale_uploads", _listing_stale_uploads):
+            with mock.patch.object(MediaBucket, "abort_stale_uploads", _listing_stale_uploads):
                 run(ORIGINAL_LISTING, {"task_id": _video(replay, "wan2.7-i2v_succeeded", "listing", ranges=False)})
 
         iam = boto3.client("iam")

@@ -7,13 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import OperatorError, TransientError
+from .service_errors import DYNAMODB, aws_error
 
 #: execution statuses of a holder that is relaying the task, or did
 _LIVE_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
-_OPERATOR_CODES = frozenset({"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException"})
 
 Verdict = Literal["duplicate", "blocked"]
 
@@ -44,12 +43,8 @@ class ClaimInspector:
             item = self.dynamodb.get_item(
                 TableName=self.table, Key={"id": {"S": lock_key(task_id)}}, ConsistentRead=True
             ).get("Item")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _OPERATOR_CODES:
-                raise OperatorError(f"the lock table {self.table} cannot be read: {code}",
-                                    code=f"DynamoDB.{code}") from None
-            raise TransientError(f"the lock table {self.table} failed: {code}", code="DynamoDB") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, DYNAMODB, f"the task lock in {self.table}") from None
         if not item:
             # gone since ClaimTask found it (TTL deletes only expired locks, days later: a race that
             # needs a lock to expire within milliseconds): nobody is relaying the task; start it again

@@ -1,105 +1,111 @@
-"""Configuration from the environment, typed once and failing fast with the variable's name."""
+"""Configuration from the environment, typed once and failing fast with the variable's name.
+
+`Config` is the model: each variable is one typed line with its constraint, named as the environment
+names it; `Config.from_env` only trims the values (an empty one is an unset one) and splits the list.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, field
 
 from .errors import ConfigurationError
 from .models import DEFAULT_EVENT_SOURCE
 
 DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
-DEFAULT_ALLOWED_MEDIA_URLS = "https://*.aliyuncs.com"
+#: DashScope's result buckets (`dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com`, `-bj`, `-sh`, `-wlcb`...)
+#: in their region or through OSS transfer acceleration, and its other `dashscope-*` buckets through
+#: acceleration (`dashscope-463f.oss-accelerate.aliyuncs.com`, in the API reference's example): not any
+#: tenant's bucket, not Alibaba's other services
+DEFAULT_ALLOWED_MEDIA_URLS = "https://dashscope-result-*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com"
 DEFAULT_MAX_MEDIA_BYTES = 1024**3
 
 
-@dataclass(frozen=True)
-class Config:
-    base_url: str
-    media_bucket: str
-    api_key_secret: str | None = None
-    api_key: str | None = None
-    media_prefix: str = "wan/"
-    event_bus_name: str = "default"
-    event_source: str = DEFAULT_EVENT_SOURCE
-    allowed_media_urls: tuple[str, ...] = (DEFAULT_ALLOWED_MEDIA_URLS,)
-    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
-    idempotency_table: str | None = None
+#: an http(s) URL with a host
+_HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+(/\S*)?$"
+#: a relative key prefix without `..` segments (an empty one puts the media at the bucket's root)
+_KEY_PREFIX = r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))"
+#: `scheme://host[:port]`, with `*` for part of a name label (ingest.UrlAllowlist)
+_ORIGIN_PATTERN = r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$"
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    base_url: Annotated[str, Meta(pattern=_HTTP_URL, description="must be an http(s) URL such as " + DEFAULT_BASE_URL)
+                        ] = field(default=DEFAULT_BASE_URL, name="DASHSCOPE_BASE_URL")
+    media_bucket: str = field(default="", name="MEDIA_BUCKET")  # required: checked after the key
+    #: one of the two: a Secrets Manager name or ARN (the stack), or the plain key (local runs)
+    api_key_secret: str | None = field(default=None, name="DASHSCOPE_API_KEY_SECRET")
+    api_key: str | None = field(default=None, name="DASHSCOPE_API_KEY")
+    media_prefix: Annotated[str, Meta(pattern=_KEY_PREFIX,
+                                      description="must be a relative key prefix (no leading /, no .. segment)")
+                            ] = field(default="wan/", name="MEDIA_PREFIX")
+    #: `wan-relay run --aws` only: in the stack the workflow puts the event
+    event_bus_name: str = field(default="default", name="EVENT_BUS_NAME")
+    event_source: str = field(default=DEFAULT_EVENT_SOURCE, name="EVENT_SOURCE")
+    allowed_media_urls: Annotated[
+        tuple[Annotated[str, Meta(pattern=_ORIGIN_PATTERN)], ...],
+        Meta(description="entries must look like scheme://host[:port], e.g. https://dashscope-result-*.oss-*.aliyuncs.com"),
+    ] = field(default=tuple(DEFAULT_ALLOWED_MEDIA_URLS.split(",")), name="ALLOWED_MEDIA_URLS")
+    max_media_bytes: Annotated[int, Meta(gt=0, description="must be a positive whole number of bytes")] = field(
+        default=DEFAULT_MAX_MEDIA_BYTES, name="MAX_MEDIA_BYTES")
+    idempotency_table: str | None = field(default=None, name="IDEMPOTENCY_TABLE")
+    #: local runs and tests only (their DashScope and media are on 127.0.0.1): media may come from loopback
+    allow_loopback_media: Annotated[bool, Meta(description="must be true or false")] = field(
+        default=False, name="ALLOW_LOOPBACK_MEDIA_ADDRESSES")
+
+    def __post_init__(self) -> None:
+        if not self.api_key_secret and not self.api_key:
+            raise ValueError("set DASHSCOPE_API_KEY_SECRET (a Secrets Manager name or ARN) or DASHSCOPE_API_KEY")
+        if not self.media_bucket:
+            raise ValueError("MEDIA_BUCKET is required: the S3 bucket the media is streamed into")
 
     def __repr__(self) -> str:  # the plain key must never reach a log line through repr()
-        key = "<redacted>" if self.api_key else None
-        return (
-            f"Config(base_url={self.base_url!r}, media_bucket={self.media_bucket!r}, "
-            f"api_key_secret={self.api_key_secret!r}, api_key={key}, media_prefix={self.media_prefix!r}, "
-            f"event_bus_name={self.event_bus_name!r}, event_source={self.event_source!r}, "
-            f"allowed_media_urls={self.allowed_media_urls!r}, max_media_bytes={self.max_media_bytes}, "
-            f"idempotency_table={self.idempotency_table!r})"
-        )
+        fields = {name: getattr(self, name) for name in self.__struct_fields__}
+        fields["api_key"] = "<redacted>" if self.api_key else None
+        return "Config(" + ", ".join(f"{name}={value!r}" for name, value in fields.items()) + ")"
 
     __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         env = os.environ if environ is None else environ
-
-        def get(name: str, default: str | None = None) -> str | None:
-            value = env.get(name, "")
-            value = value.strip()
-            return value if value else default
-
-        base_url = (get("DASHSCOPE_BASE_URL", DEFAULT_BASE_URL) or "").rstrip("/")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ConfigurationError(
-                "DASHSCOPE_BASE_URL must be an http(s) URL such as " + DEFAULT_BASE_URL
-            )
-
-        api_key_secret = get("DASHSCOPE_API_KEY_SECRET")
-        api_key = get("DASHSCOPE_API_KEY")
-        if not api_key_secret and not api_key:
-            raise ConfigurationError(
-                "set DASHSCOPE_API_KEY_SECRET (a Secrets Manager name or ARN) or DASHSCOPE_API_KEY"
-            )
-
-        bucket = get("MEDIA_BUCKET")
-        if not bucket:
-            raise ConfigurationError("MEDIA_BUCKET is required: the S3 bucket the media is streamed into")
-
-        prefix = env.get("MEDIA_PREFIX", "wan/")
-        if prefix.startswith("/") or ".." in prefix.split("/"):
-            raise ConfigurationError("MEDIA_PREFIX must be a relative key prefix without '..' segments")
-
-        allowed = tuple(
-            p.strip().lower()
-            for p in (get("ALLOWED_MEDIA_URLS", DEFAULT_ALLOWED_MEDIA_URLS) or "").split(",")
-            if p.strip()
-        )
-        for pattern in allowed:
-            if "://" not in pattern:
-                raise ConfigurationError(
-                    f"ALLOWED_MEDIA_URLS entry {pattern!r} must look like scheme://host[:port], "
-                    "e.g. https://*.aliyuncs.com"
-                )
-
-        raw_max = get("MAX_MEDIA_BYTES", str(DEFAULT_MAX_MEDIA_BYTES)) or ""
+        names = msgspec.structs.fields(cls)
+        values: dict[str, object] = {}
+        for spec in names:
+            raw = env.get(spec.encode_name)
+            if raw is None or (not raw.strip() and spec.encode_name != "MEDIA_PREFIX"):
+                continue  # unset: the default
+            values[spec.encode_name] = raw.strip() if spec.encode_name != "MEDIA_PREFIX" else raw
+        if "DASHSCOPE_BASE_URL" in values:
+            values["DASHSCOPE_BASE_URL"] = str(values["DASHSCOPE_BASE_URL"]).rstrip("/")
+        if "ALLOWED_MEDIA_URLS" in values:
+            values["ALLOWED_MEDIA_URLS"] = [p.strip().lower() for p in str(values["ALLOWED_MEDIA_URLS"]).split(",")
+                                            if p.strip()]
         try:
-            max_media_bytes = int(raw_max)
-        except ValueError:
-            raise ConfigurationError(f"MAX_MEDIA_BYTES must be a whole number of bytes, not {raw_max!r}") from None
-        if max_media_bytes <= 0:
-            raise ConfigurationError("MAX_MEDIA_BYTES must be positive")
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            # names the variable ("Expected `int` >= 1 - at `$.MAX_MEDIA_BYTES`"), never its value; a
+            # check of __post_init__ says it in its own words
+            raise ConfigurationError(_in_words(str(exc))) from None
 
-        return cls(
-            base_url=base_url,
-            media_bucket=bucket,
-            api_key_secret=api_key_secret,
-            api_key=api_key,
-            media_prefix=prefix,
-            event_bus_name=get("EVENT_BUS_NAME", "default") or "default",
-            event_source=get("EVENT_SOURCE", DEFAULT_EVENT_SOURCE) or DEFAULT_EVENT_SOURCE,
-            allowed_media_urls=allowed,
-            max_media_bytes=max_media_bytes,
-            idempotency_table=get("IDEMPOTENCY_TABLE"),
-        )
+
+def _in_words(message: str) -> str:
+    """msgspec's "Expected `int` >= 1 - at `$.MAX_MEDIA_BYTES`" as "MAX_MEDIA_BYTES must be a positive
+    whole number of bytes" (the field's description); a check of __post_init__ has its own words."""
+    found = re.search(r" - at `\$\.([A-Z_]+)", message)
+    if found is None:
+        return message
+    name = found.group(1)
+    hints = typing.get_type_hints(Config, include_extras=True)
+    for spec in msgspec.structs.fields(Config):
+        if spec.encode_name == name:
+            described = [m.description for m in getattr(hints[spec.name], "__metadata__", ()) if m.description]
+            if described:
+                return f"{name} {described[0]}"
+    return f"invalid configuration: {message}"

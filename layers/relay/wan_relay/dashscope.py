@@ -2,6 +2,8 @@
 
 It knows nothing of S3 or EventBridge. It does not retry: transient failures are raised as
 `TransientError` for the workflow's jittered Retry, throttling as `ThrottledError` for the wait loop.
+The one exception is a refused key (HTTP 401): the key's source is read afresh (a rotated secret) and
+the query sent once more with the new key, if it is a new one.
 """
 
 from __future__ import annotations
@@ -9,18 +11,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
-from .errors import InvalidInput, OperatorError, ProtocolError, ThrottledError, TransientError
+from .errors import ProtocolError
+from .foreign_text import CODE_CHARS, sanitized
+from .service_errors import dashscope_answer_error, dashscope_request_error
 
 #: (connect, read) seconds: a hung DashScope fails the poll long before the Lambda's own timeout
 DEFAULT_TIMEOUT = (3.05, 10.0)
 #: task answers are a few KB; a larger body is not a task answer
 MAX_ANSWER_BYTES = 1024 * 1024
-
-_OPERATOR_CODES = {"InvalidApiKey", "AccessDenied", "Arrearage", "ModelNotFound", "Throttling.AllocationQuota"}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -40,18 +42,45 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+class ApiKey(Protocol):
+    """Where the key comes from: `current` for each query, `refreshed` once DashScope refused it."""
+
+    refreshable: bool
+
+    def current(self) -> str: ...
+
+    def refreshed(self) -> str: ...
+
+
+class PlainApiKey:
+    """A key given as it is (local runs, tests): nothing to refresh."""
+
+    refreshable = False
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "PlainApiKey(<redacted>)"
+
+    def current(self) -> str:
+        return self._key
+
+    refreshed = current
+
+
 class DashScopeClient:
     """Queries `GET {base_url}/tasks/{task_id}` with a bearer key."""
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: str | ApiKey,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = PlainApiKey(api_key) if isinstance(api_key, str) else api_key
         self._session = session or requests.Session()
         self._timeout = timeout
 
@@ -61,29 +90,36 @@ class DashScopeClient:
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""
         url = f"{self._base_url}/tasks/{task_id}"
+        keys = [self._api_key.current()]
+        response, body = self._query(url, keys[0])
+        if response.status_code == 401 and self._api_key.refreshable:
+            fresh = self._api_key.refreshed()
+            if fresh != keys[0]:  # the secret was rotated since it was cached: ask again, once
+                keys.append(fresh)
+                response, body = self._query(url, fresh)
+        return self._interpret(response, body, keys)
+
+    def _query(self, url: str, key: str) -> tuple[requests.Response, bytes]:
         try:
             response = self._session.get(
                 url,
-                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,
             )
-        except requests.Timeout:
-            raise TransientError(
-                f"DashScope did not answer the task query within {self._timeout[1]:g} s", code="Timeout"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise TransientError(
-                f"could not reach DashScope: {type(exc).__name__}", code="ConnectionError"
-            ) from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise dashscope_request_error(exc, read_timeout=self._timeout[1]) from None
         with response:
-            body = self._read_body(response)
-        return self._interpret(response, body)
+            return response, self._read_body(response)
 
-    def _scrub(self, text: str) -> str:
+    @staticmethod
+    def _scrub(text: str, keys: list[str]) -> str:
         """A hostile or careless server may echo the Authorization header back: never pass it on."""
-        return text.replace(self._api_key, "<redacted>") if self._api_key else text
+        for key in keys:
+            if key:
+                text = text.replace(key, "<redacted>")
+        return text
 
     def _read_body(self, response: requests.Response) -> bytes:
         chunks: list[bytes] = []
@@ -97,12 +133,10 @@ class DashScopeClient:
                     )
                 chunks.append(chunk)
         except requests.RequestException as exc:
-            raise TransientError(
-                f"DashScope's answer broke off while being read: {type(exc).__name__}", code="ConnectionError"
-            ) from None
+            raise dashscope_request_error(exc, reading=True) from None
         return b"".join(chunks)
 
-    def _interpret(self, response: requests.Response, body: bytes) -> dict[str, Any]:
+    def _interpret(self, response: requests.Response, body: bytes, keys: list[str]) -> dict[str, Any]:
         status = response.status_code
         content_type = response.headers.get("Content-Type", "unknown")
         try:
@@ -112,37 +146,27 @@ class DashScopeClient:
         if status == 200:
             if not isinstance(payload, dict):
                 raise ProtocolError(
-                    f"DashScope answered HTTP 200 with a body that is not a JSON object ({content_type})"
+                    f"DashScope answered HTTP 200 with a body that is not a JSON object "
+                    f"({sanitized(content_type, CODE_CHARS)})"
                 )
             return payload
 
-        code = message = request_id = None
-        if isinstance(payload, dict):
-            code = payload.get("code") if isinstance(payload.get("code"), str) else None
-            message = payload.get("message") if isinstance(payload.get("message"), str) else None
-            request_id = payload.get("request_id") if isinstance(payload.get("request_id"), str) else None
+        def text(name: str, limit: int) -> str | None:
+            """A field of the error body: the keys scrubbed first (a cut could leave half of one), then
+            fit to be repeated."""
+            value = payload.get(name) if isinstance(payload, dict) else None
+            if not isinstance(value, str):
+                return None
+            return sanitized(self._scrub(value, keys), limit) or None
+
+        code, message, request_id = text("code", CODE_CHARS), text("message", 300), text("request_id", CODE_CHARS)
         detail = f"DashScope answered HTTP {status}"
         if code:
             detail += f" {code}"
         if message:
-            detail += f": {message[:300]}"
+            detail += f": {message}"
         if request_id:
             detail += f" (request_id {request_id})"
         if payload is None and body:
-            detail += f" with a non-JSON body ({content_type})"
-        detail = self._scrub(detail)
-
-        if status == 429:
-            if code in _OPERATOR_CODES:
-                raise OperatorError(detail + "; the quota is used up, retrying does not help", code=code)
-            raise ThrottledError(
-                detail, code=code or "Throttling", retry_after=_retry_after(response.headers.get("Retry-After"))
-            )
-        if status in (401, 403) or code in _OPERATOR_CODES or status == 404:
-            default = {401: "InvalidApiKey", 403: "AccessDenied", 404: "NotFound"}.get(status, "OperatorError")
-            raise OperatorError(detail, code=code or default)
-        if status == 400:
-            raise InvalidInput(detail, code=code or "InvalidParameter")
-        if status >= 500:
-            raise TransientError(detail, code=code or f"HTTP{status}")
-        raise ProtocolError(detail, code=code or f"HTTP{status}")
+            detail += f" with a non-JSON body ({sanitized(content_type, CODE_CHARS)})"
+        raise dashscope_answer_error(status, code, detail, _retry_after(response.headers.get("Retry-After")))

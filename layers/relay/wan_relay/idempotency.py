@@ -31,10 +31,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import OperatorError, TransientError
+from .errors import TransientError
+from .service_errors import DYNAMODB, aws_error
 
 RECORD_TTL_SECONDS = 48 * 3600
-_OPERATOR_CODES = {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"}
 
 Effect = Callable[..., dict[str, Any]]
 
@@ -74,7 +74,7 @@ class Ledger:
                     code="InProgress",
                 ) from None
             except IdempotencyPersistenceLayerError as exc:
-                raise _table_error(self.table_name, exc.__cause__) from None
+                raise aws_error(exc, DYNAMODB, f"the records in the idempotency table {self.table_name}") from None
 
         return run
 
@@ -107,16 +107,7 @@ class UploadRecords:
         try:
             return getattr(self._dynamodb, operation)(TableName=self.table_name, **kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise _table_error(self.table_name, exc) from None
-
-
-def _table_error(table_name: str, cause: BaseException | None) -> OperatorError | TransientError:
-    """A failed table call as the relay's error: the operator's to fix, or worth retrying."""
-    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-    if code in _OPERATOR_CODES:
-        return OperatorError(f"the idempotency table {table_name} cannot be used: {code}", code=f"DynamoDB.{code}")
-    return TransientError(f"the idempotency table {table_name} failed: {code or type(cause).__name__}",
-                          code="DynamoDB")
+            raise aws_error(exc, DYNAMODB, f"the upload records in {self.table_name}") from None
 
 
 def _upload_record_id(bucket: str, key: str) -> str:

@@ -21,18 +21,18 @@ import socket
 import time
 import zlib
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .errors import MediaRejected, MediaTransferError, OperatorError, TransientError
+from .errors import MediaRejected, MediaTransferError
+from .http_body import TailGuard, guard_tail
 from .models import MediaRef, StoredMedia
-from .ranged import copy_in_ranges, wants_ranges
+from .ranged import RangedCopy, copy_in_ranges, wants_ranges
+from .service_errors import MEDIA_READ_ERRORS, S3, aws_error, media_read_error, media_refusal, media_request_error
 
 if TYPE_CHECKING:
     from .idempotency import UploadRecords
@@ -43,8 +43,6 @@ READ_SIZE = 1 * MiB
 #: (connect, read): a trickle that stops for 30 s is a broken stream, not a slow one
 MEDIA_TIMEOUT = (3.05, 30.0)
 MAX_REDIRECTS = 3
-_S3_OPERATOR_CODES = {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
-                      "SignatureDoesNotMatch", "ExpiredToken", "KMS.DisabledException", "AccountProblem"}
 
 EXTENSIONS = {
     "image/png": "png",
@@ -63,14 +61,22 @@ _DEFAULT_EXTENSION = {"image": "png", "video": "mp4"}
 
 
 class UrlAllowlist:
-    """Matches `scheme://host[:port]` of a URL against glob patterns (`https://*.aliyuncs.com`).
+    """Matches `scheme://host[:port]` of a URL against patterns (`https://dashscope-result-*.oss-*.aliyuncs.com`)
+    where each `*` stands for part of one name label: it never matches a dot, as in a TLS
+    certificate's wildcard, so `https://*.aliyuncs.com` matches `oss.aliyuncs.com` but not
+    `bucket.oss-cn-beijing.aliyuncs.com`.
 
     Refused whatever the patterns: URLs with credentials, non-http(s) schemes, and IP literals
-    unless a pattern names that exact address (a wildcard never matches an IP).
+    unless a pattern names that exact address (a wildcard never matches an IP). Where a name
+    resolves to is checked when the connection is made (public_addresses.py).
     """
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
         self._patterns = tuple(p.lower() for p in patterns)
+        self._matchers = tuple(
+            re.compile("".join("[a-z0-9-]*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", p)))
+            for p in self._patterns
+        )
 
     def check(self, url: str) -> None:
         try:
@@ -90,10 +96,10 @@ class UrlAllowlist:
             raise MediaRejected("the media URL's host is not a plain host name", code="UrlNotAllowed")
         origin = f"{scheme}://{host}" + (f":{port}" if port is not None else "")
         is_ip = _is_ip_literal(host)
-        for pattern in self._patterns:
+        for pattern, matcher in zip(self._patterns, self._matchers, strict=True):
             if is_ip and "*" in pattern.split("://", 1)[-1].split(":", 1)[0]:
                 continue
-            if fnmatchcase(origin, pattern):
+            if matcher.fullmatch(origin):
                 return
         raise MediaRejected(f"the media URL's origin {origin} is not in ALLOWED_MEDIA_URLS", code="UrlNotAllowed")
 
@@ -129,7 +135,8 @@ class _VerifyingReader:
     """A file-like view of the HTTP body that hashes, counts and polices it as s3transfer reads it."""
 
     def __init__(
-        self, response: requests.Response, expected: int | None, limit: int, deadline: float | None = None
+        self, response: requests.Response, expected: int | None, limit: int, deadline: float | None = None,
+        tail_guard: TailGuard | None = None,
     ) -> None:
         self._raw = response.raw
         self._expected = expected
@@ -141,7 +148,7 @@ class _VerifyingReader:
         #: stores the one read with a single PUT
         self.part_checksums: list[bytes] = []
         self.checksum_algorithm = "CRC32"
-        self._guard = _guard_tail(response) if expected is not None else None
+        self._guard = tail_guard
 
     def read(self, amount: int = -1) -> bytes:
         """Up to `amount` bytes, short only at the end: s3transfer makes a part of each read."""
@@ -167,10 +174,8 @@ class _VerifyingReader:
         try:
             # read1: whatever one socket read brings, so a trickle meets the deadline check in time
             chunk = self._raw.read1(min(want, READ_SIZE), decode_content=False)
-        except (Urllib3Error, requests.RequestException, OSError) as exc:
-            raise MediaTransferError(
-                f"the media download broke after {self.size} bytes: {type(exc).__name__}", code="StreamBroken"
-            ) from None
+        except MEDIA_READ_ERRORS as exc:
+            raise media_read_error(exc, self.size) from None
         if chunk:
             self.size += len(chunk)
             if self._deadline is not None and time.monotonic() > self._deadline:
@@ -195,46 +200,141 @@ class _VerifyingReader:
 
 
 
-class _TailGuard:
-    """Wraps http.client's socket file to notice bytes sent past Content-Length.
+class MediaBucket:
+    """The S3 side of a copy: what an earlier attempt left at a key, the single stream's upload, and
+    whether what landed is what was read. Every S3 failure meets its typed error in service_errors."""
 
-    http.client stops reading at the declared length and closes its file, silently dropping any
-    surplus; just before that close, look (for at most 50 ms) whether more bytes are waiting.
-    """
+    def __init__(self, s3: Any, name: str, uploads: UploadRecords | None = None) -> None:
+        self.s3 = s3
+        self.name = name
+        #: where the UploadId of each multipart upload is recorded as S3 hands it out, so that the retry
+        #: of a crashed attempt can abort it; None (no idempotency table): nothing to abort on a retry
+        self.uploads = uploads
+        if uploads is not None:
+            # both paths (s3transfer's and ranged.py's) create their uploads through this client
+            s3.meta.events.register("after-call.s3.CreateMultipartUpload", self._record_upload,
+                                    unique_id=f"wan-relay-uploads-{id(self)}")
 
-    def __init__(self, fp: Any, sock: Any) -> None:
-        self._fp = fp
-        self._sock = sock
-        self.overflow = False
+    def landed_earlier(self, key: str, task_id: str, ref: MediaRef, expected: int | None,
+                       content_type: str) -> StoredMedia | None:
+        """The object an earlier attempt of this task completed, then died before recording it: kept,
+        not uploaded again (a second version), its sha256 read back from S3 instead of the source.
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fp, name)
-
-    def close(self) -> None:
+        Keys are per task and item, and S3 makes a multipart object visible only once it is complete,
+        with every part checked against its checksum; the length is checked against the source's. Any
+        answer but a match (404, or 403 when the role may not list the bucket) means: not there."""
         try:
-            previous = self._sock.gettimeout()
-            self._sock.settimeout(0.05)
-            try:
-                self.overflow = bool(self._fp.peek(1))
-            except (OSError, ValueError):
-                self.overflow = False
-            finally:
-                self._sock.settimeout(previous)
-        except (OSError, AttributeError):
-            pass
-        finally:
-            self._fp.close()
+            head = self.s3.head_object(Bucket=self.name, Key=key)
+        except ClientError:
+            return None
+        if head.get("Metadata", {}).get("task-id") != task_id:
+            return None
+        size = head.get("ContentLength")
+        if expected is not None and size != expected:
+            return None
+        digest = hashlib.sha256()
+        read = 0
+        try:
+            body = self.s3.get_object(Bucket=self.name, Key=key, IfMatch=head["ETag"])["Body"]
+            for chunk in iter(lambda: body.read(PART_SIZE), b""):
+                digest.update(chunk)
+                read += len(chunk)
+        except ClientError as exc:
+            raise self.error(exc) from None
+        except (BotoCoreError, *MEDIA_READ_ERRORS) as exc:
+            raise MediaTransferError(f"could not read back s3://{self.name}/{key}: {type(exc).__name__}",
+                                     code="ReadBack") from None
+        if read != size:
+            raise MediaTransferError(f"s3://{self.name}/{key} read back {read} of {size} bytes", code="ReadBack")
+        return StoredMedia(
+            index=ref.index, type=ref.type, bucket=self.name, key=key, s3_uri=f"s3://{self.name}/{key}",
+            size_bytes=read, content_type=head.get("ContentType") or content_type, sha256=digest.hexdigest(),
+            source_expires_at=ref.expires_at,
+        )
 
+    def abort_stale_uploads(self, key: str) -> None:
+        """A crashed attempt cannot abort its multipart upload: the retry does, by the UploadId that
+        attempt recorded, before starting anew (no listing: ListMultipartUploads is bucket-wide, and
+        `s3:prefix` is not a condition key of s3:ListBucketMultipartUploads, so a role cannot be given
+        it for one prefix)."""
+        if self.uploads is None:
+            return
+        upload_id = self.uploads.pending(self.name, key)
+        if upload_id is None:
+            return
+        try:
+            self.s3.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            # NoSuchUpload: that upload completed (the object was then deleted as not what was read) or
+            # was aborted already; either way nothing is left of it
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.error(exc) from None
+        self.uploads.forget(self.name, key)
 
-def _guard_tail(response: requests.Response) -> _TailGuard | None:
-    http_response = getattr(response.raw, "_fp", None)
-    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-    fp = getattr(http_response, "fp", None)
-    if http_response is None or sock is None or fp is None or not hasattr(fp, "peek"):
-        return None
-    guard = _TailGuard(fp, sock)
-    http_response.fp = guard
-    return guard
+    def _record_upload(self, parsed: dict[str, Any], **_: Any) -> None:
+        """botocore's after-call hook of CreateMultipartUpload: record the new UploadId before any part
+        is sent. If it cannot be recorded, abort the upload here (its creator never learns its id)."""
+        upload_id, key = parsed.get("UploadId"), parsed.get("Key")
+        if not upload_id or not key or parsed.get("Bucket", self.name) != self.name or self.uploads is None:
+            return
+        try:
+            self.uploads.record(self.name, key, upload_id)
+        except Exception:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.s3.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+            raise
+
+    def upload_stream(self, reader: _VerifyingReader, key: str, content_type: str, metadata: dict[str, str],
+                      expected: int | None, concurrency: int) -> None:
+        part = PART_SIZE if expected is None else max(PART_SIZE, math.ceil(expected / 9000))
+        config = TransferConfig(
+            multipart_threshold=part,
+            multipart_chunksize=part,
+            max_concurrency=concurrency,
+            max_io_queue=concurrency,
+        )
+        # s3transfer's own knob (boto3 does not take it as an argument): parts read ahead of the
+        # uploads. Two keep the uploads fed (reading a part is faster than sending it) and bound the
+        # memory, with the parts in flight, to a few parts whatever the size (measured: 4 gave +68 MiB
+        # at 1 GiB, 2 gives about +45 MiB at the same speed)
+        config.max_in_memory_upload_chunks = 2
+        extra = {
+            "ContentType": content_type,
+            "ChecksumAlgorithm": "CRC32",
+            "Metadata": metadata,
+        }
+        try:
+            self.s3.upload_fileobj(reader, self.name, key, ExtraArgs=extra, Config=config)
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc) from None
+
+    def verify_landed(self, key: str, size: int, sha256: bytes, algorithm: str, part_checksums: list[bytes]) -> None:
+        """What S3 holds is what was read: its length, and its checksum, `algorithm` (SHA256 or CRC32):
+        S3's composite of the parts' checksums for a multipart upload, the whole body's for a single
+        PUT (a body's sha256, or the CRC32 of its one read). A mismatch deletes it."""
+        try:
+            head = self.s3.head_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            raise self.error(exc) from None
+        problem = None
+        if head.get("ContentLength") != size:
+            problem = f"holds {head.get('ContentLength')} bytes, {size} were read"
+        stored = (head.get(f"Checksum{algorithm}") or "").split("-", 1)[0]
+        if problem is None and stored:
+            expected = {_b64(_composite(algorithm, part_checksums))} if part_checksums else set()
+            if algorithm == "SHA256":
+                expected.add(_b64(sha256))
+            elif len(part_checksums) == 1:
+                expected.add(_b64(part_checksums[0]))
+            if stored not in expected:
+                label = {"SHA256": "SHA-256"}.get(algorithm, algorithm)
+                problem = f"has a {label} checksum that differs from the bytes read"
+        if problem is not None:
+            self.s3.delete_object(Bucket=self.name, Key=key)
+            raise MediaTransferError(f"s3://{self.name}/{key} {problem}", code="ChecksumMismatch")
+
+    def error(self, exc: ClientError | BotoCoreError) -> Exception:
+        return aws_error(exc, S3, f"the upload to bucket {self.name}")
 
 
 @dataclass
@@ -249,15 +349,11 @@ class MediaStreamer:
     allowlist: UrlAllowlist
     timeout: tuple[float, float] = MEDIA_TIMEOUT
     max_concurrency: int = 4
-    #: where the UploadId of each multipart upload is recorded as S3 hands it out, so that the retry of a
-    #: crashed attempt can abort it; None (no idempotency table): nothing to abort on a retry
+    #: the UploadId ledger (see MediaBucket.uploads)
     uploads: UploadRecords | None = None
 
     def __post_init__(self) -> None:
-        if self.uploads is not None:
-            # both paths (s3transfer's and ranged.py's) create their uploads through this client
-            self.s3.meta.events.register("after-call.s3.CreateMultipartUpload", self._record_upload,
-                                         unique_id=f"wan-relay-uploads-{id(self)}")
+        self._bucket = MediaBucket(self.s3, self.bucket, self.uploads)
 
     def store(self, task_id: str, ref: MediaRef, deadline: float | None = None) -> StoredMedia:
         """Streams one item; `deadline` (time.monotonic()) ends a trickle before Lambda's own timeout."""
@@ -276,77 +372,49 @@ class MediaStreamer:
             if content_type.split(";", 1)[0].strip().lower() in _GENERIC_TYPES:
                 content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
-            landed = self._landed_earlier(key, task_id, ref, expected, content_type)
+            landed = self._bucket.landed_earlier(key, task_id, ref, expected, content_type)
             if landed is not None:
                 return landed
-            reader = _VerifyingReader(response, expected, self.max_bytes, deadline)
-            self._abort_stale_uploads(key)
-            # --- ranged parallel copy (wan_relay/ranged.py) when the host serves byte ranges; else one stream
-            copied = None
-            if wants_ranges(response, expected):
-                copied = copy_in_ranges(
-                    s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
-                    create_args={"ContentType": content_type,
-                                 "Metadata": {"task-id": task_id, "index": str(ref.index)}},
-                    concurrency=self.max_concurrency, timeout=self.timeout, deadline=deadline,
-                    refusal=_refusal, storage_error=_storage_error, overflowed=reader.overflowed,
-                )
-            if copied is not None:
-                reader = copied  # the same size and sha256 attributes
-            else:  # --- end of the ranged copy
-                self._upload(reader, key, content_type, task_id, ref, expected)
-            self._verify_landed(key, reader.size, reader.sha256.digest(), reader.checksum_algorithm,
-                                reader.part_checksums)
+            self._bucket.abort_stale_uploads(key)
+            copied = self._copy(response, expected, key, content_type, {"task-id": task_id, "index": str(ref.index)},
+                                deadline)
+            self._bucket.verify_landed(key, copied.size, copied.sha256.digest(), copied.checksum_algorithm,
+                                       copied.part_checksums)
         return StoredMedia(
             index=ref.index,
             type=ref.type,
             bucket=self.bucket,
             key=key,
             s3_uri=f"s3://{self.bucket}/{key}",
-            size_bytes=reader.size,
+            size_bytes=copied.size,
             content_type=content_type,
-            sha256=reader.sha256.hexdigest(),
+            sha256=copied.sha256.hexdigest(),
             source_expires_at=ref.expires_at,
         )
 
-    def _landed_earlier(self, key: str, task_id: str, ref: MediaRef, expected: int | None,
-                        content_type: str) -> StoredMedia | None:
-        """The object an earlier attempt of this task completed, then died before recording it: kept,
-        not uploaded again (a second version), its sha256 read back from S3 instead of the source.
-
-        Keys are per task and item, and S3 makes a multipart object visible only once it is complete,
-        with every part checked against its checksum; the length is checked against the source's. Any
-        answer but a match (404, or 403 when the role may not list the bucket) means: not there."""
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError:
-            return None
-        if head.get("Metadata", {}).get("task-id") != task_id:
-            return None
-        size = head.get("ContentLength")
-        if expected is not None and size != expected:
-            return None
-        digest = hashlib.sha256()
-        read = 0
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key, IfMatch=head["ETag"])["Body"]
-            for chunk in iter(lambda: body.read(PART_SIZE), b""):
-                digest.update(chunk)
-                read += len(chunk)
-        except ClientError as exc:
-            raise _storage_error(exc, self.bucket) from None
-        except (BotoCoreError, Urllib3Error) as exc:
-            raise MediaTransferError(f"could not read back s3://{self.bucket}/{key}: {type(exc).__name__}",
-                                     code="ReadBack") from None
-        if read != size:
-            raise MediaTransferError(f"s3://{self.bucket}/{key} read back {read} of {size} bytes", code="ReadBack")
-        return StoredMedia(
-            index=ref.index, type=ref.type, bucket=self.bucket, key=key, s3_uri=f"s3://{self.bucket}/{key}",
-            size_bytes=read, content_type=head.get("ContentType") or content_type, sha256=digest.hexdigest(),
-            source_expires_at=ref.expires_at,
-        )
+    def _copy(self, response: requests.Response, expected: int | None, key: str, content_type: str,
+              metadata: dict[str, str], deadline: float | None) -> RangedCopy | _VerifyingReader:
+        """The body of `response` into `key`, by the strategy its answer calls for, picked once: byte
+        ranges (ranged.py) when the host serves them and the body is over a part, else one stream
+        (s3transfer from the verifying reader). A host whose first range is answered with the whole
+        body does not serve ranges after all: nothing was read, so the body goes as one stream."""
+        guard = guard_tail(response) if expected is not None else None
+        if wants_ranges(response, expected):
+            assert expected is not None
+            copied = copy_in_ranges(
+                s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
+                create_args={"ContentType": content_type, "Metadata": metadata}, concurrency=self.max_concurrency,
+                timeout=self.timeout, deadline=deadline, tail_guard=guard,
+            )
+            if copied is not None:
+                return copied
+        reader = _VerifyingReader(response, expected, self.max_bytes, deadline, guard)
+        self._bucket.upload_stream(reader, key, content_type, metadata, expected, self.max_concurrency)
+        return reader
 
     def _open(self, url: str) -> requests.Response:
+        """The 200 answer for `url`, redirects followed by hand, each hop checked against the allowlist
+        (and, by the session, each connection against the public addresses)."""
         for _hop in range(MAX_REDIRECTS + 1):
             self.allowlist.check(url)
             try:
@@ -354,11 +422,8 @@ class MediaStreamer:
                     url, stream=True, timeout=self.timeout, allow_redirects=False,
                     headers={"Accept-Encoding": "identity"},
                 )
-            except requests.Timeout:
-                raise MediaTransferError("the media host did not answer in time", code="Timeout") from None
             except requests.RequestException as exc:
-                raise MediaTransferError(f"could not reach the media host: {type(exc).__name__}",
-                                         code="ConnectionError") from None
+                raise media_request_error(exc) from None
             if response.is_redirect:
                 location = response.headers.get("Location", "")
                 response.close()
@@ -367,89 +432,8 @@ class MediaStreamer:
             if response.status_code == 200:
                 return response
             with response:
-                raise _refusal(response)
+                raise media_refusal(response)
         raise MediaRejected(f"the media URL redirected more than {MAX_REDIRECTS} times", code="TooManyRedirects")
-
-    def _verify_landed(self, key: str, size: int, sha256: bytes, algorithm: str, part_checksums: list[bytes]) -> None:
-        """What S3 holds is what was read: its length, and its checksum, `algorithm` (SHA256 or CRC32):
-        S3's composite of the parts' checksums for a multipart upload, the whole body's for a single
-        PUT (a body's sha256, or the CRC32 of its one read). A mismatch deletes it."""
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            raise _storage_error(exc, self.bucket) from None
-        problem = None
-        if head.get("ContentLength") != size:
-            problem = f"holds {head.get('ContentLength')} bytes, {size} were read"
-        stored = (head.get(f"Checksum{algorithm}") or "").split("-", 1)[0]
-        if problem is None and stored:
-            expected = {_b64(_composite(algorithm, part_checksums))} if part_checksums else set()
-            if algorithm == "SHA256":
-                expected.add(_b64(sha256))
-            elif len(part_checksums) == 1:
-                expected.add(_b64(part_checksums[0]))
-            if stored not in expected:
-                label = {"SHA256": "SHA-256"}.get(algorithm, algorithm)
-                problem = f"has a {label} checksum that differs from the bytes read"
-        if problem is not None:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-            raise MediaTransferError(f"s3://{self.bucket}/{key} {problem}", code="ChecksumMismatch")
-
-    def _abort_stale_uploads(self, key: str) -> None:
-        """A crashed attempt cannot abort its multipart upload: the retry does, by the UploadId that
-        attempt recorded, before starting anew (no listing: ListMultipartUploads is bucket-wide)."""
-        if self.uploads is None:
-            return
-        upload_id = self.uploads.pending(self.bucket, key)
-        if upload_id is None:
-            return
-        try:
-            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError as exc:
-            # NoSuchUpload: that upload completed (the object was then deleted as not what was read) or
-            # was aborted already; either way nothing is left of it
-            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                raise _storage_error(exc, self.bucket) from None
-        self.uploads.forget(self.bucket, key)
-
-    def _record_upload(self, parsed: dict[str, Any], **_: Any) -> None:
-        """botocore's after-call hook of CreateMultipartUpload: record the new UploadId before any part
-        is sent. If it cannot be recorded, abort the upload here (its creator never learns its id)."""
-        upload_id, key = parsed.get("UploadId"), parsed.get("Key")
-        if not upload_id or not key or parsed.get("Bucket", self.bucket) != self.bucket or self.uploads is None:
-            return
-        try:
-            self.uploads.record(self.bucket, key, upload_id)
-        except Exception:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
-
-    def _upload(self, reader: _VerifyingReader, key: str, content_type: str, task_id: str,
-                ref: MediaRef, expected: int | None) -> None:
-        part = PART_SIZE if expected is None else max(PART_SIZE, math.ceil(expected / 9000))
-        config = TransferConfig(
-            multipart_threshold=part,
-            multipart_chunksize=part,
-            max_concurrency=self.max_concurrency,
-            max_io_queue=self.max_concurrency,
-        )
-        # s3transfer's own knob (boto3 does not take it as an argument): parts read ahead of the
-        # uploads. Two keep the uploads fed (reading a part is faster than sending it) and bound the
-        # memory, with the parts in flight, to a few parts whatever the size (measured: 4 gave +68 MiB
-        # at 1 GiB, 2 gives about +45 MiB at the same speed)
-        config.max_in_memory_upload_chunks = 2
-        extra = {
-            "ContentType": content_type,
-            "ChecksumAlgorithm": "CRC32",
-            "Metadata": {"task-id": task_id, "index": str(ref.index)},
-        }
-        try:
-            self.s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=config)
-        except ClientError as exc:
-            raise _storage_error(exc, self.bucket) from None
-        except BotoCoreError as exc:
-            raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
 
 
 def _b64(digest: bytes) -> str:
@@ -473,37 +457,3 @@ def _content_length(response: requests.Response) -> int | None:
     if length < 0:
         raise MediaTransferError("the media host sent an invalid Content-Length", code="LengthMismatch")
     return length
-
-
-def _refusal(response: requests.Response) -> Exception:
-    """The typed error for a non-200 media answer; OSS explains itself in a small XML body."""
-    status = response.status_code
-    try:
-        body = response.raw.read(16 * 1024, decode_content=True) or b""
-    except Exception:
-        body = b""
-    text = body.decode("utf-8", "replace")
-    code = _xml_field(text, "Code")
-    message = _xml_field(text, "Message")
-    reason = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-    if status == 403 and message and "expired" in message.lower():
-        return MediaRejected(f"the media URL has expired ({reason})", code="MediaExpired")
-    if status in (401, 403):
-        return MediaRejected(f"the media host refused access ({reason})", code="MediaAccessDenied")
-    if status in (404, 410):
-        return MediaRejected(f"the media no longer exists ({reason})", code="MediaNotFound")
-    if status == 429 or status >= 500:
-        return MediaTransferError(f"the media host failed ({reason})", code=f"HTTP{status}")
-    return MediaRejected(f"the media host answered {reason}", code=f"HTTP{status}")
-
-
-def _xml_field(text: str, name: str) -> str | None:
-    match = re.search(rf"<{name}>([^<]{{1,300}})</{name}>", text)
-    return match.group(1).strip() if match else None
-
-
-def _storage_error(exc: ClientError, bucket: str) -> Exception:
-    code = exc.response.get("Error", {}).get("Code", "Unknown")
-    if code in _S3_OPERATOR_CODES or code in ("403", "404"):
-        return OperatorError(f"S3 refused the upload to bucket {bucket}: {code}", code=f"S3.{code}")
-    return TransientError(f"S3 failed the upload to bucket {bucket}: {code}", code=f"S3.{code}")

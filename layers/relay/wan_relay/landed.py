@@ -10,11 +10,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .errors import OperatorError, TransientError
 from .models import StoredMedia
+from .service_errors import S3, aws_error
 
 READ_SIZE = 8 * 1024 * 1024
-_OPERATOR_CODES = frozenset({"AccessDenied", "NoSuchBucket", "AllAccessDisabled", "InvalidAccessKeyId"})
 
 
 def landed_media(s3: Any, bucket: str, prefix: str, task_id: str) -> list[StoredMedia]:
@@ -39,13 +38,8 @@ def landed_media(s3: Any, bucket: str, prefix: str, task_id: str) -> list[Stored
                 size_bytes=int(head.get("ContentLength", 0)), content_type=content_type,
                 sha256=_sha256(s3, bucket, key, head["ETag"]),
             ))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in _OPERATOR_CODES:
-            raise OperatorError(f"cannot list the task's media in s3://{bucket}: {code}", code=f"S3.{code}") from None
-        raise TransientError(f"listing the task's media in s3://{bucket} failed: {code}", code="S3") from None
-    except (BotoCoreError, Urllib3Error) as exc:
-        raise TransientError(f"listing the task's media failed: {type(exc).__name__}", code="S3") from None
+    except (ClientError, BotoCoreError, Urllib3Error) as exc:
+        raise aws_error(exc, S3, f"the listing of the task's media in s3://{bucket}") from None
     return sorted(found, key=lambda media: media.index)
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import OperatorError, TransientError
+from .foreign_text import CODE_CHARS, MESSAGE_CHARS, sanitized
 from .models import DETAIL_TYPE_COMPLETED, CompletionDetail
+from .service_errors import EVENTBRIDGE, aws_error
 
 #: the detail, as UTF-8 JSON: with the context below and the loop state's other fields (and Lambda's
 #: answer envelope around them, about 1 KB) it stays within Step Functions' 256 KiB per state, and
@@ -34,8 +35,6 @@ MAX_CONTEXT_BYTES = 32 * 1024
 TEXT_KEEP_CHARS = 2000
 #: what is left of any text from DashScope when a detail still does not fit after everything else
 SHORT_TEXT_CHARS = 200
-_OPERATOR_CODES = {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-                   "InvalidSignatureException", "NotAuthorized", "AccessDenied"}
 
 
 def _json(value: Any) -> str:
@@ -81,11 +80,25 @@ def _shortened(value: Any, keep: int) -> Any:
     return value
 
 
+def sanitize_errors(detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail with its error and failure codes and messages fit to be repeated: they are, or
+    carry, another party's text (DashScope's reasons, OSS's error body; foreign_text.py)."""
+
+    def clean(entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        return {**entry, **{name: sanitized(entry[name], limit) for name, limit in
+                            (("code", CODE_CHARS), ("message", MESSAGE_CHARS)) if isinstance(entry.get(name), str)}}
+
+    return {**detail, "error": clean(detail.get("error")), "failures": [clean(f) for f in detail.get("failures", [])]}
+
+
 def fit_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """Shrink an oversize detail step by step, marking what was cut, so the event is never lost.
 
     Whatever DashScope's answer held, the result fits, unless the lists of media and failures alone do
     not (hundreds of items): they are never cut, as `media` is what landed in S3."""
+    detail = sanitize_errors(detail)
 
     def fits() -> bool:
         return utf8_size(detail) <= MAX_DETAIL_BYTES and record_size(detail) <= MAX_DETAIL_RECORD_BYTES
@@ -137,22 +150,12 @@ class EventPublisher:
         }
         try:
             answer = self._events.put_events(Entries=[entry])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code in _OPERATOR_CODES:
-                raise OperatorError(
-                    f"EventBridge refused the completion event on bus {self._bus_name}: {code}", code=f"Events.{code}"
-                ) from None
-            raise TransientError(f"EventBridge failed: {code}", code=f"Events.{code}") from None
-        except BotoCoreError as exc:
-            raise TransientError(f"EventBridge could not be reached: {type(exc).__name__}",
-                                 code="Events.Unreachable") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, EVENTBRIDGE, f"the completion event on bus {self._bus_name}") from None
         results = answer.get("Entries") or [{}]
         result = results[0]
         if answer.get("FailedEntryCount", 0) or result.get("ErrorCode") or not result.get("EventId"):
             code = result.get("ErrorCode", "NotAccepted")
             message = f"EventBridge did not accept the completion event: {code} {result.get('ErrorMessage', '')}"
-            if code in _OPERATOR_CODES:
-                raise OperatorError(message.strip(), code=f"Events.{code}")
-            raise TransientError(message.strip(), code=f"Events.{code}")
+            raise EVENTBRIDGE.error_class(code)(message.strip(), code=f"Events.{code}")
         return str(result["EventId"])

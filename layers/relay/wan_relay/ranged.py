@@ -11,12 +11,16 @@ from part to part. A body of two parts, which the parallel path would hold whole
 the same way into one buffer and stored with a single PUT (its checksum: the body's sha256): no
 multipart upload to create, complete or leave behind.
 
-Bytes are copied once on their way: the socket reads straight into the part buffer (http.client's
-readinto), and the filled buffer goes to hashlib, zlib and botocore as one `bytes` object without a
-copy (a BytesIO's buffer: `getbuffer()` to fill it, `getvalue()` to hand it over; BytesIO copies on
-write should anything still hold it when it is refilled); botocore signs and sends it through a
-file-like view whose reads are slices of it, not copies (_PartBody). hashlib, zlib and the socket
-release the GIL on large buffers, so the download, hashing and upload threads run in parallel.
+Bytes are copied once on their way: the socket reads straight into the part buffer (http_body.py),
+and the filled buffer goes to hashlib, zlib and botocore as one `bytes` object without a copy (a
+BytesIO's buffer: `getbuffer()` to fill it, `getvalue()` to hand it over; BytesIO copies on write
+should anything still hold it when it is refilled); botocore signs and sends it through a file-like
+view whose reads are slices of it, not copies (_PartBody). hashlib, zlib and the socket release the
+GIL on large buffers, so the download, hashing and upload threads run in parallel.
+
+The pieces, as s3transfer has them: `PartWindow` orders the parts (pure, no I/O); one
+`TransferCoordinator` owns the copy's failure and its cleanups; `get_range` and `upload_part` are one
+request each, `read_part` reads one part's bytes; `_RangedCopy` runs them on its threads.
 """
 
 from __future__ import annotations
@@ -38,9 +42,17 @@ from typing import Any
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .errors import MediaTransferError, TransientError
+from .errors import MediaTransferError
+from .http_body import TailGuard, body_reader, has_surplus, release
+from .service_errors import (
+    MEDIA_READ_ERRORS,
+    S3,
+    aws_error,
+    media_read_error,
+    media_refusal,
+    media_request_error,
+)
 
 MiB = 1024 * 1024
 #: the single stream's part size; on a window-bound link a range of P bytes spends P / (P + window)
@@ -90,46 +102,210 @@ def part_size_for(size: int) -> int:
     return max(MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
 
 
-def copy_in_ranges(
-    *,
-    s3: Any,
-    session: requests.Session,
-    response: requests.Response,
-    size: int,
-    bucket: str,
-    key: str,
-    create_args: dict[str, Any],
-    concurrency: int,
-    timeout: tuple[float, float],
-    refusal: Callable[[requests.Response], Exception],
-    storage_error: Callable[[ClientError, str], Exception],
-    deadline: float | None = None,
-    overflowed: Callable[[], bool] | None = None,
-) -> RangedCopy | None:
-    """Copies the body behind `response` (a 200 not read yet) to `s3://bucket/key` in ranges.
+# --- ordering: pure --------------------------------------------------------------------------------
 
-    On a short link (the first answer's headers came within FAST_MS) the parts are read one after
-    the other from the first answer instead: one stream is not window-bound there, and ranges would
-    only cost requests. `overflowed` then tells, once that answer is read to its Content-Length,
-    whether the server sent more (the copy fails: LengthMismatch).
 
-    Returns None, having started nothing, when the host ignores ranges after all (its answer to the
-    first one is a 200): the caller then streams `response` whole. `create_args` are the multipart
-    upload's ContentType and Metadata.
+class PartWindow:
+    """Which parts may start, which one is hashed next, and which buffers may be reused.
+
+    Parts are hashed strictly in order; they are downloaded and uploaded in any order. Part i may
+    start only while i < low + width, `low` being the first part not both hashed and uploaded: so at
+    most `width` part buffers exist, and part `low` always has one. A part's buffer may be reused
+    once every part up to it is hashed and uploaded. No I/O, no threads: the caller holds the lock.
     """
-    copier = _RangedCopier(s3, session, response, size, bucket, key, create_args, max(1, concurrency), timeout,
-                           refusal, deadline, overflowed)
+
+    def __init__(self, count: int, width: int) -> None:
+        self.count = count
+        self.width = width
+        self._started = 0
+        self._hashed = 0
+        self._low_uploaded = 0
+        self._released = 0
+        self._downloaded: set[int] = set()
+        self._uploaded: set[int] = set()
+
+    @property
+    def low(self) -> int:
+        while self._low_uploaded in self._uploaded:
+            self._low_uploaded += 1
+        return min(self._hashed, self._low_uploaded)
+
+    def to_start(self) -> list[int]:
+        """The parts that may start now (each returned once)."""
+        end = min(self.count, self.low + self.width)
+        started = list(range(self._started, end))
+        self._started = max(self._started, end)
+        return started
+
+    def downloaded(self, index: int) -> None:
+        self._downloaded.add(index)
+
+    def uploaded(self, index: int) -> None:
+        self._uploaded.add(index)
+
+    def next_to_hash(self) -> int | None:
+        """The next part in order, once it is downloaded."""
+        return self._hashed if self._hashed in self._downloaded else None
+
+    def hashed(self, index: int) -> None:
+        if index != self._hashed:
+            raise ValueError(f"part {index} hashed out of order (next is {self._hashed})")
+        self._downloaded.discard(index)
+        self._hashed += 1
+
+    def releasable(self) -> list[int]:
+        """The parts whose buffers may be reused now (each returned once)."""
+        low = self.low
+        released = list(range(self._released, low))
+        self._released = max(self._released, low)
+        return released
+
+    @property
+    def done(self) -> bool:
+        return self._hashed == self.count and self.low == self.count
+
+
+# --- failure and cleanup: one owner ----------------------------------------------------------------
+
+
+class Cancelled(Exception):
+    """Another part failed first; this one stops quietly."""
+
+
+class RangesIgnored(Exception):
+    """The host answered a range with the whole body (200) before any 206: it does not serve them."""
+
+
+class TransferCoordinator:
+    """Owns a copy's failure and cleanup, as s3transfer's TransferCoordinator does: the first
+    exception wins (later ones are its consequences); the answers being read are closed the moment
+    the copy fails, so no reader waits out its timeout; the cleanups registered where a resource is
+    made (the multipart upload's abort) run once, after every worker has stopped."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.exception: BaseException | None = None
+        self._open: set[requests.Response] = set()
+        self._failure_cleanups: list[Callable[[], None]] = []
+
+    @property
+    def failed(self) -> bool:
+        return self.exception is not None
+
+    def raise_if_failed(self) -> None:
+        if self.exception is not None:
+            raise Cancelled
+
+    def fail(self, exc: BaseException) -> None:
+        with self.condition:
+            if self.exception is not None or isinstance(exc, Cancelled):
+                self.condition.notify_all()
+                return
+            self.exception = exc
+            open_answers, self._open = list(self._open), set()
+            self.condition.notify_all()
+        for response in open_answers:
+            response.close()
+
+    def reading(self, response: requests.Response) -> None:
+        """`response` is being read: closed if the copy fails."""
+        with self.condition:
+            if self.exception is None:
+                self._open.add(response)
+                return
+        response.close()
+        raise Cancelled
+
+    def done_reading(self, response: requests.Response) -> None:
+        with self.condition:
+            self._open.discard(response)
+
+    def on_failure(self, cleanup: Callable[[], None]) -> None:
+        self._failure_cleanups.append(cleanup)
+
+    def clean_up(self) -> None:
+        """After the workers stopped: the failure cleanups, once, newest first."""
+        cleanups, self._failure_cleanups = self._failure_cleanups[::-1], []
+        if self.exception is not None:
+            for cleanup in cleanups:
+                cleanup()
+
+
+# --- one request each --------------------------------------------------------------------------------
+
+
+def get_range(session: requests.Session, url: str, start: int, end: int, size: int,
+              timeout: tuple[float, float], ranges_confirmed: bool) -> requests.Response:
+    """The answer to `Range: bytes=start-(end-1)`, checked to be exactly that range, body unread."""
     try:
-        return copier.run()
-    except ClientError as exc:
-        raise storage_error(exc, bucket) from None
-    except BotoCoreError as exc:
-        raise TransientError(f"S3 could not be reached: {type(exc).__name__}", code="S3Unavailable") from None
+        response = session.get(url, stream=True, timeout=timeout, allow_redirects=False,
+                               headers={"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"})
+    except requests.RequestException as exc:
+        raise media_request_error(exc) from None
+    if response.status_code == 206:
+        found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        length = response.headers.get("Content-Length")
+        if (
+            found is None
+            or (int(found.group(1)), int(found.group(2)) + 1) != (start, end)
+            or found.group(3) != str(size)
+            or (length is not None and length.strip() != str(end - start))
+        ):
+            response.close()
+            raise MediaTransferError(
+                f"the media host answered the range {start}-{end - 1} with another one "
+                f"({response.headers.get('Content-Range', 'none')[:100]})", code="LengthMismatch",
+            )
+        return response
+    with response:
+        if response.status_code == 200 and not ranges_confirmed:
+            raise RangesIgnored
+        if response.status_code == 200:
+            raise MediaTransferError("the media host stopped honouring byte ranges", code="RangeIgnored")
+        if response.is_redirect:
+            raise MediaTransferError("the media host redirected a byte range", code="RangeRedirected")
+        raise media_refusal(response)
 
 
-def _new_buffer(size: int) -> io.BytesIO:
-    """A part buffer of `size` zero bytes (untouched pages until the socket fills them)."""
-    return io.BytesIO(bytes(size))
+def read_part(response: requests.Response, view: memoryview, start: int, *, deadline: float | None,
+              cancelled: Callable[[], bool], exact_end: bool) -> None:
+    """Exactly `len(view)` bytes of the body of `response` (from body offset `start`) into `view`.
+
+    With `exact_end` the answer must end there (a range of its own: reading its end hands the
+    connection back to the pool); otherwise the body goes on (the first answer, read part by part)."""
+    readinto, inner = body_reader(response)
+    length = len(view)
+    filled = 0
+    while filled < length:
+        if cancelled():
+            raise Cancelled
+        if deadline is not None and time.monotonic() > deadline:
+            raise MediaTransferError(
+                f"the media download is too slow: {start + filled} bytes in when its time ran out", code="TooSlow")
+        try:
+            got = readinto(view[filled : filled + min(READ_CHUNK, length - filled)])
+        except MEDIA_READ_ERRORS as exc:
+            raise media_read_error(exc, start + filled) from None
+        if not got:
+            raise MediaTransferError(
+                f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated")
+        filled += got
+    if exact_end:
+        if has_surplus(response, inner):
+            raise MediaTransferError(f"the media range from byte {start} is longer than asked", code="LengthMismatch")
+        release(response, inner)
+
+
+def upload_part(s3: Any, bucket: str, key: str, upload_id: str, index: int,
+                data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Part `index` (0-based) with its CRC32 from the bytes read, handed to S3, which checks the part
+    against it (rather than botocore computing one): its entry for complete_multipart_upload, and
+    the CRC32. The part goes as one bytes object: no copy."""
+    part_checksum = zlib.crc32(data).to_bytes(4, "big")  # zlib releases the GIL on it
+    checksum = base64.b64encode(part_checksum).decode()
+    answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=index + 1,
+                            Body=_PartBody(data), ChecksumCRC32=checksum)
+    return {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum}, part_checksum
 
 
 class _PartBody:
@@ -169,95 +345,81 @@ class _PartBody:
         return max(0, len(self._data) - self._position)
 
 
-def _crc32(data: Any) -> bytes:
-    """The CRC32 S3 expects for `ChecksumCRC32` (4 bytes, big-endian); zlib releases the GIL on it."""
-    return zlib.crc32(data).to_bytes(4, "big")
+# --- the copy ------------------------------------------------------------------------------------------
 
 
-def _body_reader(response: requests.Response) -> tuple[Callable[[memoryview], int], Any]:
-    """A `readinto` for the body of `response`, and the http.client response behind it (or None).
+def copy_in_ranges(
+    *,
+    s3: Any,
+    session: requests.Session,
+    response: requests.Response,
+    size: int,
+    bucket: str,
+    key: str,
+    create_args: dict[str, Any],
+    concurrency: int,
+    timeout: tuple[float, float],
+    deadline: float | None = None,
+    tail_guard: TailGuard | None = None,
+) -> RangedCopy | None:
+    """Copies the body behind `response` (a 200 not read yet) to `s3://bucket/key` in ranges.
 
-    http.client's own readinto moves the bytes from the socket straight into the part buffer; it
-    still enforces the Content-Length and the chunked framing. urllib3 (identity encoding only,
-    which is all the ranged path accepts) is bypassed for the bytes, not for the connection: see
-    _release. Without that inner response (another transport), urllib3's read plus one copy."""
-    raw = response.raw
-    inner = getattr(raw, "_fp", None)
-    if inner is not None and callable(getattr(inner, "readinto", None)) and callable(getattr(inner, "isclosed", None)):
-        return inner.readinto, inner
+    On a short link (the first answer's headers came within FAST_MS) the parts are read one after
+    the other from the first answer instead: one stream is not window-bound there, and ranges would
+    only cost requests. `tail_guard` (under that answer's body) then tells, once it is read to its
+    Content-Length, whether the server sent more (the copy fails: LengthMismatch).
 
-    def readinto(view: memoryview) -> int:
-        data = raw.read(len(view), decode_content=False)
-        view[: len(data)] = data
-        return len(data)
-
-    return readinto, None
-
-
-def _release(response: requests.Response, inner: Any) -> None:
-    """A body read to its end through http.client hands its connection back to the session's pool,
-    as urllib3 itself does when it reads a body to its end (the next range then reuses it: no new
-    handshake, no new slow start); closing the response afterwards leaves that connection alone."""
-    release = getattr(response.raw, "release_conn", None)
-    if inner is not None and inner.isclosed() and callable(release):
-        release()
-
-
-class _Cancelled(Exception):
-    """Another part failed first; this one stops quietly."""
-
-
-class _RangesIgnored(Exception):
-    """The host answered a range with the whole body (200) before any 206: it does not serve them."""
+    Returns None, having started nothing, when the host ignores ranges after all (its answer to the
+    first one is a 200): the caller then streams `response` whole. `create_args` are the multipart
+    upload's ContentType and Metadata.
+    """
+    copy = _RangedCopy(s3, session, response, size, bucket, key, create_args, max(1, concurrency), timeout,
+                       deadline, tail_guard)
+    try:
+        return copy.run()
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, S3, f"the upload to bucket {bucket}") from None
 
 
-class _RangedCopier:
+def _new_buffer(size: int) -> io.BytesIO:
+    """A part buffer of `size` zero bytes (untouched pages until the socket fills them)."""
+    return io.BytesIO(bytes(size))
+
+
+class _RangedCopy:
+    """Runs one copy: the download threads fetch parts, the upload threads send them, this thread
+    starts parts as the window allows and hashes them in order."""
+
     def __init__(self, s3: Any, session: requests.Session, response: requests.Response, size: int, bucket: str,
                  key: str, create_args: dict[str, Any], concurrency: int, timeout: tuple[float, float],
-                 refusal: Callable[[requests.Response], Exception], deadline: float | None,
-                 overflowed: Callable[[], bool] | None = None) -> None:
-        self.overflowed = overflowed
-        self.s3 = s3
-        self.session = session
-        self.url = response.url
-        self.first = response
-        self.size = size
-        self.bucket = bucket
-        self.key = key
+                 deadline: float | None, tail_guard: TailGuard | None) -> None:
+        self.s3, self.session, self.first, self.url = s3, session, response, response.url
+        self.size, self.bucket, self.key, self.timeout, self.deadline = size, bucket, key, timeout, deadline
+        self.tail_guard = tail_guard
         self.create_args = {**create_args, "ChecksumAlgorithm": "CRC32"}
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.refusal = refusal
-        self.deadline = deadline
         self.part_size = part_size_for(size)
         self.count = math.ceil(size / self.part_size)
-        self.max_live = STREAMS
         #: two parts at most: held whole anyway, so stored by one PUT (two requests fewer)
         self.single = self.count <= 2
-        self._whole = _new_buffer(size) if self.single else None
-        self.upload_id: str | None = None
-        self._cond = threading.Condition()
-        self._buffers: dict[int, io.BytesIO] = {}  # part buffers of the parts started, not yet recycled
-        self._spare: list[io.BytesIO] = []  # part buffers free for the next parts
-        self._downloaded: set[int] = set()  # filled, not hashed yet
-        self._uploaded: dict[int, dict[str, Any]] = {}  # part entries for complete_multipart_upload
-        self._part_checksums: dict[int, bytes] = {}
-        self._error: BaseException | None = None
-        self._uploads: ThreadPoolExecutor | None = None
-        self._ready: list[int] = []  # downloaded parts waiting for an upload thread (a heap: lowest first)
-        self._open: set[requests.Response] = set()
-        self._confirmed = threading.Event()  # a range was answered with a 206
-        #: one stream: every part from the first answer, in order (no ranges)
+        # one stream: every part from the first answer, in order (no ranges); not for a body of two
+        # parts: reading the first answer to its end would wait up to 50 ms for a surplus that never
+        # comes (the tail guard); one range for the second part is cheaper
         elapsed = getattr(response, "elapsed", None)
-        # (not for a body of two parts: reading the first answer to its end would wait up to 50 ms for
-        # a surplus that never comes, ingest's overflow check; one range for the second part is cheaper)
         self.sequential = not self.single and elapsed is not None and elapsed.total_seconds() * 1000 < FAST_MS
+        self.uploads = max(1, min(UPLOADS, concurrency))
+        self.coordinator = TransferCoordinator()
+        self.window = PartWindow(self.count, STREAMS)
+        self.upload_id: str | None = None
+        self._created = threading.Event()  # the multipart upload exists (or the copy failed)
+        self._confirmed = threading.Event()  # a range was answered with a 206: the host serves them
         if self.sequential:
             self._confirmed.set()
-            self._open.add(response)
-        self._created = threading.Event()  # the multipart upload exists (or the copy failed)
-
-    # --- the copy -------------------------------------------------------------------------------
+        self._whole = _new_buffer(size) if self.single else None
+        self._buffers: dict[int, io.BytesIO] = {}  # buffers of the parts started, not yet released
+        self._spare: list[io.BytesIO] = []  # full-size buffers free for the next parts
+        self._ready: list[int] = []  # downloaded parts waiting for an upload thread (a heap: lowest first)
+        self._entries: dict[int, dict[str, Any]] = {}
+        self._part_checksums: dict[int, bytes] = {}
 
     def run(self) -> RangedCopy | None:
         try:
@@ -268,17 +430,16 @@ class _RangedCopier:
                                    ChecksumSHA256=base64.b64encode(digest.digest()).decode(), **args)
                 return RangedCopy(size=self.size, sha256=digest, part_checksums=[], checksum_algorithm="SHA256")
             if self.upload_id is None:
-                raise MediaTransferError("the multipart upload was never created", code="S3Unavailable")
-            parts = [self._uploaded[i] for i in range(self.count)]
+                raise MediaTransferError("the multipart upload was never created", code="S3.Unreachable")
             self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": parts})
-        except _RangesIgnored:
-            self._abort()
+                                              MultipartUpload={"Parts": [self._entries[i] for i in range(self.count)]})
+        except RangesIgnored:
             return None
-        except BaseException:
-            self._abort()
+        except BaseException as exc:
+            self.coordinator.fail(exc)  # a failure of the complete itself, if nothing failed before
             raise
         finally:
+            self.coordinator.clean_up()
             self._whole = None
             self._buffers.clear()
             self._spare.clear()
@@ -286,270 +447,156 @@ class _RangedCopier:
         return RangedCopy(size=self.size, sha256=digest,
                           part_checksums=[self._part_checksums[i] for i in range(self.count)])
 
-    def _buffer_for(self, index: int) -> io.BytesIO:
-        """Part `index`'s buffer: a spare one when it fits, else a new one (called by the coordinator,
-        which counts the buffers: never more than `max_live` exist)."""
-        start, end = self._bounds(index)
-        if self._whole is not None:
-            return self._whole
-        if end - start == self.part_size and self._spare:
-            return self._spare.pop()
-        if self._spare:  # the short last part: its own buffer, one spare fewer
-            self._spare.pop()
-        return _new_buffer(end - start)
-
     def _transfer(self) -> Any:
-        """Runs the workers; hashes parts in order as they arrive; returns the sha256 object.
+        """Starts parts as the window allows and hashes them in order; returns the sha256 object.
 
         The first ranges go out at once, before anything is known: the first 206 confirms that the
         host serves ranges (only then is part 0 read from the first answer), a 200 before that means
-        it ignores them (_RangesIgnored: nothing was read, the caller streams the first answer).
-
-        Part i starts only when i < low + max_live, `low` being the first part not both hashed and
-        uploaded: so at most max_live part buffers exist, and the part `low` always gets a worker.
-        A part's buffer goes back to the spares once the part is both hashed and uploaded.
-        """
+        it ignores them (RangesIgnored: nothing was read, the caller streams the first answer)."""
         digest = hashlib.sha256()
-        hashed = 0
-        submitted = 0
-        low_uploaded = 0
-        pool = ThreadPoolExecutor(max_workers=1 if self.sequential else STREAMS, thread_name_prefix="wan-relay-range")
-        uploads = max(1, min(UPLOADS, self.concurrency))
-        self._uploads = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="wan-relay-part")
+        downloads = ThreadPoolExecutor(max_workers=1 if self.sequential else STREAMS,
+                                       thread_name_prefix="wan-relay-range")
+        uploads = ThreadPoolExecutor(max_workers=self.uploads, thread_name_prefix="wan-relay-part")
+        lock = self.coordinator.condition
         try:
-            with self._cond:
+            with lock:
                 while True:
-                    if self._error is not None:
-                        raise self._error
-                    while low_uploaded in self._uploaded:
-                        low_uploaded += 1
-                    low = min(hashed, low_uploaded)
-                    for done in [i for i in self._buffers if i < low]:
+                    if self.coordinator.exception is not None:
+                        raise self.coordinator.exception
+                    for done in self.window.releasable():
                         buffer = self._buffers.pop(done)
-                        start, end = self._bounds(done)
-                        if end - start == self.part_size and not self.single:
+                        if self._is_full(done) and not self.single:
                             self._spare.append(buffer)
-                    while submitted < self.count and submitted < low + self.max_live:
-                        self._buffers[submitted] = self._buffer_for(submitted)
-                        pool.submit(self._part, submitted, self._buffers[submitted])
-                        submitted += 1
+                    for index in self.window.to_start():
+                        self._buffers[index] = self._buffer_for(index)
+                        downloads.submit(self._download, index, self._buffers[index], uploads)
                     if self.upload_id is None and not self.single:  # while the first ranges travel
-                        self._cond.release()
+                        lock.release()
                         try:
-                            created = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key,
-                                                                      **self.create_args)
+                            self._create_upload()
                         finally:
-                            self._cond.acquire()
-                        self.upload_id = created["UploadId"]
-                        self._created.set()
+                            lock.acquire()
                         continue
-                    if hashed == self.count and low_uploaded == self.count:
+                    if self.window.done:
                         break
-                    if hashed not in self._downloaded:
-                        self._cond.wait(1.0)
+                    index = self.window.next_to_hash()
+                    if index is None:
+                        lock.wait(1.0)
                         continue
-                    self._downloaded.discard(hashed)
-                    start, end = self._bounds(hashed)
-                    buffer = self._buffers[hashed]
-                    self._cond.release()  # hash outside the lock: hashlib releases the GIL on large buffers
+                    buffer = self._buffers[index]
+                    lock.release()  # hash outside the lock: hashlib releases the GIL on large buffers
                     try:
                         if self.single:  # its part of the one buffer, which only the download threads share
+                            start, end = self._bounds(index)
                             with buffer.getbuffer() as whole, whole[start:end] as view:
                                 digest.update(view)
                         else:  # the same bytes object as the upload thread's: no copy
                             digest.update(buffer.getvalue())
                     finally:
-                        self._cond.acquire()
-                    hashed += 1
+                        lock.acquire()
+                    self.window.hashed(index)
         except BaseException as exc:
-            with self._cond:
-                if self._error is None:
-                    self._error = exc
-                for response in list(self._open):
-                    response.close()
-            self._created.set()  # upload threads waiting for it see the error and stop
+            self.coordinator.fail(exc)
+            self._created.set()  # upload threads waiting for it see the failure and stop
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._uploads.shutdown(wait=True, cancel_futures=True)
+            downloads.shutdown(wait=True, cancel_futures=True)
+            uploads.shutdown(wait=True, cancel_futures=True)
         return digest
 
-    def _part(self, index: int, buffer: io.BytesIO) -> None:
-        """Downloads one part into its buffer (a download thread), then hands it to an upload thread."""
-        response: requests.Response | None = None
+    def _create_upload(self) -> None:
+        created = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.create_args)
+        self.upload_id = created["UploadId"]
+        # registered where the upload is made; the next attempt aborts stale uploads of this key anyway
+        self.coordinator.on_failure(self._abort)
+        self._created.set()
+
+    def _abort(self) -> None:
+        with contextlib.suppress(ClientError, BotoCoreError):  # the original error matters more
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+    def _download(self, index: int, buffer: io.BytesIO, uploads: ThreadPoolExecutor) -> None:
+        """A download thread: part `index` into its buffer, then handed to an upload thread."""
         try:
-            if self._error is not None:
-                raise _Cancelled
-            if index == 0 or self.sequential:
+            self.coordinator.raise_if_failed()
+            from_first = index == 0 or self.sequential
+            if from_first:
                 while not self._confirmed.wait(0.05):
-                    if self._error is not None:
-                        raise _Cancelled  # the first answer stays unread for the single stream
+                    self.coordinator.raise_if_failed()  # the first answer stays unread for the single stream
                 response = self.first
             else:
-                response = self._get_range(index)
-            self._read(response, index, buffer)
-            with self._cond:
-                self._downloaded.add(index)
+                response = get_range(self.session, self.url, *self._bounds(index), self.size, self.timeout,
+                                     self._confirmed.is_set())
+                self._confirmed.set()
+            self._read(response, index, buffer, from_first)
+            with self.coordinator.condition:
+                self.window.downloaded(index)
                 if self.single:
-                    self._uploaded[index] = {}  # stored whole by one PUT at the end
-                self._cond.notify_all()
-            if not self.single:
-                assert self._uploads is not None
-                with self._cond:
+                    self.window.uploaded(index)  # stored whole by one PUT at the end
+                else:
                     heapq.heappush(self._ready, index)
-                self._uploads.submit(self._upload_next)
+                self.coordinator.condition.notify_all()
+            if not self.single:
+                uploads.submit(self._upload_next)
         except BaseException as exc:
-            if response is not None and (index > 0 or self.sequential):
-                response.close()
-            self._fail(exc)
+            self.coordinator.fail(exc)
+
+    def _read(self, response: requests.Response, index: int, buffer: io.BytesIO, from_first: bool) -> None:
+        """Part `index` of the body from `response` into its buffer; closes a range's answer once read
+        (the first answer once its last part is read)."""
+        start, end = self._bounds(index)
+        offset = start if self._whole is not None else 0  # a small body: its part of the one buffer
+        last_of_first = from_first and (not self.sequential or index == self.count - 1)
+        self.coordinator.reading(response)
+        try:
+            with buffer.getbuffer() as whole, whole[offset : offset + end - start] as view:
+                read_part(response, view, start, deadline=self.deadline, exact_end=not from_first,
+                          cancelled=lambda: self.coordinator.failed)
+            if self.sequential and index == self.count - 1 and self.tail_guard is not None and self.tail_guard.overflow:
+                raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
+        except BaseException:
+            response.close()
+            raise
+        if not from_first or last_of_first:
+            response.close()
+            self.coordinator.done_reading(response)
 
     def _upload_next(self) -> None:
-        """Uploads the lowest part waiting (one task per part): the parts the window waits for first."""
-        with self._cond:
-            index = heapq.heappop(self._ready)
-            buffer = self._buffers[index]
-        self._upload_part(index, buffer)
-
-    def _upload_part(self, index: int, buffer: io.BytesIO) -> None:
+        """An upload thread: the lowest part waiting (one task per part), the one the window waits for."""
         try:
+            with self.coordinator.condition:
+                index = heapq.heappop(self._ready)
+                buffer = self._buffers[index]
             self._created.wait()
-            if self._error is not None:
-                raise _Cancelled
-            # the part's CRC32, from the bytes read, handed to S3 (which checks the part against it)
-            # rather than letting botocore compute one; the part goes as one bytes object: no copy
+            self.coordinator.raise_if_failed()
             data = buffer.getvalue()
             del buffer
-            part_checksum = _crc32(data)
-            checksum = base64.b64encode(part_checksum).decode()
-            answer = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                         PartNumber=index + 1, Body=_PartBody(data), ChecksumCRC32=checksum)
+            entry, part_checksum = upload_part(self.s3, self.bucket, self.key, self.upload_id or "", index, data)
             del data
-            entry = {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum}
-            with self._cond:
+            with self.coordinator.condition:
+                self._entries[index] = entry
                 self._part_checksums[index] = part_checksum
-                self._uploaded[index] = entry
-                self._cond.notify_all()
+                self.window.uploaded(index)
+                self.coordinator.condition.notify_all()
         except BaseException as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        with self._cond:
-            if self._error is None and not isinstance(exc, _Cancelled):
-                self._error = exc
-            self._cond.notify_all()
-
-    # --- HTTP -----------------------------------------------------------------------------------
+            self.coordinator.fail(exc)
 
     def _bounds(self, index: int) -> tuple[int, int]:
         start = index * self.part_size
         return start, min(self.size, start + self.part_size)
 
-    def _get_range(self, index: int) -> requests.Response:
+    def _is_full(self, index: int) -> bool:
         start, end = self._bounds(index)
-        try:
-            response = self.session.get(
-                self.url, stream=True, timeout=self.timeout, allow_redirects=False,
-                headers={"Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"},
-            )
-        except requests.Timeout:
-            raise MediaTransferError("the media host did not answer in time", code="Timeout") from None
-        except requests.RequestException as exc:
-            raise MediaTransferError(f"could not reach the media host: {type(exc).__name__}",
-                                     code="ConnectionError") from None
-        if response.status_code == 206:
-            found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-            length = response.headers.get("Content-Length")
-            if (
-                found is None
-                or (int(found.group(1)), int(found.group(2)) + 1) != (start, end)
-                or found.group(3) != str(self.size)
-                or (length is not None and length.strip() != str(end - start))
-            ):
-                response.close()
-                raise MediaTransferError(
-                    f"the media host answered the range {start}-{end - 1} with another one "
-                    f"({response.headers.get('Content-Range', 'none')})", code="LengthMismatch",
-                )
-            with self._cond:
-                self._open.add(response)
-            self._confirmed.set()
-            return response
-        with response:
-            if response.status_code == 200 and not self._confirmed.is_set():
-                raise _RangesIgnored
-            if response.status_code == 200:
-                raise MediaTransferError("the media host stopped honouring byte ranges", code="RangeIgnored")
-            if response.is_redirect:
-                raise MediaTransferError("the media host redirected a byte range", code="RangeRedirected")
-            raise self.refusal(response)
+        return end - start == self.part_size
 
-    def _read(self, response: requests.Response, index: int, buffer: io.BytesIO) -> None:
-        """Exactly the part's bytes of the body into its buffer, then closes the response.
-
-        Part 0 comes from the first answer (the whole body: the rest of it is not read); every other
-        part is a range answer of its own, which must end exactly there. Reading that end hands the
-        connection back to the session's pool, so the next range reuses it."""
+    def _buffer_for(self, index: int) -> io.BytesIO:
+        """Part `index`'s buffer: a spare one when it fits, else a new one (never more than the
+        window's width exist)."""
+        if self._whole is not None:
+            return self._whole
+        if self._is_full(index) and self._spare:
+            return self._spare.pop()
+        if self._spare:  # the short last part: its own buffer, one spare fewer
+            self._spare.pop()
         start, end = self._bounds(index)
-        length = end - start
-        offset = start if self._whole is not None else 0  # a small body: its part of the one buffer
-        readinto, inner = _body_reader(response)
-        whole = buffer.getbuffer()
-        view = whole[offset : offset + length]
-        filled = 0
-        try:
-            while filled < length:
-                if self._error is not None:
-                    raise _Cancelled
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    raise MediaTransferError(
-                        f"the media download is too slow: {start + filled} bytes in when its time ran out",
-                        code="TooSlow",
-                    )
-                try:
-                    got = readinto(view[filled : filled + min(READ_CHUNK, length - filled)])
-                except (Urllib3Error, requests.RequestException, OSError, ValueError, AttributeError) as exc:
-                    raise MediaTransferError(
-                        f"the media download broke at byte {start + filled}: {type(exc).__name__}",
-                        code="StreamBroken",
-                    ) from None
-                if not got:
-                    raise MediaTransferError(
-                        f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated"
-                    )
-                filled += got
-            if index > 0 and not self.sequential:
-                if self._surplus(response, inner):
-                    raise MediaTransferError(f"the media range from byte {start} is longer than asked",
-                                             code="LengthMismatch")
-                _release(response, inner)
-            if self.sequential and index < self.count - 1:
-                return  # the next part follows on the same answer
-            if self.sequential and self.overflowed is not None and self.overflowed():
-                raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
-        except BaseException:
-            response.close()
-            raise
-        finally:
-            view.release()
-            whole.release()
-        response.close()
-        with self._cond:
-            self._open.discard(response)
-
-    @staticmethod
-    def _surplus(response: requests.Response, inner: Any) -> bool:
-        """Whether a range read to its length has more bytes: only possible without a Content-Length
-        (http.client stops at one), where the body ends when the connection does."""
-        try:
-            if inner is None:
-                return bool(response.raw.read(1, decode_content=False))
-            return not inner.isclosed() and bool(inner.read(1))
-        except (Urllib3Error, requests.RequestException, OSError, ValueError, AttributeError):
-            return False  # the range is complete; the connection is simply not reused
-
-    def _abort(self) -> None:
-        if self.upload_id is None:
-            return
-        # the original error matters more; the next attempt aborts stale uploads of this key anyway
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        return _new_buffer(end - start)

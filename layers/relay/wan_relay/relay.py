@@ -201,7 +201,9 @@ class Relay:
             self._lambda_context = lambda_context
             if "ledger" in self.__dict__:  # made by an earlier poll of this container
                 self.ledger.register_lambda_context(lambda_context)
-            remaining = lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_TIME_MARGIN_SECONDS
+            remaining = lambda_context.get_remaining_time_in_millis() / 1000
+            # what is left after the transfers: a minute, or a fifth of a short invocation's time
+            remaining -= min(LAMBDA_TIME_MARGIN_SECONDS, remaining / 5)
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget
         state = replace(state, context=fit_context(state.context))  # every path: a marker stays a marker

@@ -21,9 +21,10 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from .config import Config
-from .dashscope import DashScopeClient
-from .errors import ConfigurationError, OperatorError
+from .dashscope import DashScopeClient, PlainApiKey
+from .errors import ConfigurationError
 from .relay import Relay
+from .service_errors import SECRETS_MANAGER, aws_error
 
 if TYPE_CHECKING:
     from .claims import ClaimInspector
@@ -59,20 +60,46 @@ def api_key_from_secret_string(value: str) -> str:
     return value
 
 
-def resolve_api_key(config: Config) -> str:
-    """The plain key for local runs, else the secret, cached by Powertools for a few minutes."""
+class SecretApiKey:
+    """The DashScope key from Secrets Manager, read through Powertools' cache at every poll: a rotated
+    key reaches every warm container within `max_age`, and `refreshed` reads the secret afresh (once
+    DashScope has refused the cached key) instead of failing the task with the old one."""
+
+    refreshable = True
+
+    def __init__(self, secret_id: str, provider: parameters.SecretsProvider | None = None,
+                 max_age: int = SECRET_MAX_AGE_SECONDS) -> None:
+        self.secret_id = secret_id
+        self._provider = provider
+        self._max_age = max_age
+
+    def __repr__(self) -> str:
+        return f"SecretApiKey({self.secret_id!r})"
+
+    def current(self) -> str:
+        return self._read(force_fetch=False)
+
+    def refreshed(self) -> str:
+        return self._read(force_fetch=True)
+
+    def _read(self, *, force_fetch: bool) -> str:
+        if self._provider is None:  # made on first use, with the SDK's standard retries and timeouts
+            self._provider = parameters.SecretsProvider(boto3_client=default_client("secretsmanager"))
+        try:
+            secret = self._provider.get(self.secret_id, max_age=self._max_age, force_fetch=force_fetch)
+        except GetParameterError as exc:
+            subject = f"the read of the DashScope key from secret {self.secret_id}"
+            raise aws_error(exc, SECRETS_MANAGER, subject) from None
+        if not isinstance(secret, str):
+            secret = bytes(secret).decode("utf-8", "replace")
+        return api_key_from_secret_string(secret)
+
+
+def api_key_source(config: Config) -> PlainApiKey | SecretApiKey:
+    """The plain key for local runs, else the secret."""
     if config.api_key:
-        return config.api_key
-    try:
-        secret = parameters.get_secret(config.api_key_secret or "", max_age=SECRET_MAX_AGE_SECONDS)
-    except GetParameterError as exc:
-        raise OperatorError(
-            f"cannot read the DashScope key from secret {config.api_key_secret}: {type(exc.__cause__).__name__}",
-            code="SecretUnavailable",
-        ) from None
-    if not isinstance(secret, str):
-        secret = bytes(secret).decode("utf-8", "replace")
-    return api_key_from_secret_string(secret)
+        return PlainApiKey(config.api_key)
+    return SecretApiKey(config.api_key_secret or "")
 
 
 def default_client(service: str) -> Any:
@@ -98,14 +125,15 @@ def default_clients() -> tuple[Any, Any]:
 def build_relay(
     config: Config,
     *,
-    api_key: str,
+    api_key: str | PlainApiKey | SecretApiKey,
     s3: Any = None,
     dynamodb: Any = None,
     session: requests.Session | None = None,
     metrics: Any = None,
 ) -> Relay:
     """The relay; the streamer, the ledger and the clients not given are made when a finished task
-    first needs them."""
+    first needs them. `session` is the DashScope client's; media is fetched with a session of its
+    own, whose connections go to public addresses only (public_addresses.py)."""
     session = session or requests.Session()
     made: dict[str, Any] = {}
 
@@ -117,10 +145,11 @@ def build_relay(
     def make_streamer() -> MediaStreamer:
         from .idempotency import UploadRecords
         from .ingest import MediaStreamer, UrlAllowlist
+        from .public_addresses import media_session
 
         return MediaStreamer(
             s3=s3 if s3 is not None else default_client("s3"),
-            session=session,
+            session=media_session(allow_loopback=config.allow_loopback_media),
             bucket=config.media_bucket,
             prefix=config.media_prefix,
             max_bytes=config.max_media_bytes,
@@ -156,4 +185,6 @@ def build_relay(
 
 def relay_from_env(metrics: Any = None) -> Relay:
     config = Config.from_env()
-    return build_relay(config, api_key=resolve_api_key(config), metrics=metrics)
+    api_key = api_key_source(config)
+    api_key.current()  # in the container's first invocation: a secret that cannot be read fails it by name
+    return build_relay(config, api_key=api_key, metrics=metrics)

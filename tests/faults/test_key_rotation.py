@@ -1,0 +1,167 @@
+"""Key rotation and a failing secret read: the DashScope key is read through the cached secret at
+every poll, read afresh once when DashScope refuses it, and a secret that cannot be read this time
+(a throttle, a 5xx) is retried while one that cannot be read at all (denied, missing, undecryptable)
+is the operator's to fix.
+
+The secret lives in moto's Secrets Manager; faults are answers injected at the SDK's send (its own
+retries still run); the loopback DashScope accepts only the key it is told is current."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from wan_relay.errors import OperatorError
+from wan_relay.runtime import SecretApiKey, build_relay, default_client
+
+from tests.conftest import completion, relay_config, sample
+from tests.faults.aws_faults import Injected
+
+OLD_KEY = "sk-old-0123456789abcdef-ROTATED-AWAY"
+NEW_KEY = "sk-new-fedcba9876543210-CURRENT"
+SECRET_NAME = "wan-relay/dashscope-api-key"
+TASK = sample("pending")["output"]["task_id"]
+
+
+@pytest.fixture(autouse=True)
+def _no_sdk_backoff(monkeypatch):
+    """The SDK's retry delays are real sleeps; the retries themselves still happen."""
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+
+
+@pytest.fixture
+def secrets(account):
+    client = default_client("secretsmanager")
+    client.create_secret(Name=SECRET_NAME, SecretString=json.dumps({"api_key": OLD_KEY}))
+    return client
+
+
+def keyed_relay(replay, account, secrets, max_age: int = 300):
+    """A relay whose key comes from the secret, read through Powertools with `secrets` as its client."""
+    key = SecretApiKey(SECRET_NAME, provider=SecretsProvider(boto3_client=secrets), max_age=max_age)
+    return build_relay(relay_config(replay), api_key=key, s3=account.s3, dynamodb=account.dynamodb)
+
+
+def rotate(replay, secrets) -> None:
+    """The operator rotates the key: DashScope now accepts only the new one, the secret holds it."""
+    secrets.put_secret_value(SecretId=SECRET_NAME, SecretString=json.dumps({"api_key": NEW_KEY}))
+    replay.api_key = NEW_KEY
+
+
+def refused(replay) -> int:
+    return sum(1 for r in replay.requests if r["path"].startswith("/api/") and not r["authorized"])
+
+
+def count_reads(secrets) -> list[int]:
+    reads: list[int] = []
+    secrets.meta.events.register("before-send.secrets-manager.GetSecretValue", lambda **_: reads.append(1))
+    return reads
+
+
+def test_a_key_rotated_between_polls_is_read_afresh_on_the_401_and_the_task_is_relayed(replay, account, secrets):
+    replay.api_key = OLD_KEY
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, sample("pending"), answer)
+    relay = keyed_relay(replay, account, secrets)
+    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
+    assert first["done"] is False
+
+    rotate(replay, secrets)  # the container is warm: its cached key is the old one
+    second = relay.handle(first)
+
+    assert completion(second)["status"] == "SUCCEEDED"
+    assert refused(replay) == 1  # the cached key once, then the secret's new one
+    reads = count_reads(secrets)
+    relay.handle({"task_id": task_id})
+    assert refused(replay) == 1 and reads == []  # the refreshed key is the cached one now
+
+
+def test_the_key_is_read_through_the_cache_at_every_poll_so_a_rotation_needs_no_refused_query(
+    replay, account, secrets
+):
+    replay.api_key = OLD_KEY
+    replay.script(TASK, sample("pending"))
+    relay = keyed_relay(replay, account, secrets, max_age=0)  # an expired cache at every poll
+    relay.handle({"task_id": TASK})
+
+    rotate(replay, secrets)
+    relay.handle({"task_id": TASK})
+
+    assert refused(replay) == 0
+
+
+def test_the_cached_key_is_not_read_again_within_its_max_age(replay, account, secrets):
+    replay.api_key = OLD_KEY
+    replay.script(TASK, sample("pending"))
+    relay = keyed_relay(replay, account, secrets)
+    reads = count_reads(secrets)
+    for _ in range(3):
+        relay.handle({"task_id": TASK})
+    assert len(reads) == 1
+
+
+def test_a_key_that_is_refused_after_a_fresh_read_too_is_an_operator_error_sent_once(replay, account, secrets):
+    replay.api_key = NEW_KEY  # DashScope no longer knows the key, and the secret was not rotated
+    replay.script(TASK, sample("pending"))
+    relay = keyed_relay(replay, account, secrets)
+    reads = count_reads(secrets)
+
+    with pytest.raises(OperatorError) as raised:
+        relay.handle({"task_id": TASK})
+
+    assert raised.value.code == "InvalidApiKey"
+    assert OLD_KEY not in str(raised.value)
+    assert refused(replay) == 1  # the same key is not sent twice
+    assert len(reads) == 2  # the cached read, then the forced one
+
+
+def secrets_error(code: str, message: str) -> bytes:
+    return json.dumps({"__type": code, "message": message}).encode()
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (400, "ThrottlingException"), (500, "InternalServiceError"), (503, "ServiceUnavailable"),
+])
+def test_a_secret_read_that_may_heal_is_a_transient_error_backed_off(replay, account, secrets, status, code):
+    replay.api_key = OLD_KEY
+    relay = keyed_relay(replay, account, secrets)
+    injected = Injected(secrets, "GetSecretValue", status, secrets_error(code, "Rate exceeded"), times=99,
+                        content_type="application/x-amz-json-1.1")
+
+    # a TransientError, which the poll backs off within the task's budget like any other trouble
+    state = relay.handle({"task_id": TASK})
+
+    assert state["done"] is False and state["troubles"] == 1 and state["wait_seconds"] >= 1
+    assert state["last_error"]["code"] == f"SecretsManager.{code}" and code in state["last_error"]["message"]
+    assert injected.calls == 6  # the first attempt and the SDK's five retries (standard mode) ran first
+    assert replay.requests == []
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "DecryptionFailure", "ResourceNotFoundException"])
+def test_a_secret_that_cannot_be_read_at_all_is_an_operator_error(replay, account, secrets, code):
+    relay = keyed_relay(replay, account, secrets)
+    injected = Injected(secrets, "GetSecretValue", 400, secrets_error(code, "no"), times=99,
+                        content_type="application/x-amz-json-1.1")
+
+    with pytest.raises(OperatorError) as raised:
+        relay.handle({"task_id": TASK})
+
+    assert raised.value.code == f"SecretsManager.{code}" and code in raised.value.message
+    assert injected.calls == 1  # not retried
+
+
+def test_a_secret_that_does_not_exist_is_an_operator_error(replay, account, secrets):
+    key = SecretApiKey("wan-relay/no-such-secret", provider=SecretsProvider(boto3_client=secrets))
+    relay = build_relay(relay_config(replay), api_key=key, s3=account.s3, dynamodb=account.dynamodb)
+    with pytest.raises(OperatorError, match="no-such-secret: ResourceNotFoundException"):
+        relay.handle({"task_id": TASK})
+
+
+def test_the_default_provider_reads_the_secret_with_the_stacks_client(replay, account, secrets):
+    """Without an injected provider the key source makes its own (standard retries), on first use."""
+    replay.api_key = OLD_KEY
+    replay.script(TASK, sample("pending"))
+    relay = build_relay(relay_config(replay), api_key=SecretApiKey(SECRET_NAME), s3=account.s3)
+    assert relay.handle({"task_id": TASK})["done"] is False
