@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test unit lint schema clean integration
 
-$(STAMP): pyproject.toml layers/relay/requirements.txt
+# the package's version is wan_relay.__version__: a new one reinstalls, so the installed metadata follows
+$(STAMP): pyproject.toml layers/relay/requirements.txt layers/relay/wan_relay/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -62,10 +63,10 @@ ASL := $(wildcard statemachine/*.asl.json)
 # sam build needs the function runtime's Python on PATH: pyenv's 3.13 on this kind of machine
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 PYENV_VERSION=3.11.7:3.13.0
 
-.PHONY: check-template template-schema
+.PHONY: check-template template-schema template-sync
 
 check-template: $(CHECKS)/cfn-lint.ok $(CHECKS)/sam-validate.ok $(CHECKS)/asl-validator.ok $(CHECKS)/checkov.ok \
-	$(CHECKS)/template-schema.ok $(CHECKS)/iam.ok $(CHECKS)/sam-build.ok
+	$(CHECKS)/template-schema.ok $(CHECKS)/template-generated.ok $(CHECKS)/iam.ok $(CHECKS)/sam-build.ok
 
 $(CHECKS)/.dir:
 	mkdir -p $(CHECKS) && touch $@
@@ -110,13 +111,28 @@ $(CHECKS)/iam.ok: template.yaml tools/check_iam.py $(STAMP) | $(CHECKS)/.dir
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/python tools/check_iam.py template.yaml
 	touch $@
 
-$(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json $(STAMP) | $(CHECKS)/.dir
+$(CHECKS)/template-schema.ok: template.yaml schemas/wan-task-completed.draft4.json tools/generated.py $(STAMP) \
+		| $(CHECKS)/.dir
 	$(BIN)/python tools/sync_template_schema.py --check
 	touch $@
 
 # the registry schema is inline in template.yaml (CloudFormation takes no file): regenerate it
 template-schema: $(STAMP)
 	$(BIN)/python tools/sync_template_schema.py
+
+# what is generated into template.yaml and docs/ from one source each: the SAR SemanticVersion (from
+# wan_relay.__version__), the operator dashboard (from wan_relay/metrics.py and the template's alarms)
+# and the stack diagram (docs/architecture.md, from the template and the state machine)
+GENERATORS := tools/sync_template_version.py tools/sync_template_dashboard.py tools/draw_stack_diagram.py
+
+$(CHECKS)/template-generated.ok: template.yaml $(ASL) docs/architecture.md layers/relay/wan_relay/__init__.py \
+		layers/relay/wan_relay/metrics.py $(GENERATORS) tools/generated.py $(STAMP) | $(CHECKS)/.dir
+	for tool in $(GENERATORS); do $(BIN)/python $$tool --check || exit 1; done
+	touch $@
+
+template-sync: $(STAMP)
+	$(BIN)/python tools/sync_template_schema.py
+	for tool in $(GENERATORS); do $(BIN)/python $$tool || exit 1; done
 
 # the layer and the function build for python3.13 arm64, with the layer's compiled wheels for that platform
 # and bytecode for every module (layers/relay/Makefile)
@@ -130,6 +146,31 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt layers/relay
 	$(BIN)/python tools/check_layer_bytecode.py $(CHECKS)/sam-build/RelayLayer/python cpython-313
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	touch $@
+
+# --- publishing (docs/deploy.md, "Publish"): the deployable artifact, against a real account --------
+# `make package S3_BUCKET=my-artifacts` builds the layer and the function (python3.13 arm64) and uploads
+# them, the state machine's definition, LICENSE and README.md to that bucket (in the region you deploy
+# to), writing .aws-sam/packaged.yaml; `make publish` puts that on the Serverless Application Repository.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' layers/relay/wan_relay/__init__.py)
+S3_PREFIX ?= wan-relay/$(VERSION)
+PACKAGED := .aws-sam/packaged.yaml
+PACKAGE_ENV := SAM_CLI_TELEMETRY=0 PYENV_VERSION=3.11.7:3.13.0
+
+.PHONY: package publish
+
+ifneq ($(filter package publish,$(MAKECMDGOALS)),)
+ifeq ($(strip $(S3_BUCKET)),)
+$(error make $(filter package publish,$(MAKECMDGOALS)) needs S3_BUCKET=<an S3 bucket of yours, in the region you deploy to>)
+endif
+endif
+
+package: $(SAM_VENV)/.installed
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir .aws-sam/build
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam package --template-file .aws-sam/build/template.yaml \
+		--s3-bucket $(S3_BUCKET) --s3-prefix $(S3_PREFIX) --output-template-file $(PACKAGED)
+
+publish: package
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam publish --template $(PACKAGED) --semantic-version $(VERSION)
 
 # --- benchmarks (issue 6): docs/BENCHMARKS.md and docs/bench-*.png, about 15-20 minutes on 2 cores ---
 # Not part of `make test`: nothing there is a timed test. `.venv/bin/python -m bench.run --render`

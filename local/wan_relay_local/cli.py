@@ -242,7 +242,8 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
         mark = "[green]as expected[/green]" if got == task.expect else f"[red]expected {task.expect}[/red]"
         console.print(f"{task.title:<34} {got or 'no event':<10} {mark}  {task_dir(out_dir, task.task_id)}/",
                       soft_wrap=True)
-    console.print(f"The images and the video are in [bold]{out_dir}/[/bold]; the function's log is {log}.")
+    console.print(f"Open the pictures and the video in [bold]{out_dir}/[/bold]; how they got there: "
+                  f"docs/architecture.md; the function's log is {log}.")
     return EXIT_SUCCEEDED if ok else EXIT_OTHER
 
 

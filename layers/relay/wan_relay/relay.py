@@ -26,6 +26,7 @@ from msgspec.structs import replace
 
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, MediaTransferError, ProtocolError, ThrottledError, TransientError
+from .metrics import completion_metrics
 from .models import (
     CompletionDetail,
     CompletionStatus,
@@ -348,7 +349,8 @@ class Relay:
         decided = self._decide_once(request={"key": state.task_id, "detail": msgspec.to_builtins(draft)})
         detail = msgspec.convert(decided["detail"], CompletionDetail)
         status = detail.status
-        self._count(f"Tasks{status.title().replace('_', '')}")
+        for metric, value in completion_metrics(detail):
+            self._count(metric.name, value, metric.unit)
         logger.info("task completed", extra={"status": status, "media": len(stored), "polls": polls})
         # the context travels in the event now: the state carries it once, not twice (256 KB per state)
         return replace(

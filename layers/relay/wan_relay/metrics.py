@@ -1,0 +1,99 @@
+"""The stack's own CloudWatch metrics, named once. The poll function emits them (Powertools EMF, namespace
+and `service` dimension from the template's POWERTOOLS_* settings; a putMetricData state of the state
+machine would be listed here too), and the operator dashboard is generated from this list
+(tools/sync_template_dashboard.py); tests/contract/test_dashboard.py proves code, list, dashboard and
+alarms agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .models import CompletionDetail
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    #: CloudWatch unit, as EMF and PutMetricData take it
+    unit: Literal["Count", "Bytes", "Seconds"]
+    #: what one data point means, as the dashboard and docs/deploy.md explain it
+    meaning: str
+    #: who puts it: the poll function (EMF lines in its log) or the state machine (a putMetricData state)
+    source: Literal["function", "state machine"] = "function"
+    #: CloudWatch tells metrics apart by name and the full set of dimensions
+    dimensions: tuple[str, ...] = ("service",)
+
+
+TASKS_STARTED = Metric("TasksStarted", "Count", "loop inputs accepted, one per start (duplicate starts included)")
+POLLS = Metric("Polls", "Count", "DashScope task queries, one per poll")
+THROTTLED = Metric("Throttled", "Count", "task queries DashScope answered with HTTP 429")
+POLL_ERRORS = Metric(
+    "PollErrors", "Count",
+    "polls DashScope did not answer usefully (5xx, a timeout, an unreadable answer): backed off, the task goes on",
+)
+MEDIA_BYTES = Metric("MediaBytes", "Bytes", "bytes of media stored in S3")
+MEDIA_RETRIES = Metric(
+    "MediaRetries", "Count", "media transfers tried again within a poll (a reset, a body cut short, a bad checksum)",
+)
+DETECTION_DELAY = Metric(
+    "DetectionDelay", "Seconds",
+    "from the task's end at DashScope to the relay's decision (the wait for the next poll, then storing the media)",
+)
+END_TO_END_TIME = Metric(
+    "EndToEndTime", "Seconds",
+    "from the task's submission at DashScope to the relay's decision: queue, run, detection and storage",
+)
+COLD_START = Metric(
+    "ColdStart", "Count", "invocations that started a new Lambda container (Powertools)",
+    dimensions=("function_name", "service"),
+)
+TASKS_ALREADY_CLAIMED = Metric(
+    "TasksAlreadyClaimed", "Count",
+    "starts refused because another execution holds the task's lock (a duplicate delivery, a second start)",
+)
+TASKS_BLOCKED_BY_STALE_CLAIM = Metric(
+    "TasksBlockedByStaleClaim", "Count",
+    "starts refused by a lock whose execution failed, timed out or was aborted: the task is not relayed",
+)
+
+#: one count per completion event, by its status
+TASKS_COMPLETED: dict[str, Metric] = {
+    status: Metric(name, "Count", f"tasks that ended {status}")
+    for status, name in {
+        "SUCCEEDED": "TasksSucceeded",
+        "PARTIAL": "TasksPartial",
+        "FAILED": "TasksFailed",
+        "CANCELED": "TasksCanceled",
+        "UNKNOWN": "TasksUnknown",
+        "TIMED_OUT": "TasksTimedOut",
+        "MEDIA_UNAVAILABLE": "TasksMediaUnavailable",
+    }.items()
+}
+
+ALL: tuple[Metric, ...] = (
+    TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
+    MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
+)
+
+
+def completion_metrics(detail: CompletionDetail) -> list[tuple[Metric, float]]:
+    """The data points one completion event adds: its status, and how long it took when DashScope
+    reported the task's end. Never negative (DashScope's and Lambda's clocks differ a little): CloudWatch
+    has no percentiles for a metric with a negative value."""
+    points: list[tuple[Metric, float]] = [(TASKS_COMPLETED[detail.status], 1)]
+    timing = detail.timing
+    if timing.ended_at is None:
+        return points
+    decided = _instant(timing.detected_at)
+    points.append((DETECTION_DELAY, max(0.0, (decided - _instant(timing.ended_at)).total_seconds())))
+    if timing.submitted_at is not None:
+        points.append((END_TO_END_TIME, max(0.0, (decided - _instant(timing.submitted_at)).total_seconds())))
+    return points
+
+
+def _instant(iso_utc: str) -> datetime:
+    return datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))

@@ -1,0 +1,323 @@
+"""The operator dashboard and the alarms watch exactly the metrics the stack emits.
+
+What the code emits is observed, not declared: every completion status, a throttled poll, an outage, a
+transfer tried again, a duplicate start and one blocked by a stale claim run through the deployed
+workflow on moto with the real handler, and the function's EMF lines are read back; the state machine's
+own metrics would be its putMetricData states. Both sides are compared with the
+one list (wan_relay.metrics), the dashboard generated from it, and the template's alarms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from wan_relay import metrics
+from wan_relay.metrics import Metric
+from wan_relay.models import CompletionStatus
+from wan_relay_local.replay import Media, ReplayDashScope, Reply
+from wan_relay_local.stack import Template
+
+from tests.conftest import API_KEY, ROOT, sample
+from tests.contract.completed_samples import SCENARIOS
+
+ASL_FILE = ROOT / "statemachine" / "poll_task.asl.json"
+REQUIRED = {"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"}
+FUNCTION_NAME = "wan-relay-PollTaskFunction-XYZ"
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ"
+#: the AWS metrics the dashboard may graph, by namespace: (dimension, the resource that names it, metrics).
+#: Step Functions: docs.aws.amazon.com/step-functions/latest/dg/procedure-cw-metrics.html (execution
+#: metrics, dimension StateMachineArn); Lambda: docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html
+#: (FunctionName; ConcurrentExecutions is emitted for every function, read with Maximum)
+AWS_METRICS = {
+    "AWS/States": ("StateMachineArn", STATE_MACHINE_ARN, {
+        "ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsAborted",
+        "ExecutionsTimedOut", "ExecutionTime",
+    }),
+    "AWS/Lambda": ("FunctionName", FUNCTION_NAME, {
+        "Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions",
+    }),
+}
+#: the outcomes issue 12.7 asks an alarm for
+ALARMED = {"TasksFailed", "TasksMediaUnavailable", "TasksTimedOut", "TasksBlockedByStaleClaim"}
+
+#: a metric as CloudWatch tells it apart: namespace, name and the names of its dimensions
+Series = tuple[str, str, tuple[str, ...]]
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    stack = Template(parameters=REQUIRED)
+    resources = stack.doc["Resources"]
+    stack.refs.update({"PollTaskFunction": FUNCTION_NAME, "PollTaskStateMachine": STATE_MACHINE_ARN})
+    stack.attributes[("SubmitDeadLetterQueue", "QueueName")] = "wan-relay-SubmitDeadLetterQueue-XYZ"
+    stack.attributes.update({
+        (alarm, "Arn"): f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:wan-relay-{alarm}"
+        for alarm, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"
+    })
+    return stack
+
+
+@pytest.fixture(scope="module")
+def settings(template: Template) -> dict[str, str]:
+    variables = template.doc["Globals"]["Function"]["Environment"]["Variables"]
+    return {"namespace": variables["POWERTOOLS_METRICS_NAMESPACE"], "service": variables["POWERTOOLS_SERVICE_NAME"]}
+
+
+@pytest.fixture(scope="module")
+def dashboard(template: Template) -> dict[str, Any]:
+    """The body CloudFormation would send, with realistic names for what !Sub fills in."""
+    return json.loads(template.resolve(template.properties("OperationsDashboard")["DashboardBody"]))
+
+
+def graphed(dashboard: dict[str, Any]) -> Iterator[list[Any]]:
+    for widget in dashboard["widgets"]:
+        if widget["type"] == "metric":
+            yield from widget["properties"]["metrics"]
+
+
+def series_of(entry: list[Any]) -> tuple[Series, dict[str, str]]:
+    """A metric widget's entry ([namespace, name, dim, value, ..., {options}]) as a series and its dimensions."""
+    namespace, name, *rest = entry
+    pairs = [part for part in rest if not isinstance(part, dict)]
+    dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    return (namespace, name, tuple(sorted(dimensions))), dimensions
+
+
+def listed(metric: Metric, namespace: str) -> Series:
+    return (namespace, metric.name, tuple(sorted(metric.dimensions)))
+
+
+# --- what the code emits ----------------------------------------------------------------------
+
+
+SERVICE_UNAVAILABLE = Reply({"code": "ModelUnavailable", "message": "Model is unavailable.", "request_id": "r-503"},
+                            status=503)
+THROTTLED = Reply({"code": "Throttling", "message": "Requests rate limit exceeded.", "request_id": "r-429"},
+                  status=429)
+INVALID_KEY = Reply({"code": "InvalidApiKey", "message": "Invalid API-key provided.", "request_id": "r-401"},
+                    status=401)
+
+
+def _image(workflow: Any, *before: Reply, media: dict[str, Media] | None = None) -> str:
+    answer = workflow.replay.rehost(sample("wan2.6-t2i_succeeded"), media=media)
+    workflow.replay.script(answer["output"]["task_id"], *before, answer)
+    return answer["output"]["task_id"]
+
+
+def _sample_scenario(name: str) -> Callable[[Any], None]:
+    def run(workflow: Any) -> None:
+        assert workflow.run(SCENARIOS[name](workflow.replay))["status"] == "SUCCEEDED"
+
+    return run
+
+
+def _throttled_then_an_outage_then_succeeded_then_a_second_start(workflow: Any) -> None:
+    task_id = _image(workflow, THROTTLED, SERVICE_UNAVAILABLE)
+    assert workflow.run({"task_id": task_id})["status"] == "SUCCEEDED"
+    assert workflow.run({"task_id": task_id}, name="second-start")["status"] == "SUCCEEDED"  # refused: a duplicate
+
+
+def _media_that_keeps_failing_to_transfer(workflow: Any) -> None:
+    task_id = _image(workflow, media={"/1d/7a/20260109/f470bbfd.png": Media(b"never sent", fault="reset")})
+    assert workflow.run({"task_id": task_id})["status"] == "SUCCEEDED"  # MEDIA_UNAVAILABLE after the retries
+
+
+def _a_start_blocked_by_the_lock_of_a_failed_execution(workflow: Any) -> None:
+    task_id = _image(workflow, INVALID_KEY)
+    assert workflow.run({"task_id": task_id})["status"] == "FAILED"  # an operator error keeps its lock
+    blocked = workflow.run({"task_id": task_id}, name="after-the-failure")
+    assert (blocked["status"], blocked["error"]) == ("FAILED", "TaskBlockedByStaleClaim")
+
+
+#: every completion status, media stored and transfers tried again, a throttled poll and an outage, a
+#: duplicate start and one blocked by a stale claim
+RUNS: list[Callable[[Any], None]] = [
+    *(_sample_scenario(name) for name in ("partial_images", "failed", "canceled", "unknown", "timed_out")),
+    _throttled_then_an_outage_then_succeeded_then_a_second_start,
+    _media_that_keeps_failing_to_transfer,
+    _a_start_blocked_by_the_lock_of_a_failed_execution,
+]
+
+
+def emf_series(lines: str) -> dict[Series, dict[str, Any]]:
+    """Every metric in the EMF lines a function printed: its series, unit and dimension values."""
+    found: dict[Series, dict[str, Any]] = {}
+    for line in lines.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if not isinstance(record, dict) or "_aws" not in record:
+                continue
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for dimension_set in directive["Dimensions"]:
+                    for metric in directive["Metrics"]:
+                        values = record[metric["Name"]]
+                        found[(directive["Namespace"], metric["Name"], tuple(sorted(dimension_set)))] = {
+                            "unit": metric["Unit"],
+                            "dimensions": {name: record[name] for name in dimension_set},
+                            "values": values if isinstance(values, list) else [values],
+                        }
+    return found
+
+
+@pytest.fixture(scope="module")
+def emitted_by_function() -> dict[Series, dict[str, Any]]:
+    """Each run in a fresh stack, as in a new container (the cold-start flag reset), EMF read from stdout."""
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from tests.workflow.conftest import deployed_workflow, recorded_sleeps
+
+    statuses: set[str] = set()
+    printed = io.StringIO()
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in credentials.items():
+            env.setenv(name, value)
+        for run in RUNS:
+            cold_start.reset_cold_start_flag()
+            with (ReplayDashScope(api_key=API_KEY) as replay, recorded_sleeps(),
+                  deployed_workflow(replay) as workflow, contextlib.redirect_stdout(printed)):
+                run(workflow)
+                statuses.update(event["detail"]["status"] for event in workflow.completed_events())
+    assert statuses == set(CompletionStatus.__origin__.__args__), "the runs must end with every status"
+    return emf_series(printed.getvalue())
+
+
+def put_by_state_machine(definition: dict[str, Any]) -> dict[Series, dict[str, Any]]:
+    """The metrics the state machine's putMetricData states put (the SDK integration's parameters)."""
+    found: dict[Series, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        if state.get("Resource") != "arn:aws:states:::aws-sdk:cloudwatch:putMetricData":
+            continue
+        parameters = state["Parameters"]
+        assert "Namespace" in parameters, f"{name}: a literal Namespace, so the dashboard can be checked"
+        for datum in parameters["MetricData"]:
+            assert "MetricName" in datum, f"{name}: a literal MetricName, so the dashboard can be checked"
+            dimensions = {d["Name"]: d["Value"] for d in datum.get("Dimensions", [])}
+            found[(parameters["Namespace"], datum["MetricName"], tuple(sorted(dimensions)))] = {
+                "unit": datum.get("Unit"), "dimensions": dimensions,
+            }
+    return found
+
+
+# --- the list, the code and the dashboard agree -----------------------------------------------
+
+
+def test_every_metric_the_function_emits_is_listed_with_its_unit_and_dimensions(emitted_by_function, settings):
+    by_series = {listed(m, settings["namespace"]): m for m in metrics.ALL if m.source == "function"}
+    emitted = {series: seen for series, seen in emitted_by_function.items() if series[0] == settings["namespace"]}
+    assert set(emitted) == set(by_series), "emitted by the function vs listed in wan_relay/metrics.py"
+    for series, seen in emitted.items():
+        assert seen["unit"] == by_series[series].unit, series
+        assert seen["dimensions"]["service"] == settings["service"], series
+    # CloudWatch keeps no percentiles for a metric that ever had a negative value
+    timed = [v for m in (metrics.DETECTION_DELAY, metrics.END_TO_END_TIME)
+             for v in emitted[listed(m, settings["namespace"])]["values"]]
+    assert timed and min(timed) >= 0
+
+
+def test_every_metric_the_state_machine_puts_is_listed(settings):
+    put = put_by_state_machine(json.loads(ASL_FILE.read_text()))
+    listed_here = {listed(m, settings["namespace"]): m for m in metrics.ALL if m.source == "state machine"}
+    assert set(put) <= set(listed_here), "a putMetricData state puts a metric wan_relay/metrics.py does not list"
+    for series, seen in put.items():
+        assert seen["unit"] == listed_here[series].unit, series
+        assert seen["dimensions"]["service"] == settings["service"], series
+
+
+def test_every_metric_listed_for_the_state_machine_is_put_by_it(settings):
+    put = put_by_state_machine(json.loads(ASL_FILE.read_text()))
+    wanted = {listed(m, settings["namespace"]) for m in metrics.ALL if m.source == "state machine"}
+    assert wanted <= set(put)
+
+
+def test_every_own_metric_on_the_dashboard_or_in_an_alarm_is_a_listed_one(dashboard, template, settings):
+    known = {listed(m, settings["namespace"]) for m in metrics.ALL}
+    on_dashboard = {series_of(entry)[0] for entry in graphed(dashboard) if entry[0] == settings["namespace"]}
+    in_alarms = {series_of(entry)[0] for entry in alarm_entries(template) if entry[0] == settings["namespace"]}
+    assert on_dashboard | in_alarms <= known
+
+
+def test_every_listed_metric_is_graphed_or_alarmed(dashboard, template, settings):
+    used = {series_of(entry)[0] for entry in [*graphed(dashboard), *alarm_entries(template)]}
+    unused = {listed(m, settings["namespace"]) for m in metrics.ALL} - used
+    assert not unused, "emitted but watched by no widget and no alarm"
+
+
+def test_the_dashboard_names_the_stack_s_function_service_and_state_machine(dashboard, settings):
+    for entry in graphed(dashboard):
+        (namespace, name, _), dimensions = series_of(entry)
+        if namespace == settings["namespace"]:
+            assert dimensions["service"] == settings["service"]
+            if "function_name" in dimensions:  # Powertools' ColdStart: the Lambda context's function name
+                assert dimensions["function_name"] == FUNCTION_NAME
+        else:
+            dimension, value, known = AWS_METRICS[namespace]
+            assert name in known, f"{namespace} {name} is not a metric AWS documents"
+            assert dimensions == {dimension: value}, entry
+
+
+def alarm_entries(template: Template) -> Iterator[list[Any]]:
+    """Each alarm's metric in the dashboard's entry form, dimensions resolved."""
+    for resource in template.doc["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            props = resource["Properties"]
+            dimensions = [part for d in props.get("Dimensions", [])
+                          for part in (d["Name"], template.resolve(d["Value"]))]
+            yield [props["Namespace"], props["MetricName"], *dimensions]
+
+
+def test_the_outcomes_an_operator_must_see_have_alarms_that_notify_the_alarm_topic(template, settings):
+    alarms = [r["Properties"] for r in template.doc["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    own = {a["MetricName"]: a for a in alarms if a["Namespace"] == settings["namespace"]}
+    assert set(own) >= ALARMED
+    for name in ALARMED:
+        assert own[name]["Dimensions"] == [{"Name": "service", "Value": settings["service"]}]
+        assert own[name]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and own[name]["Threshold"] == 1
+    for alarm in alarms:
+        notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert alarm["AlarmActions"] == notify
+
+
+# --- the dashboard as CloudWatch takes it -----------------------------------------------------
+
+
+def test_the_dashboard_shows_the_state_of_every_alarm(dashboard, template):
+    alarms = {template.get_att(a, "Arn") for a, r in template.doc["Resources"].items()
+              if r["Type"] == "AWS::CloudWatch::Alarm"}
+    (widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert set(widget["properties"]["alarms"]) == alarms
+    assert 1 <= len(alarms) <= 100  # an alarm status widget holds 1 to 100 alarms
+
+
+def test_the_widgets_fit_the_grid_without_overlapping_and_graph_per_minute(dashboard):
+    # CloudWatch's dashboard body: a 24-column grid, at most 500 widgets, a region on every metric widget
+    cells: set[tuple[int, int]] = set()
+    assert len(dashboard["widgets"]) <= 500
+    for widget in dashboard["widgets"]:
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24
+        area = {(x, y) for x in range(widget["x"], widget["x"] + widget["width"])
+                for y in range(widget["y"], widget["y"] + widget["height"])}
+        assert not cells & area, widget
+        cells |= area
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == "us-east-1"
+            assert widget["properties"]["period"] == 60
+
+
+def test_the_generated_dashboard_is_current():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import sync_template_dashboard
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    text = (ROOT / "template.yaml").read_text()
+    assert sync_template_dashboard.synced(text) == text, "run: make template-sync"
