@@ -240,6 +240,8 @@ class _Block:
     #: when it was last read, and the ends per task-second its reads found (a moving average)
     read_at: float | None = None
     hazard: float | None = None
+    #: ended tasks a read in flight is expected to find (while the budget, not the looking, sets the pace)
+    expected: float = 0.0
 
     @property
     def window(self) -> tuple[int, int, str | None]:
@@ -693,7 +695,7 @@ class Sweeper:
                 home = min(neighbours, key=lambda b: min(abs(b.first - second), abs(b.last - second)))
                 home.first, home.last = min(home.first, second), max(home.last, second)
             else:
-                home = _Block(second, second)
+                home = _Block(second, second, read_at=now)  # its first member was just seen running
                 self._blocks.insert(i + 1, home)
                 self._schedule_block(home, self._look_time([watch], now))
         self._set(watch, "blocked")
@@ -720,32 +722,32 @@ class Sweeper:
         return windows
 
     def _best_blocks(self, now: float, wanted: float) -> list[tuple[ListQuery, tuple[str, Any]]]:
-        """The blocks expected to hold the most ended tasks (ends per task-second, members, seconds
-        since read; never read first), until they are expected to hold `wanted`."""
+        """The blocks expected to hold the most ended tasks (ends per task-second, members, seconds since
+        read), until they and the blocks being read are expected to hold `wanted`."""
         def expected(block: _Block) -> float:
-            if block.read_at is None:
-                return math.inf
             running = [self._watches[t] for t in block.members]
             hazard = block.hazard
             if hazard is None:
                 hazard = 1 / max(1.0, sorted(w.age(now) for w in running)[len(running) // 2])
-            return hazard * len(running) * (now - block.read_at)
+            return min(len(running), hazard * len(running) * (now - (block.read_at or now)))
 
+        wanted -= sum(b.expected for b in self._flying_blocks.values())
         ranked = sorted((b for b in self._blocks if b.flying is None and b.members), key=expected, reverse=True)
         windows: list[tuple[ListQuery, tuple[str, Any]]] = []
         for block in ranked:
             if wanted <= 0:
                 break
-            wanted -= min(expected(block), len(block.members))
+            block.expected = expected(block)
+            wanted -= block.expected
             block.version += 1  # out of the due heap until read or given back
-            windows.append((ListQuery(block.first, block.last, "RUNNING", 1, self._page_size),
-                            ("block", block)))
+            windows.append((ListQuery(block.first, block.last, "RUNNING", 1, self._page_size), ("block", block)))
         return windows
 
     def _settle_block(self, block: _Block, read: _WindowRead, pages: int, at: float) -> None:
         """A block's RUNNING window is read: a member asked for and not shown has ended (it was running
         before, and statuses only move forward), unless a page boundary may have hidden it."""
         block.flying = None
+        block.expected = 0.0
         asked = len(block.reading)
         ended = sum(1 for t in block.reading if t not in block.members)  # seen ending on other pages
         for task_id in block.reading & block.members:
