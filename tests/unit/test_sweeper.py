@@ -153,10 +153,11 @@ def test_a_documented_answer_is_read():
 
 @pytest.mark.parametrize("answer", [
     [], "busy", {"data": "nope"}, {"data": [42]}, {"data": [{"task_id": "a"}]},
+    {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded, please try again later."},
     {"data": [{"task_id": "a", "status": "RUNNING", "gmt_create": "1745568428109"}]},
     {"data": [], "total": -1}, {"data": [], "page_size": 0}, {"data": [], "total": True},
-], ids=["list", "text", "data-not-array", "item-not-object", "no-status", "time-as-text", "negative-total",
-        "page-size-0", "boolean-total"])
+], ids=["list", "text", "data-not-array", "item-not-object", "no-status", "error-body", "time-as-text",
+        "negative-total", "page-size-0", "boolean-total"])
 def test_an_answer_of_another_shape_is_a_protocol_error(answer):
     with pytest.raises(ProtocolError):
         parse_page(answer)

@@ -120,10 +120,11 @@ def parse_page(answer: Any) -> Page:
     """A list answer (`{"total", "page_no", "page_size", "data": [...]}`) as a `Page`; `ProtocolError`
     for any other shape. Rows without a task id, a status or a creation time are an error, not skipped:
     a row the sweeper cannot read could be a task whose absence it would misread."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("data", []), list):
+    if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+        # an error body ({"code", "message"}) read as an empty page would say every task had ended
         raise ProtocolError("DashScope's task list is not an object with a `data` array")
     rows = []
-    for item in answer.get("data") or []:
+    for item in answer["data"]:
         if not isinstance(item, dict):
             raise ProtocolError("DashScope's task list holds an item that is not an object")
         task_id, status = item.get("task_id"), item.get("status")
