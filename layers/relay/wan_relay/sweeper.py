@@ -169,12 +169,15 @@ class SweepConfig:
     locate_slack_seconds: tuple[int, ...] = (3, 120, 1800)
     #: how often a block of running tasks is read: every sqrt(2 x query_worth / ends a second), the
     #: interval that minimises delay plus queries when a query is worth `query_worth_seconds` of delay;
-    #: a block's ends a second are learnt from its own reads (ends over task-seconds watched)
+    #: the ends a second are learnt from the blocks' reads (ends over task-seconds watched, by age)
     query_worth_seconds: float = 20.0
     #: and never more often than the minimum, nor less often than `max_look_fraction` of the age
     min_look_seconds: dict[str, float] = field(default_factory=lambda: {"image": 1.5, "video": 3.0})
     max_look_fraction: float = 0.15
     max_look_seconds: float = 60.0
+    #: task-seconds of watching a kind and age needs before its ends a second are trusted, and kept
+    exposure_needed: float = 300.0
+    exposure_kept: float = 100_000.0
     #: no list pages while the ended tasks known but not resumed fill this many seconds of the budget,
     #: and at most this share of the slots while there are any
     backlog_seconds: float = 8.0
@@ -238,9 +241,8 @@ class _Block:
     #: the window being read, and the members it was asked for
     flying: tuple[int, int, str | None] | None = None
     reading: frozenset[str] = frozenset()
-    #: when it was last read, and the ends per task-second its reads found (a moving average)
+    #: when it was last read (or its first member seen running)
     read_at: float | None = None
-    hazard: float | None = None
     #: ended tasks a read in flight is expected to find (while the budget, not the looking, sets the pace)
     expected: float = 0.0
 
@@ -372,6 +374,10 @@ class Sweeper:
         #: actions offered by the last `plan` and not reported sent yet, with what to give back
         self._offered: dict[Action, Any] = {}
         self._ended_count = 0
+        #: what the blocks' reads found, by kind and age: task-seconds watched running, and ends among
+        #: them (the ends a second to expect of a running task of that age: a hazard rate)
+        self._exposure: dict[tuple[str, int], float] = {}
+        self._ends_found: dict[tuple[str, int], float] = {}
         #: the page size DashScope actually serves (it echoes it): the documentation gives no maximum
         self._page_size = self.config.page_size
 
@@ -727,10 +733,7 @@ class Sweeper:
         read), until they and the blocks being read are expected to hold `wanted`."""
         def expected(block: _Block) -> float:
             running = [self._watches[t] for t in block.members]
-            hazard = block.hazard
-            if hazard is None:
-                hazard = 1 / max(1.0, sorted(w.age(now) for w in running)[len(running) // 2])
-            return min(len(running), hazard * len(running) * (now - (block.read_at or now)))
+            return min(len(running), self._ends_a_second(running, now) * (now - (block.read_at or now)))
 
         wanted -= sum(b.expected for b in self._flying_blocks.values())
         ranked = sorted((b for b in self._blocks if b.flying is None and b.members), key=expected, reverse=True)
@@ -749,18 +752,16 @@ class Sweeper:
         before, and statuses only move forward), unless a page boundary may have hidden it."""
         block.flying = None
         block.expected = 0.0
-        asked = len(block.reading)
-        ended = sum(1 for t in block.reading if t not in block.members)  # seen ending on other pages
+        ended: set[str] = {t for t in block.reading if t not in block.members}  # seen ending on other pages
         for task_id in block.reading & block.members:
             watch = self._watches[task_id]
             if task_id in read.seen:
                 continue
             if watch.created_ms is not None and not read.may_have_missed(watch.created_ms, pages):
                 self._end(watch, ((watch.alive_at or at) + at) / 2)
-                ended += 1
-        if block.read_at is not None and asked and at > block.read_at:
-            found = ended / (asked * (at - block.read_at))
-            block.hazard = found if block.hazard is None else (block.hazard + found) / 2
+                ended.add(task_id)
+        if block.read_at is not None and at > block.read_at:
+            self._learn(block, ended, at - block.read_at, at)
         block.read_at = at
         block.reading = frozenset()
         if not block.members:
@@ -798,8 +799,6 @@ class Sweeper:
                 self._watches[task_id].block = block
         if not younger.members:
             self._blocks.remove(younger)
-        if block.hazard is None:
-            block.hazard = younger.hazard
         self._schedule_block(block, min(block.next_look, younger.next_look if younger.members else block.next_look))
 
     # --- unfiltered windows: tasks not seen running yet -------------------------------------------
@@ -870,16 +869,43 @@ class Sweeper:
     def _look_time(self, group: list[_Watch], now: float) -> float:
         """When to look again at tasks just seen running. Reading them every I seconds costs 1/I queries
         a second and delays the ones that end by I/2 on average: with `rate` ends a second expected
-        among them, I = sqrt(2 x query_worth / rate) minimises the sum. A block's rate is its members
-        times the ends per task-second its reads found; before it has a history, one end per task per
-        age (the longer a task has run, the less likely it is to end in the next second)."""
+        among them, I = sqrt(2 x query_worth / rate) minimises the sum."""
         ages = sorted(w.age(now) for w in group)
         median = max(1.0, ages[len(ages) // 2])
-        block = group[0].block if group and group[0].block is not None else None
-        hazard = block.hazard if block is not None and block.hazard is not None else 1 / median
-        rate = hazard * len(group)
+        rate = self._ends_a_second(group, now)
         interval = math.sqrt(2 * self.config.query_worth_seconds / rate) if rate > 0 else math.inf
         return now + self._bounded(interval, median, group)
+
+    @staticmethod
+    def _age_bucket(age: float) -> int:
+        return int(math.log(max(age, 1.0)) / math.log(1.2))
+
+    def _ends_a_second(self, group: list[_Watch], now: float) -> float:
+        """Ends a second to expect among these running tasks: for each, the ends per task-second that
+        the blocks' reads found among running tasks of its kind and age; where they have watched too
+        little yet, one end per task per age (the longer a task has run, the less likely it is to end
+        in the next second)."""
+        total = 0.0
+        for watch in group:
+            age = max(1.0, watch.age(now))
+            key = (watch.kind or "image", self._age_bucket(age))
+            watched = self._exposure.get(key, 0.0)
+            total += self._ends_found[key] / watched if watched >= self.config.exposure_needed else 1 / age
+        return total
+
+    def _learn(self, block: _Block, ended: set[str], elapsed: float, at: float) -> None:
+        """A block read `elapsed` seconds after the last one: its members watched that long, at their age
+        then, and the ones that ended meanwhile."""
+        for task_id in block.reading:
+            watch = self._watches.get(task_id)
+            if watch is None or watch.created_ms is None:
+                continue
+            key = (watch.kind or "image", self._age_bucket(watch.age(at) - elapsed / 2))
+            self._exposure[key] = self._exposure.get(key, 0.0) + elapsed
+            self._ends_found[key] = self._ends_found.get(key, 0.0) + (task_id in ended)
+            if self._exposure[key] > self.config.exposure_kept:  # recent reads weigh more
+                self._exposure[key] /= 2
+                self._ends_found[key] /= 2
 
     def _block_look_time(self, block: _Block, now: float) -> float:
         return self._look_time([self._watches[t] for t in block.members], now)
