@@ -21,10 +21,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from wan_relay.budget import MICROS, max_in_any_window
+from wan_relay.normalize import CHINA_TIME
 
 _CHUNK = 64 * 1024
 
@@ -99,7 +102,6 @@ class Reply:
     reset: bool = False  # close the connection without answering
 
 
-CHINA_TIME = timezone(timedelta(hours=8))
 #: the list's window: start_time and end_time at most this far apart (and its default width)
 LIST_WINDOW_SECONDS = 24 * 3600
 RATE_QUOTA_MESSAGE = "Requests rate limit exceeded, please try again later."
@@ -292,13 +294,8 @@ class ReplayDashScope:
     def max_queries_in_any_second(self) -> int:
         """The most task and list queries that arrived within any one second."""
         with self._lock:
-            times = sorted(self.query_times)
-        best = start = 0
-        for end, moment in enumerate(times):
-            while moment - times[start] >= 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+            times = [round(moment * MICROS) for moment in self.query_times]
+        return max_in_any_window(times)
 
     def add_media(self, path: str, media: Media) -> str:
         """Registers a file; returns its URL on this server."""
