@@ -151,6 +151,11 @@ def test_a_documented_answer_is_read():
     assert (page.total, page.page_no, page.page_size, page.last) == (2, 1, 10, True)
 
 
+def test_an_answer_that_does_not_give_its_page_size_is_read_with_the_size_asked_for():
+    page = parse_page({"total": 250, "data": [{"task_id": "a", "status": "RUNNING", "gmt_create": 1}]}, 100)
+    assert (page.page_size, page.page_no, page.last) == (100, 1, True)  # one row of a page of 100: the last
+
+
 @pytest.mark.parametrize("answer", [
     [], "busy", {"data": "nope"}, {"data": [42]}, {"data": [{"task_id": "a"}]},
     {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded, please try again later."},

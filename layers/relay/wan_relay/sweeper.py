@@ -116,10 +116,11 @@ def _integer(value: Any, name: str) -> int:
     return value
 
 
-def parse_page(answer: Any) -> Page:
+def parse_page(answer: Any, page_size: int = 100) -> Page:
     """A list answer (`{"total", "page_no", "page_size", "data": [...]}`) as a `Page`; `ProtocolError`
     for any other shape. Rows without a task id, a status or a creation time are an error, not skipped:
-    a row the sweeper cannot read could be a task whose absence it would misread."""
+    a row the sweeper cannot read could be a task whose absence it would misread. `page_size` is the
+    size asked for, taken when the answer does not say."""
     if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
         # an error body ({"code", "message"}) read as an empty page would say every task had ended
         raise ProtocolError("DashScope's task list is not an object with a `data` array")
@@ -135,7 +136,7 @@ def parse_page(answer: Any) -> Page:
                         ended if isinstance(ended, int) and not isinstance(ended, bool) else None))
     total = _integer(answer.get("total", len(rows)), "total")
     page_no = _integer(answer.get("page_no", 1), "page_no")
-    page_size = _integer(answer.get("page_size", max(1, len(rows))), "page_size")
+    page_size = _integer(answer.get("page_size", page_size), "page_size")
     if page_no < 1 or page_size < 1 or total < 0:
         raise ProtocolError("DashScope's task list has a page number, page size or total out of range")
     return Page(tuple(rows), total, page_no, page_size)
