@@ -374,6 +374,12 @@ def render(results: dict[str, Any], docs: Path) -> None:
         "(`throttle_wait`) spreads it out, at the cost of delay. With 5 s between polls, 20 queries per second "
         "sustain about 100 image tasks (300 video tasks at 15 s) in flight per account.",
         "",
+    ]
+    if "fleet" in results:
+        from .fleet import report_lines
+
+        lines += report_lines(results["fleet"])
+    lines += [
         "## What would move these numbers (proposals for the core)",
         "",
         "- Cold start: a new container's first poll creates a Secrets Manager client to read the key (the "

@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from importlib import metadata
 
-from . import coldstart, polls, streaming
+from . import coldstart, fleet, polls, streaming
 from .processes import ROOT, MiB, delay_line, media_host, moto_server
 
 OUT = ROOT / "out" / "bench"
@@ -62,7 +62,7 @@ def streaming_plans(quick: bool) -> tuple[list, list, list]:
     return loopback, far, wide
 
 
-SECTIONS = ("streaming", "coldstart", "polls")
+SECTIONS = ("streaming", "coldstart", "polls", "fleet")
 
 
 def measure(quick: bool, sections: tuple[str, ...] = SECTIONS, results: dict | None = None) -> dict[str, object]:
@@ -83,6 +83,9 @@ def measure(quick: bool, sections: tuple[str, ...] = SECTIONS, results: dict | N
              "dollars": r.dollars_per_1000(), "peak_qps": r.peak_qps, "peak_qps_10s": r.peak_qps_10s}
             for r in polls.simulate(2000 if quick else 20_000)
         ]
+    if "fleet" in sections:
+        print("5. one account's fleet: the sweeper against today's loop", flush=True)
+        results["fleet"] = fleet.measure()
     if set(sections) == set(SECTIONS):
         results["elapsed_s"] = time.monotonic() - started
     return results

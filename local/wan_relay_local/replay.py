@@ -1,6 +1,11 @@
 """A DashScope that answers like the real one, on loopback: task answers played from a script, and
 the media bytes behind their URLs, with the faults real networks have (cut bodies, trickles, 403s).
 
+For fleets (issue 13): tasks on a clock (`add_task`: PENDING, RUNNING, then their final answer), the
+list endpoint (`GET /api/v1/tasks/?start_time&end_time&model_name&status&task_id&page_no&page_size`,
+windows in China time at most 24 h wide, newest first, pages), and an optional per-second limit shared
+by the task GET and the list, answering 429 Throttling.RateQuota as DashScope does.
+
 Used by the local demo and by the tests; it is never part of the Lambda layer.
 """
 
@@ -9,14 +14,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from wan_relay.budget import MICROS, max_in_any_window
+from wan_relay.normalize import CHINA_TIME
 
 _CHUNK = 64 * 1024
 
@@ -91,6 +102,87 @@ class Reply:
     reset: bool = False  # close the connection without answering
 
 
+#: the list's window: start_time and end_time at most this far apart (and its default width)
+LIST_WINDOW_SECONDS = 24 * 3600
+RATE_QUOTA_MESSAGE = "Requests rate limit exceeded, please try again later."
+
+
+def china_time(epoch: float, *, millis: bool = True) -> str:
+    """A task answer's time: China time, no zone marker (`2026-01-09 17:18:17.901`)."""
+    moment = datetime.fromtimestamp(epoch, UTC).astimezone(CHINA_TIME)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}" if millis else text
+
+
+@dataclass
+class TimedTask:
+    """A task on DashScope's clock: PENDING from `created_at`, RUNNING from `running_at`, and from
+    `ends_at` its final answer (`final`, a task answer whose `output.task_status` is the final status)."""
+
+    task_id: str
+    created_at: float
+    running_at: float
+    ends_at: float
+    final: dict[str, Any]
+    model: str = "wan2.6-t2i"
+
+    def status(self, now: float) -> str:
+        if now >= self.ends_at:
+            return str(self.final.get("output", {}).get("task_status", "SUCCEEDED"))
+        return "RUNNING" if now >= self.running_at else "PENDING"
+
+    def answer(self, now: float) -> dict[str, Any]:
+        status = self.status(now)
+        if now >= self.ends_at:
+            body = copy.deepcopy(self.final)
+            output = body.setdefault("output", {})
+        else:
+            body = {"request_id": f"replay-{self.task_id}", "output": {"task_status": status}}
+            output = body["output"]
+        output["task_id"] = self.task_id
+        output["submit_time"] = china_time(self.created_at)
+        if status != "PENDING":
+            output["scheduled_time"] = china_time(self.running_at)
+        if now >= self.ends_at:
+            output["end_time"] = china_time(self.ends_at)
+        return body
+
+    def listed(self, now: float) -> dict[str, Any]:
+        """Its row in the list: times in epoch milliseconds, as the list gives them."""
+        row: dict[str, Any] = {
+            "api_key_id": "replay", "caller_parent_id": "replay", "caller_uid": "replay",
+            "gmt_create": int(self.created_at * 1000), "model_name": self.model, "region": "replay",
+            "request_id": f"replay-submit-{self.task_id}", "status": self.status(now), "task_id": self.task_id,
+            "user_api_unique_key": f"apikey:v1:aigc:replay:{self.model}",
+        }
+        if now >= self.running_at:
+            row["start_time"] = int(self.running_at * 1000)
+        if now >= self.ends_at:
+            row["end_time"] = int(self.ends_at * 1000)
+        return row
+
+
+class _BadListQuery(ValueError):
+    """A list query DashScope would refuse with 400 InvalidParameter."""
+
+
+def _list_time(value: str, name: str) -> float:
+    if not re.fullmatch(r"\d{14}", value):
+        raise _BadListQuery(f"{name} must be YYYYMMDDhhmmss")
+    try:
+        return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TIME).timestamp()
+    except ValueError:
+        raise _BadListQuery(f"{name} is not a valid time") from None
+
+
+def _list_int(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not re.fullmatch(r"\d{1,9}", value) or int(value) < 1:
+        raise _BadListQuery(f"{name} must be a positive integer")
+    return int(value)
+
+
 class _QuietServer(ThreadingHTTPServer):
     """Connections the fault scripts cut on purpose are not worth a traceback on stderr."""
 
@@ -106,14 +198,37 @@ EXPIRED_XML = (
 
 
 class ReplayDashScope:
-    """Serves `/api/v1/tasks/{id}` from scripts and `/media/...` from registered files."""
+    """Serves `/api/v1/tasks/{id}` from scripts (or tasks on a clock), the task list `/api/v1/tasks/`,
+    and `/media/...` from registered files.
 
-    def __init__(self, api_key: str = "sk-test-replay-key", host: str = "127.0.0.1") -> None:
+    `rate_limit_qps`: at most this many task and list queries in any second (a sliding one); more are
+    answered HTTP 429 `Throttling.RateQuota` and not counted, as DashScope's 20 a second per account.
+    `max_page_size`: the largest list page served (the documentation gives none). `clock`: the epoch
+    seconds the tasks on a clock and the limiter read."""
+
+    def __init__(
+        self,
+        api_key: str = "sk-test-replay-key",
+        host: str = "127.0.0.1",
+        *,
+        rate_limit_qps: int | None = None,
+        max_page_size: int = 100,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.api_key = api_key
+        self.rate_limit_qps = rate_limit_qps
+        self.max_page_size = max_page_size
+        self.clock = clock
         self._scripts: dict[str, list[Reply]] = {}
+        self._scripted_at: dict[str, float] = {}
+        self._timed: dict[str, TimedTask] = {}
         self._polls: dict[str, int] = {}
         self._media: dict[str, Media] = {}
         self.requests: list[dict[str, Any]] = []
+        #: when each task or list query arrived (throttled ones too), and how many were throttled
+        self.query_times: list[float] = []
+        self.throttled = 0
+        self._accepted: deque[float] = deque()
         self._lock = threading.Lock()
         self._server = _QuietServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -152,7 +267,35 @@ class ReplayDashScope:
         """Answers for successive polls of a task; the last one repeats."""
         with self._lock:
             self._scripts[task_id] = [r if isinstance(r, Reply) else Reply(r) for r in replies]
+            self._scripted_at[task_id] = self.clock()
             self._polls[task_id] = 0
+
+    def add_task(
+        self,
+        task_id: str,
+        final: dict[str, Any],
+        *,
+        created_at: float | None = None,
+        running_after: float = 0.5,
+        ends_after: float = 20.0,
+        model: str = "wan2.6-t2i",
+    ) -> TimedTask:
+        """A task on the clock: PENDING from `created_at` (default: now), RUNNING `running_after` seconds
+        later, and `final` (a task answer, its media rehosted here with `rehost`) from `ends_after`
+        seconds after its creation. The GET and the list both see it so."""
+        created = self.clock() if created_at is None else created_at
+        task = TimedTask(task_id, created, created + min(running_after, ends_after), created + ends_after,
+                         copy.deepcopy(final), model)
+        with self._lock:
+            self._timed[task_id] = task
+            self._polls.setdefault(task_id, 0)
+        return task
+
+    def max_queries_in_any_second(self) -> int:
+        """The most task and list queries that arrived within any one second."""
+        with self._lock:
+            times = [round(moment * MICROS) for moment in self.query_times]
+        return max_in_any_window(times)
 
     def add_media(self, path: str, media: Media) -> str:
         """Registers a file; returns its URL on this server."""
@@ -197,6 +340,64 @@ class ReplayDashScope:
 
         return swap(answer)
 
+    # --- the task list ---------------------------------------------------------------------------
+
+    def _list_page(self, query: dict[str, str]) -> dict[str, Any]:
+        """The list endpoint's answer: tasks created within the window (China-time whole seconds, both
+        ends included), filtered on `model_name`, `status` and `task_id` as given, newest first."""
+        now = self.clock()
+        start = _list_time(query["start_time"], "start_time") if query.get("start_time") else None
+        end = _list_time(query["end_time"], "end_time") if query.get("end_time") else None
+        if start is None and end is None:
+            start, end = now - LIST_WINDOW_SECONDS, now
+        elif start is None:
+            start = end - LIST_WINDOW_SECONDS  # type: ignore[operator]
+        elif end is None:
+            end = start + LIST_WINDOW_SECONDS
+        if end - start > LIST_WINDOW_SECONDS:  # type: ignore[operator]
+            raise _BadListQuery("the time between start_time and end_time must not exceed 24 hours")
+        page_no = _list_int(query.get("page_no"), "page_no", 1)
+        page_size = min(_list_int(query.get("page_size"), "page_size", 10), self.max_page_size)
+        with self._lock:
+            rows = [task.listed(now) for task in self._timed.values() if task.created_at <= now]
+            for task_id, script in self._scripts.items():
+                if task_id not in self._timed:
+                    rows.append(self._scripted_row(task_id, script))
+        wanted = {name: query[name] for name in ("model_name", "status", "task_id") if query.get(name)}
+        rows = [row for row in rows
+                if start <= math.floor(row["gmt_create"] / 1000) <= end  # type: ignore[operator]
+                and all(row.get(name) == value for name, value in wanted.items())]
+        rows.sort(key=lambda row: row["gmt_create"], reverse=True)
+        return {
+            "request_id": "replay-list",
+            "total": len(rows),
+            "total_page": max(1, math.ceil(len(rows) / page_size)),
+            "page_no": page_no,
+            "page_size": page_size,
+            "data": rows[(page_no - 1) * page_size : page_no * page_size],
+        }
+
+    def _scripted_row(self, task_id: str, script: list[Reply]) -> dict[str, Any]:
+        """A scripted task in the list: the status its next poll would answer, created at the first
+        `submit_time` (China time) its answers give, or when it was scripted."""
+        def output(reply: Reply) -> dict[str, Any]:
+            body = reply.body.get("output") if isinstance(reply.body, dict) else None
+            return body if isinstance(body, dict) else {}
+
+        created = self._scripted_at.get(task_id, 0.0)
+        submitted = next((output(r)["submit_time"] for r in script if isinstance(output(r).get("submit_time"), str)),
+                         None)
+        for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+            if submitted is not None:
+                try:
+                    created = datetime.strptime(submitted, fmt).replace(tzinfo=CHINA_TIME).timestamp()
+                    break
+                except ValueError:
+                    continue
+        status = output(script[min(self._polls.get(task_id, 0), len(script) - 1)]).get("task_status")
+        return {"task_id": task_id, "status": status if isinstance(status, str) else "UNKNOWN",
+                "gmt_create": int(created * 1000), "model_name": None}
+
     # --- the HTTP side --------------------------------------------------------------------------
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -209,15 +410,19 @@ class ReplayDashScope:
                 return
 
             def do_GET(self) -> None:
-                path = urlsplit(self.path).path
+                parts = urlsplit(self.path)
+                path = parts.path
                 with replay._lock:
                     replay.requests.append({
                         "path": path,
                         "authorized": self.headers.get("Authorization") == f"Bearer {replay.api_key}",
                         "range": self.headers.get("Range"),
+                        "query": parts.query,
                     })
                 match = re.fullmatch(r"/api/v1/tasks/([^/]+)", path)
-                if match:
+                if path in ("/api/v1/tasks", "/api/v1/tasks/"):
+                    self._list(parse_qs(parts.query, keep_blank_values=True))
+                elif match:
                     self._task(match.group(1))
                 elif path in replay._media:
                     self._media_file(replay._media[path])
@@ -233,17 +438,52 @@ class ReplayDashScope:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _task(self, task_id: str) -> None:
+            def _admitted(self) -> bool:
+                """The key, then the account's per-second limit (shared by the GET and the list)."""
                 if self.headers.get("Authorization") != f"Bearer {replay.api_key}":
                     body = {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
                             "request_id": "replay-401"}
                     self._send(401, json.dumps(body).encode(), "application/json")
+                    return False
+                with replay._lock:
+                    now = replay.clock()
+                    replay.query_times.append(now)
+                    while replay._accepted and now - replay._accepted[0] >= 1.0:
+                        replay._accepted.popleft()
+                    limited = replay.rate_limit_qps is not None and len(replay._accepted) >= replay.rate_limit_qps
+                    if limited:
+                        replay.throttled += 1
+                    else:
+                        replay._accepted.append(now)
+                if limited:
+                    body = {"code": "Throttling.RateQuota", "message": RATE_QUOTA_MESSAGE,
+                            "request_id": "replay-429"}
+                    self._send(429, json.dumps(body).encode(), "application/json")
+                    return False
+                return True
+
+            def _list(self, query: dict[str, list[str]]) -> None:
+                if not self._admitted():
+                    return
+                try:
+                    body = replay._list_page({name: values[-1] for name, values in query.items()})
+                except _BadListQuery as exc:
+                    body = {"code": "InvalidParameter", "message": str(exc), "request_id": "replay-400"}
+                    self._send(400, json.dumps(body).encode(), "application/json")
+                    return
+                self._send(200, json.dumps(body).encode(), "application/json")
+
+            def _task(self, task_id: str) -> None:
+                if not self._admitted():
                     return
                 with replay._lock:
                     script = replay._scripts.get(task_id)
+                    timed = replay._timed.get(task_id)
                     count = replay._polls.get(task_id, 0)
                     replay._polls[task_id] = count + 1
-                if script is None:
+                if script is None and timed is not None:
+                    reply = Reply(timed.answer(replay.clock()))
+                elif script is None:
                     reply = Reply({"request_id": f"replay-{task_id}",
                                    "output": {"task_id": task_id, "task_status": "UNKNOWN"}})
                 else:

@@ -1,0 +1,349 @@
+"""The sweeper's decisions, driven against a small DashScope of the tests' own (the list endpoint's
+semantics as documented: creation-time windows, a status filter, newest first, pages): every ended task's
+workflow is resumed exactly once, never while its task still runs, and the tasks the list cannot see are
+probed instead."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wan_relay.errors import ProtocolError
+from wan_relay.policy import next_wait
+from wan_relay.sweeper import (
+    SWEEPER_STALE_SECONDS,
+    ListQuery,
+    Page,
+    Resume,
+    Row,
+    SweepConfig,
+    Sweeper,
+    after_fallback_poll,
+    parse_page,
+)
+
+# 2026-01-09 09:18:17 UTC is 17:18:17 in China
+EPOCH = 1_767_950_297
+
+
+@dataclass
+class Task:
+    task_id: str
+    created: float
+    running_at: float
+    end: float
+    final: str = "SUCCEEDED"
+    listed: bool = True  # False: the list never shows it (another region's key, a wrong zone)
+
+    def status(self, t: float) -> str:
+        if t >= self.end:
+            return self.final
+        return "RUNNING" if t >= self.running_at else "PENDING"
+
+
+class ListEndpoint:
+    """GET /api/v1/tasks/ of one account: tasks created in [start_time, end_time] (whole seconds),
+    filtered on one status, newest first, `page_size` a page."""
+
+    def __init__(self, tasks: list[Task], max_page_size: int = 100) -> None:
+        self.tasks = sorted((t for t in tasks if t.listed), key=lambda t: t.created)
+        self.created = [t.created for t in self.tasks]
+        self.max_page_size = max_page_size
+        self.queries = 0
+
+    def page(self, query: ListQuery, t: float) -> Page:
+        self.queries += 1
+        lo = bisect.bisect_left(self.created, query.first)
+        hi = bisect.bisect_left(self.created, query.last + 2)  # end_time is `last` + 1, included whole
+        matching = [task for task in reversed(self.tasks[lo:hi])
+                    if task.created <= t and (query.status is None or task.status(t) == query.status)]
+        size = min(query.page_size, self.max_page_size)
+        shown = matching[(query.page_no - 1) * size : query.page_no * size]
+        rows = tuple(Row(task.task_id, task.status(t), int(task.created * 1000),
+                         int(task.end * 1000) if t >= task.end else None) for task in shown)
+        return Page(rows, len(matching), query.page_no, size)
+
+
+@dataclass
+class Run:
+    resumes: list[tuple[str, str, float]]
+    premature: list[tuple[str, float]]  # resumed as ended while the task still ran
+    parked: int
+
+
+def drive(tasks: list[Task], config: SweepConfig, *, grants: list[int] | None = None, latency: float = 0.15,
+          tick: float = 0.25, until: float = 1200.0, endpoint: ListEndpoint | None = None) -> Run:
+    """The sweeper's host, in the tests' virtual time: parks each task's workflow half a second after
+    its submission, gives the sweeper what the budget grants each tick (cycling `grants`), answers its
+    queries after `latency`, and parks a workflow again (blind) when its resume found the task running."""
+    sweeper = Sweeper(config)
+    endpoint = endpoint or ListEndpoint(tasks)
+    by_id = {task.task_id: task for task in tasks}
+    parks = sorted((task.created + 0.5 - EPOCH, task.task_id, False) for task in tasks)
+    answers: list[tuple[float, ListQuery, float]] = []
+    resumes, premature = [], []
+    done: set[str] = set()
+    grants = grants or [config.rate]
+    step = 0
+    t = 0.0
+    while t < until and len(done) < len(tasks):
+        while parks and parks[0][0] <= t:
+            at, task_id, blind = parks.pop(0)
+            sweeper.park(task_id, "image", EPOCH + at, blind=blind)
+        for arrival, query, asked in [a for a in answers if a[0] <= t]:
+            answers.remove((arrival, query, asked))
+            sweeper.on_page(query, endpoint.page(query, EPOCH + asked), EPOCH + asked)
+        actions = sweeper.plan(EPOCH + t, config.rate)
+        for action in actions[: grants[step % len(grants)]]:
+            sweeper.sent(action, EPOCH + t)
+            if isinstance(action, ListQuery):
+                answers.append((t + latency, action, t))
+                continue
+            task = by_id[action.task_id]
+            resumes.append((action.task_id, action.reason, t))
+            if task.status(EPOCH + t) in ("PENDING", "RUNNING"):
+                if action.reason == "finished":
+                    premature.append((action.task_id, t))
+                bisect.insort(parks, (t + 0.3, action.task_id, True))
+            else:
+                done.add(action.task_id)
+        step += 1
+        t += tick
+    return Run(resumes, premature, sweeper.parked)
+
+
+def image_tasks(durations: list[float], spread: float = 20.0, seed: int = 1) -> list[Task]:
+    rng = random.Random(seed)
+    tasks = []
+    for i, duration in enumerate(durations):
+        created = EPOCH + rng.uniform(0, spread)
+        tasks.append(Task(f"task-{i:04d}", created, created + min(rng.uniform(0, 2), duration / 2), created + duration))
+    return tasks
+
+
+# --- the list's request and answer ------------------------------------------------------------------------
+
+
+def test_a_window_is_asked_in_china_time_whole_seconds_its_end_one_second_on():
+    query = ListQuery(EPOCH, EPOCH + 59, "RUNNING", 2, 100)
+    assert query.params() == {"start_time": "20260109171817", "end_time": "20260109171917", "page_no": "2",
+                              "page_size": "100", "status": "RUNNING"}
+    assert "status" not in ListQuery(EPOCH, EPOCH).params()
+
+
+def test_a_documented_answer_is_read():
+    page = parse_page({
+        "total": 2, "total_page": 1, "page_no": 1, "page_size": 10, "request_id": "f6756b7e",
+        "data": [
+            {"task_id": "50e2ccea", "status": "RUNNING", "gmt_create": 1745568428109, "start_time": 1745568428138,
+             "model_name": "wanx2.1-kf2v-plus", "region": "cn-beijing", "api_key_id": "15xxxx"},
+            {"task_id": "3c777dbc", "status": "SUCCEEDED", "gmt_create": 1745568293253, "end_time": 1745568302481,
+             "model_name": "wanx2.1-t2i-turbo"},
+        ],
+    })
+    assert page.rows == (Row("50e2ccea", "RUNNING", 1745568428109), Row("3c777dbc", "SUCCEEDED", 1745568293253,
+                                                                        1745568302481))
+    assert (page.total, page.page_no, page.page_size, page.last) == (2, 1, 10, True)
+
+
+def test_an_answer_that_does_not_give_its_page_size_is_read_with_the_size_asked_for():
+    page = parse_page({"total": 250, "data": [{"task_id": "a", "status": "RUNNING", "gmt_create": 1}]}, 100)
+    assert (page.page_size, page.page_no, page.last) == (100, 1, True)  # one row of a page of 100: the last
+
+
+@pytest.mark.parametrize("answer", [
+    [], "busy", {"data": "nope"}, {"data": [42]}, {"data": [{"task_id": "a"}]},
+    {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded, please try again later."},
+    {"data": [{"task_id": "a", "status": "RUNNING", "gmt_create": "1745568428109"}]},
+    {"data": [], "total": -1}, {"data": [], "page_size": 0}, {"data": [], "total": True},
+], ids=["list", "text", "data-not-array", "item-not-object", "no-status", "error-body", "time-as-text",
+        "negative-total", "page-size-0", "boolean-total"])
+def test_an_answer_of_another_shape_is_a_protocol_error(answer):
+    with pytest.raises(ProtocolError):
+        parse_page(answer)
+
+
+# --- what it decides --------------------------------------------------------------------------------------
+
+
+def test_each_ended_task_is_resumed_once_and_none_while_it_runs():
+    tasks = image_tasks([8.5, 12, 20, 25, 33, 47, 60, 95, 119] * 5, spread=30)
+    run = drive(tasks, SweepConfig(rate=10))
+    assert run.premature == []
+    assert sorted(task_id for task_id, reason, _ in run.resumes) == sorted(t.task_id for t in tasks)
+    assert {reason for _, reason, _ in run.resumes} == {"finished"}
+    assert run.parked == 0
+
+
+def test_a_task_that_ends_before_its_first_look_is_found_ended_at_that_look():
+    tasks = image_tasks([8.2, 9.0], spread=1)
+    run = drive(tasks, SweepConfig(rate=10))
+    assert [reason for _, reason, _ in run.resumes] == ["finished", "finished"]
+    # no look before an image can be done (10 s); found at the first look, plus the batching wait
+    assert all(11 <= t - (task.created - EPOCH) <= 15 for (_, _, t), task in zip(sorted(run.resumes), tasks,
+                                                                                 strict=True))
+
+
+def test_a_task_the_list_never_shows_is_probed_on_the_wait_policy_schedule():
+    tasks = image_tasks([40.0, 30.0], spread=1)
+    tasks[0].listed = False
+    run = drive(tasks, SweepConfig(rate=10))
+    hidden = [(reason, t) for task_id, reason, t in run.resumes if task_id == tasks[0].task_id]
+    assert {reason for reason, _ in hidden} == {"probe"}
+    assert hidden[-1][1] >= 40  # probed until it ended, then relayed by its own poll
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(hidden)]
+    assert gaps and all(gap >= next_wait(kind="image", age_seconds=10) for gap in gaps)
+    assert next(r for r in run.resumes if r[0] == tasks[1].task_id)[1] == "finished"
+
+
+def test_pages_boundaries_that_move_under_it_never_make_it_resume_a_running_task():
+    """Pages of 3 rows over dozens of tasks ending while they are read: rows shift between pages."""
+    tasks = image_tasks([8 + (i * 7) % 50 for i in range(60)], spread=6, seed=3)
+    run = drive(tasks, SweepConfig(rate=10, page_size=3), endpoint=ListEndpoint(tasks, max_page_size=3))
+    assert run.premature == []
+    assert len({task_id for task_id, reason, _ in run.resumes if reason == "finished"}) == len(tasks)
+
+
+def test_a_task_that_joins_a_block_while_the_block_is_read_is_not_judged_by_that_read():
+    """x was PENDING when its block's RUNNING page was asked, and seen RUNNING by another page answered
+    first: its absence from the block's page says nothing."""
+    second = EPOCH
+    sweeper = Sweeper(SweepConfig(rate=10))
+    sweeper.park("a", "image", second, created_ms=second * 1000)
+    sweeper.park("x", "image", second, created_ms=second * 1000 + 500)
+    [first_look] = sweeper.plan(second + 12, 10)
+    sweeper.sent(first_look, second + 12)
+    sweeper.on_page(first_look, Page((Row("x", "PENDING", second * 1000 + 500), Row("a", "RUNNING", second * 1000)),
+                                     2, 1, 100), second + 12)
+    queries = sweeper.plan(second + 200, 10)
+    assert {q.status for q in queries} == {"RUNNING", None}  # a's block, and x's next look
+    for query in queries:
+        sweeper.sent(query, second + 200)
+    block_read = next(q for q in queries if q.status == "RUNNING")
+    look = next(q for q in queries if q.status is None)
+    sweeper.on_page(look, Page((Row("x", "RUNNING", second * 1000 + 500), Row("a", "RUNNING", second * 1000)),
+                               2, 1, 100), second + 200.1)
+    sweeper.on_page(block_read, Page((Row("a", "RUNNING", second * 1000),), 1, 1, 100), second + 200)
+    assert [a for a in sweeper.plan(second + 201, 10) if isinstance(a, Resume)] == []
+
+
+def test_a_smaller_page_than_asked_for_is_what_it_plans_with_from_then_on():
+    tasks = image_tasks([30.0] * 40, spread=2)
+    endpoint = ListEndpoint(tasks, max_page_size=10)
+    run = drive(tasks, SweepConfig(rate=10, page_size=100), endpoint=endpoint)
+    assert run.premature == [] and run.parked == 0
+    assert endpoint.queries < 60  # blocks of 9, not of 90 read page by page
+
+
+def test_while_ended_tasks_wait_for_the_budget_it_asks_for_no_list_pages():
+    sweeper = Sweeper(SweepConfig(rate=2, backlog_seconds=1.0))
+    for i in range(5):
+        sweeper.park(f"t{i}", "image", EPOCH, created_ms=EPOCH * 1000)
+    [query] = sweeper.plan(EPOCH + 12, 10)  # the first look: 10 s after creation, 2 s batching
+    sweeper.sent(query, EPOCH + 12)
+    sweeper.on_page(query, Page(tuple(Row(f"t{i}", "SUCCEEDED", EPOCH * 1000) for i in range(5)), 5, 1, 100),
+                    EPOCH + 12)
+    sweeper.park("late", "image", EPOCH + 5, created_ms=(EPOCH + 5) * 1000)
+    actions = sweeper.plan(EPOCH + 30, 10)
+    assert actions == [Resume(f"t{i}", "finished") for i in range(5)]  # "late" is due, but the backlog is full
+
+
+def test_actions_the_budget_did_not_grant_are_offered_again():
+    sweeper = Sweeper(SweepConfig(rate=10))
+    for i in range(3):
+        sweeper.park(f"t{i}", "image", EPOCH, created_ms=EPOCH * 1000)
+    [query] = sweeper.plan(EPOCH + 12, 10)
+    sweeper.sent(query, EPOCH + 12)
+    sweeper.on_page(query, Page(tuple(Row(f"t{i}", "FAILED", EPOCH * 1000) for i in range(3)), 3, 1, 100),
+                    EPOCH + 12)
+    first = sweeper.plan(EPOCH + 13, 10)
+    sweeper.sent(first[0], EPOCH + 13)  # the budget granted one slot
+    again = sweeper.plan(EPOCH + 14, 10)
+    assert first == [Resume(f"t{i}", "finished") for i in range(3)]
+    assert again == first[1:]
+    for action in again:
+        sweeper.sent(action, EPOCH + 14)
+    assert sweeper.plan(EPOCH + 15, 10) == [] and sweeper.parked == 0
+
+
+def test_a_throttled_list_query_is_asked_again():
+    sweeper = Sweeper(SweepConfig(rate=10))
+    sweeper.park("t0", "image", EPOCH, created_ms=EPOCH * 1000)
+    [query] = sweeper.plan(EPOCH + 12, 10)
+    sweeper.sent(query, EPOCH + 12)
+    sweeper.failed(query, EPOCH + 12)
+    assert sweeper.plan(EPOCH + 16, 10) == [query]
+
+
+def test_every_parked_workflow_is_heartbeaten_well_inside_its_watchdog():
+    sweeper = Sweeper(SweepConfig(heartbeat_every_seconds=100))
+    sweeper.park("a", "video", EPOCH)
+    sweeper.park("b", "video", EPOCH + 50)
+    assert sweeper.heartbeats(EPOCH + 99, 10) == []
+    assert sweeper.heartbeats(EPOCH + 100, 10) == ["a"]
+    sweeper.forget("b")
+    assert sweeper.heartbeats(EPOCH + 200, 10) == ["a"]
+
+
+def test_a_fallback_poll_parks_again_only_while_a_sweeper_sweeps():
+    assert after_fallback_poll(EPOCH, EPOCH + SWEEPER_STALE_SECONDS) == "park"
+    assert after_fallback_poll(EPOCH, EPOCH + SWEEPER_STALE_SECONDS + 1) == "poll"
+    assert after_fallback_poll(None, EPOCH) == "poll"
+
+
+fleets = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=15),  # submitted
+        st.floats(min_value=8, max_value=120),  # duration
+        st.floats(min_value=0, max_value=3),  # time PENDING
+        st.sampled_from(["SUCCEEDED", "FAILED", "CANCELED"]),
+        st.booleans(),  # ours (parked) or another caller's task in the same account
+    ),
+    min_size=1,
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleet=fleets, page_size=st.integers(min_value=2, max_value=12),
+       grants=st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=8).filter(any))
+def test_any_fleet_each_ended_task_is_resumed_exactly_once_and_never_early(fleet, page_size, grants):
+    tasks, ours = [], []
+    for i, (submitted, duration, pending, final, parked) in enumerate(fleet):
+        created = EPOCH + submitted
+        task = Task(f"task-{i:03d}", created, created + min(pending, duration), created + duration, final)
+        tasks.append(task)
+        if parked:
+            ours.append(task)
+    endpoint = ListEndpoint(tasks, max_page_size=page_size)
+    run = drive(ours, SweepConfig(rate=6, page_size=page_size), grants=grants, endpoint=endpoint, until=3000)
+    assert run.premature == []
+    finished = [task_id for task_id, reason, _ in run.resumes if reason == "finished"]
+    assert len(finished) == len(set(finished)) == len(ours)
+    assert run.parked == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32), page_size=st.integers(min_value=2, max_value=8))
+def test_a_crowded_account_each_ended_task_is_resumed_exactly_once_and_never_early(seed, page_size):
+    """Hundreds of tasks submitted within seconds, half of them other callers', on pages of a few rows:
+    tasks end between the pages of every window."""
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(rng.randint(100, 300)):
+        created = EPOCH + rng.uniform(0, 5)
+        duration = rng.uniform(8, 60)
+        tasks.append(Task(f"task-{i:03d}", created, created + rng.uniform(0, 2), created + duration,
+                          rng.choice(["SUCCEEDED", "FAILED"])))
+    ours = [task for task in tasks if rng.random() < 0.5]
+    grants = [rng.randint(0, 8) for _ in range(7)] + [3]
+    run = drive(ours, SweepConfig(rate=8, page_size=page_size), grants=grants,
+                endpoint=ListEndpoint(tasks, max_page_size=page_size), until=3000)
+    assert run.premature == []
+    finished = [task_id for task_id, reason, _ in run.resumes if reason == "finished"]
+    assert len(finished) == len(set(finished)) == len(ours)
