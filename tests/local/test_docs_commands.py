@@ -29,7 +29,7 @@ import pytest
 from botocore import xform_name
 from botocore.validate import ParamValidator
 from moto import mock_aws
-from wan_relay.relay import parse_state
+from wan_relay.relay import parse_input
 from wan_relay_local.cli import build_parser
 from wan_relay_local.scenarios import load_recording
 from wan_relay_local.stack import Template
@@ -256,6 +256,14 @@ def check_aws(command: Command, words: list[str]) -> dict[str, Any]:
         if member.type_name == "boolean":
             params[member_name] = True
             continue
+        if member.type_name == "list" and member.member.type_name == "string" and not words[index].startswith("["):
+            # the AWS CLI's shorthand for a list of strings: the values up to the next option
+            values = []
+            while index < len(words) and not words[index].startswith("--"):
+                values.append(words[index])
+                index += 1
+            params[member_name] = values
+            continue
         params[member_name] = _aws_value(member, words[index], command)
         index += 1
     report = ParamValidator().validate(params, shape)
@@ -281,16 +289,20 @@ def test_every_documented_command_is_valid_as_written(command: Command) -> None:
         assert program in ("wan-relay", ".venv/bin/wan-relay"), f"{command}: where the Makefile installs it?"
         check_wan_relay(command, words[1:])
     elif program == "make":
-        assert set(words[1:]) <= make_targets(), f"{command}: the Makefile has no {set(words[1:]) - make_targets()}"
+        targets = {w for w in words[1:] if "=" not in w}
+        assert targets <= make_targets(), f"{command}: the Makefile has no {targets - make_targets()}"
+        makefile = (ROOT / "Makefile").read_text()
+        for name in (w.split("=", 1)[0] for w in words[1:] if "=" in w):  # VAR=value: a variable it reads
+            assert f"$({name})" in makefile, f"{command}: the Makefile reads no {name}"
     elif program == "sam":
         check_sam(command, words)
     elif program == "aws":
         params = check_aws(command, words)
         if words[1:3] == ["stepfunctions", "start-execution"]:
-            parse_state(json.loads(params["input"]))  # the workflow's own check of its input
+            parse_input(json.loads(params["input"]))  # the workflow's own check of its input (CheckInput)
         if words[1:3] == ["events", "put-events"]:
             for entry in params["Entries"]:
-                parse_state(json.loads(entry["Detail"]))
+                parse_input(json.loads(entry["Detail"]))
     else:
         pytest.fail(f"{command}: {program} is not a command these checks know: add how to check it")
 
@@ -314,8 +326,8 @@ def test_the_smoke_tests_variables_are_all_documented() -> None:
 
 def test_the_deploy_guides_loop_input_is_one_the_workflow_accepts() -> None:
     deploy = (ROOT / "docs" / "deploy.md").read_text()
-    [block] = re.findall(r"```json\n(.*?)```", deploy, re.S)
-    assert parse_state(json.loads(block)).task_id == "f470bbfd-d955-4165-935b-d35b8e2a91c0"
+    [block] = [b for b in re.findall(r"```json\n(.*?)```", deploy, re.S) if '"task_id"' in b]
+    assert parse_input(json.loads(block)).task_id == "f470bbfd-d955-4165-935b-d35b8e2a91c0"
 
 
 # --- the subscriber stack of docs/deploy.md --------------------------------------------------------
