@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +110,27 @@ class Workflow:
 
     def invocations(self, key: str = "result") -> list[dict[str, Any]]:
         return [i[key] for i in self.polls() if key in i]
+
+
+def polls_that_die(error_name: str, message: str, *, attempts: Collection[int]) -> Callable[[Any], Any]:
+    """For `Workflow.lambdas.wrap`: the function's poll attempts numbered in `attempts` (1-based, counting
+    PollTask's and AfterTrouble's calls, not the input check's or a claim inspection's) die with
+    `error_name`, the errorType Lambda reports (a timeout, a crash, a throttle): the exception's name."""
+    died = type(error_name, (Exception,), {})
+
+    def wrap(handler: Any) -> Any:
+        polls = [0]
+
+        def run(event: dict[str, Any], context: Any) -> Any:
+            if "action" not in event:
+                polls[0] += 1
+                if polls[0] in attempts:
+                    raise died(message)
+            return handler(event, context)
+
+        return run
+
+    return wrap
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from tests.contract.test_aws_limits import (
     lambda_invoke_result,
 )
 
-from .conftest import Sleeps, Workflow
+from .conftest import Sleeps, Workflow, polls_that_die
 from .test_poll_loop import IMAGE_TASK, only_event, unfinished
 
 #: what AWS records for each attempt of a Task (`lambda:invoke`, and the other request-response
@@ -104,21 +104,8 @@ def test_the_poll_cap_keeps_the_worst_history_within_25000_events(workflow: Work
         IMAGE_TASK, unfinished("pending", IMAGE_TASK), throttled, unfinished("running", IMAGE_TASK),
         workflow.replay.rehost(sample("wan2.6-t2i_succeeded")),
     )
-    died = type("Sandbox.Timedout", (Exception,), {})  # the errorType Lambda reports for a timeout
-
-    def third_attempt_dies(handler):
-        calls = []
-
-        def run(event, context):
-            if "action" not in event:  # the polls: not the input check
-                calls.append(1)
-            if len(calls) == 3 and "action" not in event:
-                raise died("Task timed out after 900.00 seconds")
-            return handler(event, context)
-
-        return run
-
-    workflow.lambdas.wrap(workflow.stack.function_name, third_attempt_dies)
+    workflow.lambdas.wrap(workflow.stack.function_name,
+                          polls_that_die("Sandbox.Timedout", "Task timed out after 900.00 seconds", attempts={3}))
     execution = workflow.run({"task_id": IMAGE_TASK})
     assert execution["status"] == "SUCCEEDED" and only_event(workflow)["polls"] == 4
 
@@ -300,20 +287,10 @@ def test_a_large_context_keeps_every_state_within_256_kib(
     assert json_bytes(loop_input) <= STATE_PAYLOAD_BYTES  # StartExecution takes it
     workflow.replay.script(IMAGE_TASK, workflow.replay.rehost(sample("wan2.6-t2i_succeeded")))
     if first_poll_fails:  # past its retries: the Catch hands the state to AfterTrouble
-        died = type("Sandbox.Timedout", (Exception,), {})
-
-        def first_poll_dies(handler):
-            calls = []
-
-            def run(event, context):
-                if "action" not in event and "error" not in event and len(calls) < 3:
-                    calls.append(1)
-                    raise died("Task timed out after 900.00 seconds")
-                return handler(event, context)
-
-            return run
-
-        workflow.lambdas.wrap(workflow.stack.function_name, first_poll_dies)
+        # the try and both retries of the first poll: the Catch hands the state to AfterTrouble
+        workflow.lambdas.wrap(workflow.stack.function_name,
+                              polls_that_die("Sandbox.Timedout", "Task timed out after 900.00 seconds",
+                                             attempts={1, 2, 3}))
 
     execution = workflow.run(loop_input)
 

@@ -28,7 +28,7 @@ from wan_relay_local.stack import Template
 
 from tests.conftest import sample
 
-from .conftest import Sleeps, Workflow
+from .conftest import Sleeps, Workflow, polls_that_die
 
 SOME_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"
 IMAGE_TASK = "f470bbfd-d955-4165-935b-d35b8e2a91c0"  # the task id of events/dashscope/wan2.6-t2i_succeeded.json
@@ -138,21 +138,8 @@ def test_a_poll_whose_lambda_dies_is_retried_and_the_task_relayed_once(
     workflow: Workflow, sleeps: Sleeps, error_name: str
 ) -> None:
     """A function timeout or out-of-memory: Lambda reports no error of the relay's, only that it died."""
-    died = type(error_name, (Exception,), {})  # the errorType Lambda reports is the exception's name
-
-    def dies_once(handler):
-        calls = []
-
-        def run(event, context):
-            if "action" not in event:
-                calls.append(1)
-            if len(calls) == 1 and "action" not in event:
-                raise died("Task timed out after 900.00 seconds")
-            return handler(event, context)
-
-        return run
-
-    workflow.lambdas.wrap(workflow.stack.function_name, dies_once)
+    workflow.lambdas.wrap(workflow.stack.function_name,
+                          polls_that_die(error_name, "Task timed out after 900.00 seconds", attempts={1}))
     workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
 
     execution = workflow.run({"task_id": IMAGE_TASK})
@@ -187,20 +174,9 @@ def test_a_function_that_keeps_failing_is_waited_out_within_the_budget_then_rela
 ) -> None:
     """Lambda throttled or crashing past the quick retries: the Catch goes to AfterTrouble, which backs
     off and polls again, instead of ending a task that may run for hours."""
-    throttled = type("Lambda.TooManyRequestsException", (Exception,), {})
-
-    def throttled_five_times(handler):
-        calls = []
-
-        def run(event, context):
-            if "action" not in event and len(calls) < 5:
-                calls.append(1)
-                raise throttled("Rate Exceeded.")
-            return handler(event, context)
-
-        return run
-
-    workflow.lambdas.wrap(workflow.stack.function_name, throttled_five_times)
+    # PollTask's try and 3 retries, then AfterTrouble's first try
+    workflow.lambdas.wrap(workflow.stack.function_name,
+                          polls_that_die("Lambda.TooManyRequestsException", "Rate Exceeded.", attempts=range(1, 6)))
     workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
 
     execution = workflow.run({"task_id": IMAGE_TASK})

@@ -202,17 +202,11 @@ class TaskLock(_Model):
     expires_at: int
 
 
-class LoopState(_Model):
-    """The relay's loop state: made by the relay from a checked `LoopInput`, then passed back to it
-    between polls (each poll answers a new state: `msgspec.structs.replace`). Only the workflow and the
-    relay write it; a caller never does."""
+class LoopState(LoopInput):
+    """The relay's loop state: the checked `LoopInput`, and what the relay and the workflow write (made
+    by the relay, then passed back to it between polls: each poll answers a new state with
+    `msgspec.structs.replace`). A caller never writes it."""
 
-    task_id: TaskId
-    kind: Kind | None = None
-    model: Annotated[str, Meta(max_length=128)] | None = None
-    context: dict[str, Any] | None = None
-    poll_interval_seconds: Annotated[int, Meta(ge=1, le=3600)] | None = None
-    timeout_seconds: Annotated[int, Meta(ge=1, le=DEFAULT_TIMEOUT_SECONDS)] = DEFAULT_TIMEOUT_SECONDS
     # written by the relay
     lock: TaskLock | None = None
     polls: Annotated[int, Meta(ge=0)] = 0
