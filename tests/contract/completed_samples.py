@@ -43,9 +43,10 @@ def _expired(replay: ReplayDashScope) -> dict[str, Any]:
 
 def _timed_out(replay: ReplayDashScope) -> dict[str, Any]:
     answer = sample("running")
-    # a 1 s budget and an answer that takes longer: the second poll finds the budget spent
-    replay.script(answer["output"]["task_id"], Reply(answer, delay=1.2))
-    return {"task_id": answer["output"]["task_id"], "model": "wan2.7-i2v", "context": CONTEXT, "timeout_seconds": 1}
+    # a 2 s budget and an answer that takes longer: the second poll finds the budget spent (the first one
+    # starts well within it, even on a loaded machine)
+    replay.script(answer["output"]["task_id"], Reply(answer, delay=2.2))
+    return {"task_id": answer["output"]["task_id"], "model": "wan2.7-i2v", "context": CONTEXT, "timeout_seconds": 2}
 
 
 SCENARIOS: dict[str, Scenario] = {
