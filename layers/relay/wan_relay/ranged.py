@@ -11,7 +11,7 @@ parts, which the parallel path would hold whole anyway, is fetched the same way 
 single PUT (its checksum: the body's sha256): no multipart upload to create, complete or leave behind.
 
 Public APIs only: a body is read with urllib3's `HTTPResponse.read`/`read1` (`decode_content=False`),
-which return the socket's bytes in fresh `bytes` objects (1 MiB at a time); those same objects go to
+which return the socket's bytes in fresh `bytes` objects (256 KiB at a time); those same objects go to
 hashlib, zlib and botocore, without a further copy (`_PartBody` serves botocore slices of them).
 urllib3 hands a connection back to the pool when a body is read to its end. hashlib, zlib and the
 socket release the GIL on large buffers, so reading (download threads), hashing (this thread, in
@@ -57,8 +57,9 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 8 * MiB
 #: S3 allows 10,000 parts; keep a margin like the single-stream path
 MAX_PARTS = 9000
-#: bytes read at a time (the deadline and cancellation are checked between reads)
-READ_CHUNK = 1 * MiB
+#: bytes read at a time (the deadline and cancellation are checked between reads); small, since
+#: malloc keeps freed memory of up to twice its largest recent block in each thread's arena
+READ_CHUNK = 256 * 1024
 #: concurrent Range GETs, and so the most parts held at once: on a window-bound link each range
 #: costs a round trip before its first byte, so a few more streams than upload threads
 STREAMS = 6
@@ -493,8 +494,11 @@ class _RangedCopy:
         host serves ranges (only then is part 0 read from the first answer), a 200 before that means
         it ignores them (RangesIgnored: nothing was read, the caller streams the first answer)."""
         digest = hashlib.sha256()
-        downloads = ThreadPoolExecutor(max_workers=1 if self.sequential else STREAMS,
-                                       thread_name_prefix="wan-relay-range")
+        # one thread per lane, part i in lane i % lanes: part i + STREAMS starts once part i is released
+        # (the window), so a thread reads its next part where its last one was freed (malloc keeps one
+        # arena per thread: parts allocated by any thread could hold more than the window's memory)
+        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="wan-relay-range")
+                 for _ in range(1 if self.sequential else STREAMS)]
         uploads = ThreadPoolExecutor(max_workers=self.uploads, thread_name_prefix="wan-relay-part")
         lock = self.coordinator.condition
         try:
@@ -506,7 +510,7 @@ class _RangedCopy:
                         for done in self.window.releasable():
                             self._parts.pop(done, None)
                     for index in self.window.to_start():
-                        downloads.submit(self._download, index, uploads)
+                        lanes[index % len(lanes)].submit(self._download, index, uploads)
                     if self.upload_id is None and not self.single:  # while the first ranges travel
                         lock.release()
                         try:
@@ -526,6 +530,7 @@ class _RangedCopy:
                         for chunk in chunks:
                             digest.update(chunk)
                     finally:
+                        del chunks  # not held here past its release
                         lock.acquire()
                     self.window.hashed(index)
         except BaseException as exc:
@@ -533,7 +538,8 @@ class _RangedCopy:
             self._created.set()  # upload threads waiting for it see the failure and stop
             raise
         finally:
-            downloads.shutdown(wait=True, cancel_futures=True)
+            for lane in lanes:
+                lane.shutdown(wait=True, cancel_futures=True)
             uploads.shutdown(wait=True, cancel_futures=True)
         return digest
 
