@@ -6,16 +6,18 @@ part in order; every range must be exactly its length and the total exactly the 
 any failure aborts the multipart upload, so no object and no unfinished upload is left. Each part
 goes to S3 with its CRC32 (`ChecksumCRC32`, checked by S3 on arrival); the caller compares S3's
 composite checksum with the parts' CRC32s computed here from the bytes read. Memory is bounded: at
-most `STREAMS` parts are held at once (48 MiB with 8 MiB parts), whatever the size. A body of two
+most `STREAMS` part buffers exist (48 MiB with 8 MiB parts), whatever the size. A body of two
 parts, which the parallel path would hold whole anyway, is fetched the same way and stored with a
 single PUT (its checksum: the body's sha256): no multipart upload to create, complete or leave behind.
 
 Public APIs only: a body is read with urllib3's `HTTPResponse.read`/`read1` (`decode_content=False`),
-which return the socket's bytes in fresh `bytes` objects (256 KiB at a time); those same objects go to
-hashlib, zlib and botocore, without a further copy (`_PartBody` serves botocore slices of them).
-urllib3 hands a connection back to the pool when a body is read to its end. hashlib, zlib and the
-socket release the GIL on large buffers, so reading (download threads), hashing (this thread, in
-order) and sending (upload threads) run in parallel.
+64 KiB at a time, into one of `STREAMS` part buffers made once and reused from part to part (fresh
+memory for every part costs a page fault per 4 KiB, and malloc keeps freed parts in each thread's
+arena): each read's bytes are copied once into the buffer, and the filled buffer goes to hashlib,
+zlib and botocore without a further copy (`_PartBody` serves botocore slices of it). urllib3 hands a
+connection back to the pool when a body is read to its end. hashlib, zlib and the socket release the
+GIL on large buffers, so reading (download threads), hashing (this thread, in order) and sending
+(upload threads) run in parallel.
 
 The pieces, as s3transfer has them: `PartWindow` orders the parts (pure, no I/O); one
 `TransferCoordinator` owns the copy's failure and its cleanups; `get_range` and `upload_part` are one
@@ -57,9 +59,10 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 8 * MiB
 #: S3 allows 10,000 parts; keep a margin like the single-stream path
 MAX_PARTS = 9000
-#: bytes read at a time (the deadline and cancellation are checked between reads); small, since
-#: malloc keeps freed memory of up to twice its largest recent block in each thread's arena
-READ_CHUNK = 256 * 1024
+#: bytes read at a time (the deadline and cancellation are checked between reads): each read returns a
+#: new bytes object; below malloc's mmap threshold (128 KiB) it is reused from the reading thread's
+#: heap (256 KiB reads left 1-2 MiB behind in each thread's arena: +62 MiB over idle on a long link)
+READ_CHUNK = 64 * 1024
 #: concurrent Range GETs, and so the most parts held at once: on a window-bound link each range
 #: costs a round trip before its first byte, so a few more streams than upload threads
 STREAMS = 6
@@ -286,15 +289,15 @@ def get_range(session: requests.Session, url: str, start: int, end: int, size: i
         raise media_refusal(response)
 
 
-def read_body(response: requests.Response, length: int, start: int, *, deadline: float | None,
-              cancelled: Callable[[], bool], ends_body: bool) -> list[bytes]:
-    """The next `length` bytes of the body of `response` (body offset `start`), as the chunks read.
+def read_body(response: requests.Response, view: memoryview, start: int, *, deadline: float | None,
+              cancelled: Callable[[], bool], ends_body: bool) -> None:
+    """The next `len(view)` bytes of the body of `response` (body offset `start`) into `view`.
 
     `ends_body`: these are the body's last bytes; its end is read with `read1`, which never asks the
     socket for more than the body has left (so BodyEnd can see what follows). A body without a
     Content-Length (a 206 may leave it out) must end there."""
     raw = response.raw
-    chunks: list[bytes] = []
+    length = len(view)
     filled = 0
     while filled < length:
         if cancelled():
@@ -313,7 +316,7 @@ def read_body(response: requests.Response, length: int, start: int, *, deadline:
         if not chunk:
             raise MediaTransferError(
                 f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated")
-        chunks.append(chunk)
+        view[filled : filled + len(chunk)] = chunk
         filled += len(chunk)
     if ends_body and response.headers.get("Content-Length") is None:
         try:
@@ -322,14 +325,13 @@ def read_body(response: requests.Response, length: int, start: int, *, deadline:
             surplus = b""  # the body is complete; the connection is simply not reused
         if surplus:
             raise MediaTransferError(f"the media range from byte {start} is longer than asked", code="LengthMismatch")
-    return chunks
 
 
 def upload_part(s3: Any, bucket: str, key: str, upload_id: str, index: int,
-                chunks: list[bytes]) -> tuple[dict[str, Any], bytes]:
+                chunks: list[memoryview]) -> tuple[dict[str, Any], bytes]:
     """Part `index` (0-based) with its CRC32 from the bytes read, handed to S3, which checks the part
     against it (rather than botocore computing one): its entry for complete_multipart_upload, and
-    the CRC32. The part goes as the chunks it was read in: no copy."""
+    the CRC32. The part goes as it lies in its buffer: no copy."""
     part_checksum = _crc32(chunks)
     checksum = base64.b64encode(part_checksum).decode()
     answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=index + 1,
@@ -337,7 +339,7 @@ def upload_part(s3: Any, bucket: str, key: str, upload_id: str, index: int,
     return {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum}, part_checksum
 
 
-def _crc32(chunks: list[bytes]) -> bytes:
+def _crc32(chunks: list[memoryview]) -> bytes:
     crc = 0
     for chunk in chunks:
         crc = zlib.crc32(chunk, crc)  # zlib releases the GIL on large buffers
@@ -350,8 +352,8 @@ class _PartBody:
     as bytes; a short read is allowed), so the part is never joined; only a read of everything joins.
     Seekable, for retries."""
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = [memoryview(chunk) for chunk in chunks]
+    def __init__(self, chunks: list[memoryview]) -> None:
+        self._chunks = chunks
         self._starts = [0]
         for chunk in chunks:
             self._starts.append(self._starts[-1] + len(chunk))
@@ -457,7 +459,10 @@ class _RangedCopy:
         self._confirmed = threading.Event()  # a range was answered with a 206: the host serves them
         if self.sequential:
             self._confirmed.set()
-        self._parts: dict[int, list[bytes]] = {}  # the chunks of each part read, until released
+        #: one reusable buffer per window slot: part i uses slot i % STREAMS, free again by the time part
+        #: i + STREAMS may start (the window); made on first use
+        self._slots: list[bytearray | None] = [None] * STREAMS
+        self._parts: dict[int, list[memoryview]] = {}  # each part read (its bytes in its slot), until released
         self._ready: list[int] = []  # downloaded parts waiting for an upload thread (a heap: lowest first)
         self._entries: dict[int, dict[str, Any]] = {}
         self._part_checksums: dict[int, bytes] = {}
@@ -483,6 +488,7 @@ class _RangedCopy:
         finally:
             self.coordinator.clean_up()
             self._parts.clear()
+            self._slots.clear()
         # what landed (its length, S3's composite checksum) is checked by the caller, as for one stream
         return RangedCopy(size=self.size, sha256=digest,
                           part_checksums=[self._part_checksums[i] for i in range(self.count)])
@@ -494,11 +500,8 @@ class _RangedCopy:
         host serves ranges (only then is part 0 read from the first answer), a 200 before that means
         it ignores them (RangesIgnored: nothing was read, the caller streams the first answer)."""
         digest = hashlib.sha256()
-        # one thread per lane, part i in lane i % lanes: part i + STREAMS starts once part i is released
-        # (the window), so a thread reads its next part where its last one was freed (malloc keeps one
-        # arena per thread: parts allocated by any thread could hold more than the window's memory)
-        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="wan-relay-range")
-                 for _ in range(1 if self.sequential else STREAMS)]
+        downloads = ThreadPoolExecutor(max_workers=1 if self.sequential else STREAMS,
+                                       thread_name_prefix="wan-relay-range")
         uploads = ThreadPoolExecutor(max_workers=self.uploads, thread_name_prefix="wan-relay-part")
         lock = self.coordinator.condition
         try:
@@ -510,7 +513,7 @@ class _RangedCopy:
                         for done in self.window.releasable():
                             self._parts.pop(done, None)
                     for index in self.window.to_start():
-                        lanes[index % len(lanes)].submit(self._download, index, uploads)
+                        downloads.submit(self._download, index, uploads)
                     if self.upload_id is None and not self.single:  # while the first ranges travel
                         lock.release()
                         try:
@@ -538,8 +541,7 @@ class _RangedCopy:
             self._created.set()  # upload threads waiting for it see the failure and stop
             raise
         finally:
-            for lane in lanes:
-                lane.shutdown(wait=True, cancel_futures=True)
+            downloads.shutdown(wait=True, cancel_futures=True)
             uploads.shutdown(wait=True, cancel_futures=True)
         return digest
 
@@ -581,7 +583,7 @@ class _RangedCopy:
         except BaseException as exc:
             self.coordinator.fail(exc)
 
-    def _read(self, response: requests.Response, index: int, from_first: bool) -> list[bytes]:
+    def _read(self, response: requests.Response, index: int, from_first: bool) -> list[memoryview]:
         """Part `index` of the body from `response`; closes a range's answer once read (the first
         answer once its last part is read, or at once when the other parts come in ranges)."""
         start, end = self._bounds(index)
@@ -589,8 +591,12 @@ class _RangedCopy:
         ends_body = not from_first or (self.sequential and index == self.count - 1)
         self.coordinator.reading(response)
         try:
-            chunks = read_body(response, end - start, start, deadline=self.deadline, ends_body=ends_body,
-                               cancelled=lambda: self.coordinator.failed)
+            slot = self._slots[index % STREAMS]
+            if slot is None:
+                slot = self._slots[index % STREAMS] = bytearray(self.part_size)
+            view = memoryview(slot)[: end - start]
+            read_body(response, view, start, deadline=self.deadline, ends_body=ends_body,
+                      cancelled=lambda: self.coordinator.failed)
             if from_first and ends_body and self.body_end is not None and self.body_end.overflowed:
                 raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
         except BaseException:
@@ -599,7 +605,7 @@ class _RangedCopy:
         if not from_first or last_of_first:
             response.close()
             self.coordinator.done_reading(response)
-        return chunks
+        return [view]
 
     def _upload_next(self) -> None:
         """An upload thread: the lowest part waiting (one task per part), the one the window waits for."""
