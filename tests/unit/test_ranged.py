@@ -201,3 +201,36 @@ def test_a_near_host_sending_less_or_more_than_its_length_fails_the_copy_and_lea
     assert caught.value.code in (code, "StreamBroken")
     assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
     assert account.unfinished_uploads() == []
+
+
+class _HostThatCloses(ReplayDashScope):
+    """Says `Connection: close` on every answer and closes the connection after the body."""
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+
+        class Handler(base):
+            def end_headers(self) -> None:
+                self.send_header("Connection", "close")
+                super().end_headers()
+
+        return Handler
+
+
+@pytest.mark.parametrize("server_class", [ReplayDashScope, _HostWithoutRanges])
+def test_a_connection_closed_after_the_body_as_announced_is_not_taken_for_a_surplus(account, server_class):
+    closing = type(f"Closing{server_class.__name__}", (_HostThatCloses, server_class), {})
+    body = PatternBody(SIZE, seed="closes")
+    stored, _ = _copy(closing, body, account.s3, "task-8")
+
+    assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
+    assert account.unfinished_uploads() == []
+
+
+def test_a_host_without_ranges_sending_more_than_its_length_fails_the_single_stream_and_leaves_nothing(account):
+    with pytest.raises(MediaTransferError) as caught:
+        _copy(_HostWithoutRanges, PatternBody(SIZE, seed="overlong"), account.s3, "task-9", fault="overlong")
+
+    assert caught.value.code in ("LengthMismatch", "StreamBroken")
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    assert account.unfinished_uploads() == []

@@ -29,9 +29,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import MediaRejected, MediaTransferError
-from .http_body import TailGuard, guard_tail
 from .models import MediaRef, StoredMedia
-from .ranged import RangedCopy, copy_in_ranges, wants_ranges
+from .ranged import BodyEnd, RangedCopy, copy_in_ranges, wants_ranges
 from .service_errors import MEDIA_READ_ERRORS, S3, aws_error, media_read_error, media_refusal, media_request_error
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ class _VerifyingReader:
 
     def __init__(
         self, response: requests.Response, expected: int | None, limit: int, deadline: float | None = None,
-        tail_guard: TailGuard | None = None,
+        body_end: BodyEnd | None = None,
     ) -> None:
         self._raw = response.raw
         self._expected = expected
@@ -148,7 +147,7 @@ class _VerifyingReader:
         #: stores the one read with a single PUT
         self.part_checksums: list[bytes] = []
         self.checksum_algorithm = "CRC32"
-        self._guard = tail_guard
+        self._body_end = body_end
 
     def read(self, amount: int = -1) -> bytes:
         """Up to `amount` bytes, short only at the end: s3transfer makes a part of each read."""
@@ -168,11 +167,12 @@ class _VerifyingReader:
 
     def overflowed(self) -> bool:
         """Whether the server sent bytes past its Content-Length (known once the body is read to it)."""
-        return self._guard is not None and self._guard.overflow
+        return self._body_end is not None and self._body_end.overflowed
 
     def _read_some(self, want: int) -> bytes:
         try:
-            # read1: whatever one socket read brings, so a trickle meets the deadline check in time
+            # read1: whatever one socket read brings, so a trickle meets the deadline check in time, and
+            # never more than the body has left (BodyEnd looks at what follows)
             chunk = self._raw.read1(min(want, READ_SIZE), decode_content=False)
         except MEDIA_READ_ERRORS as exc:
             raise media_read_error(exc, self.size) from None
@@ -398,17 +398,17 @@ class MediaStreamer:
         ranges (ranged.py) when the host serves them and the body is over a part, else one stream
         (s3transfer from the verifying reader). A host whose first range is answered with the whole
         body does not serve ranges after all: nothing was read, so the body goes as one stream."""
-        guard = guard_tail(response) if expected is not None else None
+        body_end = BodyEnd(response) if expected is not None else None
         if wants_ranges(response, expected):
             assert expected is not None
             copied = copy_in_ranges(
                 s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
                 create_args={"ContentType": content_type, "Metadata": metadata}, concurrency=self.max_concurrency,
-                timeout=self.timeout, deadline=deadline, tail_guard=guard,
+                timeout=self.timeout, deadline=deadline, body_end=body_end,
             )
             if copied is not None:
                 return copied
-        reader = _VerifyingReader(response, expected, self.max_bytes, deadline, guard)
+        reader = _VerifyingReader(response, expected, self.max_bytes, deadline, body_end)
         self._bucket.upload_stream(reader, key, content_type, metadata, expected, self.max_concurrency)
         return reader
 

@@ -6,21 +6,22 @@ part in order; every range must be exactly its length and the total exactly the 
 any failure aborts the multipart upload, so no object and no unfinished upload is left. Each part
 goes to S3 with its CRC32 (`ChecksumCRC32`, checked by S3 on arrival); the caller compares S3's
 composite checksum with the parts' CRC32s computed here from the bytes read. Memory is bounded: at
-most `STREAMS` part buffers exist (48 MiB with 8 MiB parts), whatever the size, and they are reused
-from part to part. A body of two parts, which the parallel path would hold whole anyway, is fetched
-the same way into one buffer and stored with a single PUT (its checksum: the body's sha256): no
-multipart upload to create, complete or leave behind.
+most `STREAMS` part buffers exist (48 MiB with 8 MiB parts), whatever the size. A body of two
+parts, which the parallel path would hold whole anyway, is fetched the same way and stored with a
+single PUT (its checksum: the body's sha256): no multipart upload to create, complete or leave behind.
 
-Bytes are copied once on their way: the socket reads straight into the part buffer (http_body.py),
-and the filled buffer goes to hashlib, zlib and botocore as one `bytes` object without a copy (a
-BytesIO's buffer: `getbuffer()` to fill it, `getvalue()` to hand it over; BytesIO copies on write
-should anything still hold it when it is refilled); botocore signs and sends it through a file-like
-view whose reads are slices of it, not copies (_PartBody). hashlib, zlib and the socket release the
-GIL on large buffers, so the download, hashing and upload threads run in parallel.
+Public APIs only: a body is read with urllib3's `HTTPResponse.read`/`read1` (`decode_content=False`),
+64 KiB at a time, into one of `STREAMS` part buffers made once and reused from part to part (fresh
+memory for every part costs a page fault per 4 KiB, and malloc keeps freed parts in each thread's
+arena): each read's bytes are copied once into the buffer, and the filled buffer goes to hashlib,
+zlib and botocore without a further copy (`_PartBody` serves botocore slices of it). urllib3 hands a
+connection back to the pool when a body is read to its end. hashlib, zlib and the socket release the
+GIL on large buffers, so reading (download threads), hashing (this thread, in order) and sending
+(upload threads) run in parallel.
 
 The pieces, as s3transfer has them: `PartWindow` orders the parts (pure, no I/O); one
 `TransferCoordinator` owns the copy's failure and its cleanups; `get_range` and `upload_part` are one
-request each, `read_part` reads one part's bytes; `_RangedCopy` runs them on its threads.
+request each, `read_body` reads one part's bytes; `_RangedCopy` runs them on its threads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import base64
 import contextlib
 import hashlib
 import heapq
-import io
 import math
 import re
 import threading
@@ -44,7 +44,6 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import MediaTransferError
-from .http_body import TailGuard, body_reader, has_surplus, release
 from .service_errors import (
     MEDIA_READ_ERRORS,
     S3,
@@ -60,10 +59,12 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 8 * MiB
 #: S3 allows 10,000 parts; keep a margin like the single-stream path
 MAX_PARTS = 9000
-#: bytes read into a part buffer at a time (the deadline and cancellation are checked between reads)
-READ_CHUNK = 256 * 1024
-#: concurrent Range GETs, and so the most part buffers held at once: on a window-bound link each
-#: range costs a round trip before its first byte, so a few more streams than upload threads
+#: bytes read at a time (the deadline and cancellation are checked between reads): each read returns a
+#: new bytes object; below malloc's mmap threshold (128 KiB) it is reused from the reading thread's
+#: heap (256 KiB reads left 1-2 MiB behind in each thread's arena: +62 MiB over idle on a long link)
+READ_CHUNK = 64 * 1024
+#: concurrent Range GETs, and so the most parts held at once: on a window-bound link each range
+#: costs a round trip before its first byte, so a few more streams than upload threads
 STREAMS = 6
 #: part uploads at a time, at most (and at most the streamer's concurrency): where S3 is the slower
 #: side (a fast link), it gets several parts at once; on a long link most of these threads wait
@@ -100,6 +101,27 @@ def wants_ranges(response: requests.Response, expected: int | None, part_size: i
 
 def part_size_for(size: int) -> int:
     return max(MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+
+
+class BodyEnd:
+    """Notices, once a body has been read to its Content-Length, whether the server sent more.
+
+    http.client stops at the declared length and never hands over what follows. On a persistent
+    connection (HTTP/1.1, no `Connection: close`) nothing may follow until the next request, so
+    urllib3's public `HTTPConnection.is_connected` (False once the idle socket is readable: bytes
+    waiting, or closed) tells it. A server that said it closes gets no check. Bytes that came in one
+    socket read with the headers (a body of a few KiB) are buffered and dropped by http.client
+    unseen; a larger body's end is read with `read1`, which never reads past the length asked.
+    Made before the body is read: urllib3 forgets the connection once the body is read to its end."""
+
+    def __init__(self, response: requests.Response) -> None:
+        raw = response.raw
+        persistent = getattr(raw, "version", 0) == 11 and "close" not in response.headers.get("Connection", "").lower()
+        self._connection = getattr(raw, "connection", None) if persistent else None
+
+    @property
+    def overflowed(self) -> bool:
+        return self._connection is not None and not self._connection.is_connected
 
 
 # --- ordering: pure --------------------------------------------------------------------------------
@@ -267,13 +289,14 @@ def get_range(session: requests.Session, url: str, start: int, end: int, size: i
         raise media_refusal(response)
 
 
-def read_part(response: requests.Response, view: memoryview, start: int, *, deadline: float | None,
-              cancelled: Callable[[], bool], exact_end: bool) -> None:
-    """Exactly `len(view)` bytes of the body of `response` (from body offset `start`) into `view`.
+def read_body(response: requests.Response, view: memoryview, start: int, *, deadline: float | None,
+              cancelled: Callable[[], bool], ends_body: bool) -> None:
+    """The next `len(view)` bytes of the body of `response` (body offset `start`) into `view`.
 
-    With `exact_end` the answer must end there (a range of its own: reading its end hands the
-    connection back to the pool); otherwise the body goes on (the first answer, read part by part)."""
-    readinto, inner = body_reader(response)
+    `ends_body`: these are the body's last bytes; its end is read with `read1`, which never asks the
+    socket for more than the body has left (so BodyEnd can see what follows). A body without a
+    Content-Length (a 206 may leave it out) must end there."""
+    raw = response.raw
     length = len(view)
     filled = 0
     while filled < length:
@@ -282,54 +305,82 @@ def read_part(response: requests.Response, view: memoryview, start: int, *, dead
         if deadline is not None and time.monotonic() > deadline:
             raise MediaTransferError(
                 f"the media download is too slow: {start + filled} bytes in when its time ran out", code="TooSlow")
+        want = min(READ_CHUNK, length - filled)
         try:
-            got = readinto(view[filled : filled + min(READ_CHUNK, length - filled)])
+            if ends_body and want == length - filled:
+                chunk = raw.read1(want, decode_content=False)
+            else:
+                chunk = raw.read(want, decode_content=False)
         except MEDIA_READ_ERRORS as exc:
             raise media_read_error(exc, start + filled) from None
-        if not got:
+        if not chunk:
             raise MediaTransferError(
                 f"the media range from byte {start} ended after {filled} of {length} bytes", code="Truncated")
-        filled += got
-    if exact_end:
-        if has_surplus(response, inner):
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    if ends_body and response.headers.get("Content-Length") is None:
+        try:
+            surplus = raw.read(1, decode_content=False)
+        except MEDIA_READ_ERRORS:
+            surplus = b""  # the body is complete; the connection is simply not reused
+        if surplus:
             raise MediaTransferError(f"the media range from byte {start} is longer than asked", code="LengthMismatch")
-        release(response, inner)
 
 
 def upload_part(s3: Any, bucket: str, key: str, upload_id: str, index: int,
-                data: bytes) -> tuple[dict[str, Any], bytes]:
+                chunks: list[memoryview]) -> tuple[dict[str, Any], bytes]:
     """Part `index` (0-based) with its CRC32 from the bytes read, handed to S3, which checks the part
     against it (rather than botocore computing one): its entry for complete_multipart_upload, and
-    the CRC32. The part goes as one bytes object: no copy."""
-    part_checksum = zlib.crc32(data).to_bytes(4, "big")  # zlib releases the GIL on it
+    the CRC32. The part goes as it lies in its buffer: no copy."""
+    part_checksum = _crc32(chunks)
     checksum = base64.b64encode(part_checksum).decode()
     answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=index + 1,
-                            Body=_PartBody(data), ChecksumCRC32=checksum)
+                            Body=_PartBody(chunks), ChecksumCRC32=checksum)
     return {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum}, part_checksum
 
 
-class _PartBody:
-    """A part's bytes as the file-like body botocore takes, without copies: botocore turns a `bytes`
-    Body into a BytesIO, whose every read (1 MiB to sign the payload, 128 KiB blocks to send it) is
-    a copy; here a read returns a memoryview slice (hashlib, zlib and sockets take those as bytes),
-    and a read of everything from the start returns the bytes object itself. Seekable, for retries."""
+def _crc32(chunks: list[memoryview]) -> bytes:
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)  # zlib releases the GIL on large buffers
+    return crc.to_bytes(4, "big")
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._view = memoryview(data)
+
+class _PartBody:
+    """Chunks of bytes as the seekable file-like body botocore takes, without copies: a read of a
+    block (how http.client sends a body) returns a memoryview slice of one chunk (sockets take those
+    as bytes; a short read is allowed), so the part is never joined; only a read of everything joins.
+    Seekable, for retries."""
+
+    def __init__(self, chunks: list[memoryview]) -> None:
+        self._chunks = chunks
+        self._starts = [0]
+        for chunk in chunks:
+            self._starts.append(self._starts[-1] + len(chunk))
+        self._size = self._starts[-1]
         self._position = 0
+        self._chunk = 0  # the chunk holding `_position`
 
     def read(self, amount: int | None = -1) -> bytes | memoryview:
-        start = self._position
-        end = len(self._data) if amount is None or amount < 0 else min(len(self._data), start + amount)
-        self._position = max(start, end)
-        if start == 0 and end == len(self._data):
-            return self._data
-        return self._view[start:end]
+        if self._position >= self._size:
+            return b""
+        if amount is None or amount < 0:  # everything left, as bytes (moto in-process reads it so)
+            rest = b"".join(self._chunks)[self._position :] if self._position else b"".join(self._chunks)
+            self._position = self._size
+            return rest
+        while self._starts[self._chunk + 1] <= self._position:
+            self._chunk += 1
+        offset = self._position - self._starts[self._chunk]
+        view = self._chunks[self._chunk][offset:]
+        if amount is not None and 0 <= amount < len(view):
+            view = view[:amount]
+        self._position += len(view)
+        return view
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._position, 2: len(self._data)}[whence]
-        self._position = max(0, base + offset)
+        base = {0: 0, 1: self._position, 2: self._size}[whence]
+        self._position = min(self._size, max(0, base + offset))
+        self._chunk = 0
         return self._position
 
     def tell(self) -> int:
@@ -342,7 +393,7 @@ class _PartBody:
         return True
 
     def __len__(self) -> int:
-        return max(0, len(self._data) - self._position)
+        return self._size - self._position
 
 
 # --- the copy ------------------------------------------------------------------------------------------
@@ -360,13 +411,13 @@ def copy_in_ranges(
     concurrency: int,
     timeout: tuple[float, float],
     deadline: float | None = None,
-    tail_guard: TailGuard | None = None,
+    body_end: BodyEnd | None = None,
 ) -> RangedCopy | None:
     """Copies the body behind `response` (a 200 not read yet) to `s3://bucket/key` in ranges.
 
     On a short link (the first answer's headers came within FAST_MS) the parts are read one after
     the other from the first answer instead: one stream is not window-bound there, and ranges would
-    only cost requests. `tail_guard` (under that answer's body) then tells, once it is read to its
+    only cost requests. `body_end` (made for that answer) then tells, once it is read to its
     Content-Length, whether the server sent more (the copy fails: LengthMismatch).
 
     Returns None, having started nothing, when the host ignores ranges after all (its answer to the
@@ -374,16 +425,11 @@ def copy_in_ranges(
     upload's ContentType and Metadata.
     """
     copy = _RangedCopy(s3, session, response, size, bucket, key, create_args, max(1, concurrency), timeout,
-                       deadline, tail_guard)
+                       deadline, body_end)
     try:
         return copy.run()
     except (ClientError, BotoCoreError) as exc:
         raise aws_error(exc, S3, f"the upload to bucket {bucket}") from None
-
-
-def _new_buffer(size: int) -> io.BytesIO:
-    """A part buffer of `size` zero bytes (untouched pages until the socket fills them)."""
-    return io.BytesIO(bytes(size))
 
 
 class _RangedCopy:
@@ -392,18 +438,17 @@ class _RangedCopy:
 
     def __init__(self, s3: Any, session: requests.Session, response: requests.Response, size: int, bucket: str,
                  key: str, create_args: dict[str, Any], concurrency: int, timeout: tuple[float, float],
-                 deadline: float | None, tail_guard: TailGuard | None) -> None:
+                 deadline: float | None, body_end: BodyEnd | None) -> None:
         self.s3, self.session, self.first, self.url = s3, session, response, response.url
         self.size, self.bucket, self.key, self.timeout, self.deadline = size, bucket, key, timeout, deadline
-        self.tail_guard = tail_guard
+        self.body_end = body_end
         self.create_args = {**create_args, "ChecksumAlgorithm": "CRC32"}
         self.part_size = part_size_for(size)
         self.count = math.ceil(size / self.part_size)
         #: two parts at most: held whole anyway, so stored by one PUT (two requests fewer)
         self.single = self.count <= 2
         # one stream: every part from the first answer, in order (no ranges); not for a body of two
-        # parts: reading the first answer to its end would wait up to 50 ms for a surplus that never
-        # comes (the tail guard); one range for the second part is cheaper
+        # parts, where one range for the second part is as cheap
         elapsed = getattr(response, "elapsed", None)
         self.sequential = not self.single and elapsed is not None and elapsed.total_seconds() * 1000 < FAST_MS
         self.uploads = max(1, min(UPLOADS, concurrency))
@@ -414,9 +459,10 @@ class _RangedCopy:
         self._confirmed = threading.Event()  # a range was answered with a 206: the host serves them
         if self.sequential:
             self._confirmed.set()
-        self._whole = _new_buffer(size) if self.single else None
-        self._buffers: dict[int, io.BytesIO] = {}  # buffers of the parts started, not yet released
-        self._spare: list[io.BytesIO] = []  # full-size buffers free for the next parts
+        #: one reusable buffer per window slot: part i uses slot i % STREAMS, free again by the time part
+        #: i + STREAMS may start (the window); made on first use
+        self._slots: list[bytearray | None] = [None] * STREAMS
+        self._parts: dict[int, list[memoryview]] = {}  # each part read (its bytes in its slot), until released
         self._ready: list[int] = []  # downloaded parts waiting for an upload thread (a heap: lowest first)
         self._entries: dict[int, dict[str, Any]] = {}
         self._part_checksums: dict[int, bytes] = {}
@@ -424,9 +470,10 @@ class _RangedCopy:
     def run(self) -> RangedCopy | None:
         try:
             digest = self._transfer()
-            if self._whole is not None:
+            if self.single:
                 args = {k: v for k, v in self.create_args.items() if k != "ChecksumAlgorithm"}
-                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=_PartBody(self._whole.getvalue()),
+                chunks = [chunk for index in range(self.count) for chunk in self._parts[index]]
+                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=_PartBody(chunks),
                                    ChecksumSHA256=base64.b64encode(digest.digest()).decode(), **args)
                 return RangedCopy(size=self.size, sha256=digest, part_checksums=[], checksum_algorithm="SHA256")
             if self.upload_id is None:
@@ -440,9 +487,8 @@ class _RangedCopy:
             raise
         finally:
             self.coordinator.clean_up()
-            self._whole = None
-            self._buffers.clear()
-            self._spare.clear()
+            self._parts.clear()
+            self._slots.clear()
         # what landed (its length, S3's composite checksum) is checked by the caller, as for one stream
         return RangedCopy(size=self.size, sha256=digest,
                           part_checksums=[self._part_checksums[i] for i in range(self.count)])
@@ -463,13 +509,11 @@ class _RangedCopy:
                 while True:
                     if self.coordinator.exception is not None:
                         raise self.coordinator.exception
-                    for done in self.window.releasable():
-                        buffer = self._buffers.pop(done)
-                        if self._is_full(done) and not self.single:
-                            self._spare.append(buffer)
+                    if not self.single:  # a single PUT needs every part at the end
+                        for done in self.window.releasable():
+                            self._parts.pop(done, None)
                     for index in self.window.to_start():
-                        self._buffers[index] = self._buffer_for(index)
-                        downloads.submit(self._download, index, self._buffers[index], uploads)
+                        downloads.submit(self._download, index, uploads)
                     if self.upload_id is None and not self.single:  # while the first ranges travel
                         lock.release()
                         try:
@@ -483,16 +527,13 @@ class _RangedCopy:
                     if index is None:
                         lock.wait(1.0)
                         continue
-                    buffer = self._buffers[index]
+                    chunks = self._parts[index]
                     lock.release()  # hash outside the lock: hashlib releases the GIL on large buffers
                     try:
-                        if self.single:  # its part of the one buffer, which only the download threads share
-                            start, end = self._bounds(index)
-                            with buffer.getbuffer() as whole, whole[start:end] as view:
-                                digest.update(view)
-                        else:  # the same bytes object as the upload thread's: no copy
-                            digest.update(buffer.getvalue())
+                        for chunk in chunks:
+                            digest.update(chunk)
                     finally:
+                        del chunks  # not held here past its release
                         lock.acquire()
                     self.window.hashed(index)
         except BaseException as exc:
@@ -515,8 +556,8 @@ class _RangedCopy:
         with contextlib.suppress(ClientError, BotoCoreError):  # the original error matters more
             self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
-    def _download(self, index: int, buffer: io.BytesIO, uploads: ThreadPoolExecutor) -> None:
-        """A download thread: part `index` into its buffer, then handed to an upload thread."""
+    def _download(self, index: int, uploads: ThreadPoolExecutor) -> None:
+        """A download thread: part `index`, then handed to an upload thread."""
         try:
             self.coordinator.raise_if_failed()
             from_first = index == 0 or self.sequential
@@ -528,8 +569,9 @@ class _RangedCopy:
                 response = get_range(self.session, self.url, *self._bounds(index), self.size, self.timeout,
                                      self._confirmed.is_set())
                 self._confirmed.set()
-            self._read(response, index, buffer, from_first)
+            chunks = self._read(response, index, from_first)
             with self.coordinator.condition:
+                self._parts[index] = chunks
                 self.window.downloaded(index)
                 if self.single:
                     self.window.uploaded(index)  # stored whole by one PUT at the end
@@ -541,18 +583,21 @@ class _RangedCopy:
         except BaseException as exc:
             self.coordinator.fail(exc)
 
-    def _read(self, response: requests.Response, index: int, buffer: io.BytesIO, from_first: bool) -> None:
-        """Part `index` of the body from `response` into its buffer; closes a range's answer once read
-        (the first answer once its last part is read)."""
+    def _read(self, response: requests.Response, index: int, from_first: bool) -> list[memoryview]:
+        """Part `index` of the body from `response`; closes a range's answer once read (the first
+        answer once its last part is read, or at once when the other parts come in ranges)."""
         start, end = self._bounds(index)
-        offset = start if self._whole is not None else 0  # a small body: its part of the one buffer
         last_of_first = from_first and (not self.sequential or index == self.count - 1)
+        ends_body = not from_first or (self.sequential and index == self.count - 1)
         self.coordinator.reading(response)
         try:
-            with buffer.getbuffer() as whole, whole[offset : offset + end - start] as view:
-                read_part(response, view, start, deadline=self.deadline, exact_end=not from_first,
-                          cancelled=lambda: self.coordinator.failed)
-            if self.sequential and index == self.count - 1 and self.tail_guard is not None and self.tail_guard.overflow:
+            slot = self._slots[index % STREAMS]
+            if slot is None:
+                slot = self._slots[index % STREAMS] = bytearray(self.part_size)
+            view = memoryview(slot)[: end - start]
+            read_body(response, view, start, deadline=self.deadline, ends_body=ends_body,
+                      cancelled=lambda: self.coordinator.failed)
+            if from_first and ends_body and self.body_end is not None and self.body_end.overflowed:
                 raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
         except BaseException:
             response.close()
@@ -560,19 +605,18 @@ class _RangedCopy:
         if not from_first or last_of_first:
             response.close()
             self.coordinator.done_reading(response)
+        return [view]
 
     def _upload_next(self) -> None:
         """An upload thread: the lowest part waiting (one task per part), the one the window waits for."""
         try:
             with self.coordinator.condition:
                 index = heapq.heappop(self._ready)
-                buffer = self._buffers[index]
+                chunks = self._parts[index]
             self._created.wait()
             self.coordinator.raise_if_failed()
-            data = buffer.getvalue()
-            del buffer
-            entry, part_checksum = upload_part(self.s3, self.bucket, self.key, self.upload_id or "", index, data)
-            del data
+            entry, part_checksum = upload_part(self.s3, self.bucket, self.key, self.upload_id or "", index, chunks)
+            del chunks
             with self.coordinator.condition:
                 self._entries[index] = entry
                 self._part_checksums[index] = part_checksum
@@ -584,19 +628,3 @@ class _RangedCopy:
     def _bounds(self, index: int) -> tuple[int, int]:
         start = index * self.part_size
         return start, min(self.size, start + self.part_size)
-
-    def _is_full(self, index: int) -> bool:
-        start, end = self._bounds(index)
-        return end - start == self.part_size
-
-    def _buffer_for(self, index: int) -> io.BytesIO:
-        """Part `index`'s buffer: a spare one when it fits, else a new one (never more than the
-        window's width exist)."""
-        if self._whole is not None:
-            return self._whole
-        if self._is_full(index) and self._spare:
-            return self._spare.pop()
-        if self._spare:  # the short last part: its own buffer, one spare fewer
-            self._spare.pop()
-        start, end = self._bounds(index)
-        return _new_buffer(end - start)
