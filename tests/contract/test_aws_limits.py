@@ -150,6 +150,33 @@ def test_the_task_lock_key_fits_a_dynamodb_partition_key_for_the_longest_task_id
         assert len(key.encode()) <= DYNAMODB_KEY_BYTES, template
 
 
+# --- S3 -----------------------------------------------------------------------------------------
+
+S3_KEY_BYTES = 1024  # "The object key name ... can be up to 1,024 bytes long" (S3 user guide, object keys)
+
+
+def test_the_longest_media_key_the_stack_can_write_fits_s3(replay, account, make_relay) -> None:
+    """The longest prefix the template and the configuration accept, the longest task id, the largest
+    index an answer may list and the longest extension: a key S3 takes. One character more of prefix is
+    refused by both, before anything runs."""
+    from wan_relay.config import MAX_MEDIA_PREFIX_CHARS, Config
+    from wan_relay.errors import ConfigurationError
+    from wan_relay.ingest import EXTENSIONS
+    from wan_relay.normalize import MAX_RESULT_ITEMS
+
+    template = Template(parameters={"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:k"})
+    declared = template.doc["Parameters"]["MediaPrefix"]
+    assert declared["MaxLength"] == MAX_MEDIA_PREFIX_CHARS
+    prefix = ("p" * 99 + "/") * (MAX_MEDIA_PREFIX_CHARS // 100) + "q" * (MAX_MEDIA_PREFIX_CHARS % 100 - 1) + "/"
+    assert len(prefix) == MAX_MEDIA_PREFIX_CHARS and re.fullmatch(declared["AllowedPattern"], prefix)
+    key = f"{prefix}{'f' * LONGEST_TASK_ID}/{MAX_RESULT_ITEMS - 1}.{max(EXTENSIONS.values(), key=len)}"
+    assert len(key.encode()) <= S3_KEY_BYTES
+    environment = {"DASHSCOPE_API_KEY": "k", "MEDIA_BUCKET": "b"}
+    assert Config.from_env({**environment, "MEDIA_PREFIX": prefix}).media_prefix == prefix
+    with pytest.raises(ConfigurationError, match="MEDIA_PREFIX"):
+        Config.from_env({**environment, "MEDIA_PREFIX": "r" + prefix})
+
+
 class DynamoWrites:
     """Every item the relay's DynamoDB client writes, as stored after each call (PutItem, and the
     `SET` clauses of UpdateItem applied to it), through botocore's event hooks."""

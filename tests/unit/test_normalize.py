@@ -111,3 +111,15 @@ def test_times_and_expiry_parse_or_stay_empty():
     assert url_expiry("https://h/x.png?Expires=0") == "1970-01-01T00:00:00.000Z"
     assert url_expiry("https://h/x.png?x-oss-date=20260109T100000Z&x-oss-expires=86400") == "2026-01-10T10:00:00.000Z"
     assert url_expiry("https://h/x.png?Expires=soon") is None
+
+
+def test_an_answer_listing_more_results_than_a_task_can_carry_is_a_protocol_error():
+    from wan_relay.normalize import MAX_RESULT_ITEMS
+
+    answer = sample("wan2.5-t2i_partial")
+    results = answer["output"]["results"]
+    answer["output"]["results"] = (results * MAX_RESULT_ITEMS)[:MAX_RESULT_ITEMS]
+    assert len(normalize(answer).media) + len(normalize(answer).failures) == MAX_RESULT_ITEMS  # at the edge
+    answer["output"]["results"].append(results[0])
+    with pytest.raises(ProtocolError, match=f"more than {MAX_RESULT_ITEMS} results"):
+        normalize(answer)

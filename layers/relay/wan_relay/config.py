@@ -35,6 +35,9 @@ _KEY_PREFIX = r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))"
 _ORIGIN_PATTERN = r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$"
 
 
+#: an S3 key is at most 1,024 bytes: the prefix, then `<task_id>/<index>.<ext>` (at most 128 + 1 + 2 + 5)
+MAX_MEDIA_PREFIX_CHARS = 512
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     base_url: Annotated[str, Meta(pattern=_HTTP_URL, description="must be an http(s) URL such as " + DEFAULT_BASE_URL)
                         ] = field(default=DEFAULT_BASE_URL, name="DASHSCOPE_BASE_URL")
@@ -42,7 +45,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: one of the two: a Secrets Manager name or ARN (the stack), or the plain key (local runs)
     api_key_secret: str | None = field(default=None, name="DASHSCOPE_API_KEY_SECRET")
     api_key: str | None = field(default=None, name="DASHSCOPE_API_KEY")
-    media_prefix: Annotated[str, Meta(pattern=_KEY_PREFIX,
+    media_prefix: Annotated[str, Meta(pattern=_KEY_PREFIX, max_length=MAX_MEDIA_PREFIX_CHARS,
                                       description="must be a relative key prefix (no leading /, no .. segment)")
                             ] = field(default="wan/", name="MEDIA_PREFIX")
     #: `wan-relay run --aws` only: in the stack the workflow puts the event

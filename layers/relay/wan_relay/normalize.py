@@ -27,6 +27,8 @@ _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 
 #: the longest task_status kept (every status DashScope documents is under 16 characters)
 MAX_STATUS_CHARS = 64
+#: the most results (media and failed items together) one answer may list
+MAX_RESULT_ITEMS = 50
 
 def iso_z(moment: datetime) -> str:
     """A UTC ISO-8601 string with millisecond precision and a `Z`."""
@@ -233,6 +235,10 @@ def normalize(answer: Any, *, expected_task_id: str | None = None) -> Task:
     if video_url is not None:
         out.add_media("video", video_url)
 
+    if len(out.media) + len(out.failures) > MAX_RESULT_ITEMS:
+        # every item becomes an object, a ledger record and an entry of the event (256 KB): a Wan task
+        # answers a handful, and an answer with more is not one the relay can carry whole
+        raise ProtocolError(f"the task answer lists more than {MAX_RESULT_ITEMS} results")
     kinds = {m["type"] for m in out.media}
     kind: Kind | None = None
     if len(kinds) == 1:
