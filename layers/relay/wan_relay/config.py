@@ -58,6 +58,19 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_media_bytes: Annotated[int, Meta(gt=0, description="must be a positive whole number of bytes")] = field(
         default=DEFAULT_MAX_MEDIA_BYTES, name="MAX_MEDIA_BYTES")
     idempotency_table: str | None = field(default=None, name="IDEMPOTENCY_TABLE")
+    #: the fleet (docs/fleet.md): "park" (a waiting workflow parks on a task token and the sweeper resumes
+    #: it) or "poll" (each workflow polls on its own, the fallback's loop)
+    waiting: Annotated[str, Meta(pattern=r"^(park|poll)\Z", description="must be park or poll")] = field(
+        default="poll", name="WAITING")
+    #: the table of parked workflows (partition key `account`, sort key `parked`); required to park
+    parked_table: str | None = field(default=None, name="PARKED_TABLE")
+    #: the account's DashScope query budget, queries a second for the whole fleet (DashScope allows 20)
+    query_budget: Annotated[int, Meta(ge=1, le=20, description="must be a whole number of queries a second, 1 to 20")
+                            ] = field(default=19, name="DASHSCOPE_QUERY_BUDGET")
+    #: the key of the budget, the registry and the sweeper: one per Alibaba Cloud account
+    account: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z",
+                                 description="must be 1 to 64 letters, digits, '.', '_' or '-'")] = field(
+        default="default", name="DASHSCOPE_ACCOUNT")
     #: local runs and tests only (their DashScope and media are on 127.0.0.1): media may come from loopback
     allow_loopback_media: Annotated[bool, Meta(description="must be true or false")] = field(
         default=False, name="ALLOW_LOOPBACK_MEDIA_ADDRESSES")
@@ -67,6 +80,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("set DASHSCOPE_API_KEY_SECRET (a Secrets Manager name or ARN) or DASHSCOPE_API_KEY")
         if not self.media_bucket:
             raise ValueError("MEDIA_BUCKET is required: the S3 bucket the media is streamed into")
+        if self.waiting == "park" and not (self.parked_table and self.idempotency_table):
+            raise ValueError("WAITING=park needs PARKED_TABLE (the parked workflows) and IDEMPOTENCY_TABLE (the budget)")
 
     def __repr__(self) -> str:  # the plain key must never reach a log line through repr()
         fields = {name: getattr(self, name) for name in self.__struct_fields__}

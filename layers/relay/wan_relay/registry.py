@@ -1,0 +1,104 @@
+"""The registry of parked workflows: one DynamoDB item per park, which the sweeper reads to know what to
+watch and whose task token it uses to resume (or heartbeat) the workflow.
+
+The table: partition key `account` (one sweeper per account reads its partition), sort key `parked`,
+`<parked_at in ms, 13 digits>#<task_id>`, so that the sweeper reads the parks after a point in time
+(a Query on the sort key) instead of the whole partition every second. An item carries the token, the
+task's kind, whether the list is trusted for it (`blind`), the execution, and its expiry (the table's TTL
+attribute: the task's budget plus a margin, so a park nobody removes does not stay for ever).
+
+Who writes what: the workflow's park action puts an item; the sweeper deletes it when it resumes the
+workflow, or when the token turns out dead (the workflow's watchdog fired, the execution ended), or
+when the same task parked again (the newer item replaces it). Takes its client (boto3's low-level
+DynamoDB client, or anything with the same calls); imports no AWS SDK itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+#: how far before a cursor the sweeper reads again: parks are written by many functions whose clocks
+#: and write latencies differ, so one written "in the past" of the cursor is still found
+CURSOR_OVERLAP_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Parked:
+    """One park: a workflow waiting for its task, resumable with `token`."""
+
+    task_id: str
+    token: str
+    parked_at: float  # epoch seconds
+    kind: str | None = None
+    blind: bool = False
+    execution: str | None = None
+
+    @property
+    def key(self) -> str:
+        return parked_key(self.parked_at, self.task_id)
+
+
+def parked_key(parked_at: float, task_id: str) -> str:
+    return f"{round(parked_at * 1000):013d}#{task_id}"
+
+
+class Registry:
+    """The parks of one account in the table `table`."""
+
+    def __init__(self, client: Any, table: str, account: str) -> None:
+        self._client = client
+        self._table = table
+        self._account = account
+
+    def park(self, parked: Parked, *, expires_at: int) -> None:
+        item: dict[str, Any] = {
+            "account": {"S": self._account},
+            "parked": {"S": parked.key},
+            "task_id": {"S": parked.task_id},
+            "token": {"S": parked.token},
+            "parked_at": {"N": repr(parked.parked_at)},
+            "blind": {"BOOL": parked.blind},
+            "expiration": {"N": str(int(expires_at))},
+        }
+        if parked.kind is not None:
+            item["kind"] = {"S": parked.kind}
+        if parked.execution is not None:
+            item["execution"] = {"S": parked.execution}
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def since(self, after_ms: int | None = None) -> Iterator[Parked]:
+        """The parks whose time is after `after_ms` (all of them without it), oldest first, every page."""
+        values: dict[str, Any] = {":account": {"S": self._account}}
+        condition = "account = :account"
+        if after_ms is not None:
+            condition += " AND parked > :after"
+            values[":after"] = {"S": f"{max(0, after_ms):013d}#\uffff"}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+        while True:
+            answer = self._client.query(**query)
+            for item in answer.get("Items", []):
+                yield Parked(
+                    task_id=item["task_id"]["S"],
+                    token=item["token"]["S"],
+                    parked_at=float(item["parked_at"]["N"]),
+                    kind=item.get("kind", {}).get("S"),
+                    blind=bool(item.get("blind", {}).get("BOOL", False)),
+                    execution=item.get("execution", {}).get("S"),
+                )
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return
+            query["ExclusiveStartKey"] = last
+
+    def remove(self, parked: Parked) -> None:
+        """Forget a park (resumed, dead or replaced); removing one already gone is not an error."""
+        self._client.delete_item(
+            TableName=self._table, Key={"account": {"S": self._account}, "parked": {"S": parked.key}}
+        )
