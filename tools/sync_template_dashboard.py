@@ -104,6 +104,8 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.POLLS, "Sum", "queries"),
                 s.own(metrics.THROTTLED, "Sum", "throttled (HTTP 429)"),
                 s.own(metrics.POLL_ERRORS, "Sum", "no useful answer (backed off)"),
+                s.own(metrics.QUERY_BUDGET_WAITS, "Sum", "waited for the account's budget (not asked)"),
+                s.own(metrics.PARKS, "Sum", "parks (waiting for the sweeper)"),
             ], width=8, unit="queries", limit=("account limit, all callers: 20/s", DASHSCOPE_QUERIES_PER_MINUTE)),
             graph("Detection delay: task end to decision",
                   [s.own(metrics.DETECTION_DELAY, p, p) for p in percentiles], width=8, unit="seconds"),

@@ -239,6 +239,8 @@ class EmbeddedStack:
     #: an SQS queue receiving every completion event, through a rule with the template's pattern
     events_queue_url: str
     idempotency_table: str
+    #: the parked workflows' task tokens (the registry the sweeper reads)
+    parked_table: str
     #: the submit rule's event pattern (moto cannot give that rule its Step Functions target)
     submit_rule_pattern: dict[str, Any]
     region: str
@@ -294,18 +296,23 @@ def deploy_embedded_stack(
     prefix: str = "wan-relay",
     parameters: Mapping[str, str] | None = None,
     template_path: Path = TEMPLATE,
+    parks: bool = False,
 ) -> EmbeddedStack:
     """Creates the template's resources with boto3's default clients and registers the real handler.
 
     `environment` is merged over what the template gives the function (the caller supplies what a
     deployment takes from its parameters and secret: DASHSCOPE_BASE_URL, DASHSCOPE_API_KEY,
     ALLOWED_MEDIA_URLS...); the names of the resources created here always come from the stack.
-    `parameters` overrides the template's parameter defaults.
+    `parameters` overrides the template's parameter defaults. Workflows park (the template's default
+    `Waiting`) only with `parks=True`, for a caller that drives the sweeper (nothing schedules it here);
+    otherwise each polls on its own, unless `parameters` says `Waiting` itself.
     """
     session = aws_session()
     region = session.region_name or "us-east-1"
     account_id = session.client("sts").get_caller_identity()["Account"]
     params = dict(parameters or {})
+    if not parks:
+        params.setdefault("Waiting", "poll")
     if "DashScopeApiKeySecretArn" not in params:
         params["DashScopeApiKeySecretArn"] = _local_secret(session, prefix, environment.get("DASHSCOPE_API_KEY"))
     template = Template(template_path, parameters=params, region=region, account_id=account_id, stack_name=prefix)
@@ -313,6 +320,7 @@ def deploy_embedded_stack(
     bucket = _create_bucket(session, template, f"{prefix}-media-{account_id}")
     bus_name = _ensure_bus(session, _bus_name(template))
     table = _create_table(session, template, f"{prefix}-idempotency")
+    parked_table = _create_table(session, template, f"{prefix}-parked-tasks", "ParkedTasksTable")
     function_name, function_arn, function_env = _create_function(
         session, template, lambdas, environment, f"{prefix}-poll-task"
     )
@@ -336,6 +344,7 @@ def deploy_embedded_stack(
         state_machine_arn=state_machine_arn,
         events_queue_url=queue_url,
         idempotency_table=table,
+        parked_table=parked_table,
         submit_rule_pattern=submit_pattern,
         region=region,
         submit_input_path=submit.get("InputPath", "$"),
@@ -418,9 +427,9 @@ def _ensure_bus(session: Any, name: str) -> str:
     return name
 
 
-def _create_table(session: Any, template: Template, name: str) -> str:
+def _create_table(session: Any, template: Template, name: str, logical_id: str = "IdempotencyTable") -> str:
     dynamodb = session.client("dynamodb")
-    props = template.properties("IdempotencyTable")
+    props = template.properties(logical_id)
     dynamodb.create_table(
         TableName=name,
         AttributeDefinitions=props["AttributeDefinitions"],
@@ -434,8 +443,8 @@ def _create_table(session: Any, template: Template, name: str) -> str:
             TableName=name, PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"]
         )
     arn = dynamodb.describe_table(TableName=name)["Table"]["TableArn"]
-    template.refs["IdempotencyTable"] = name
-    template.attributes[("IdempotencyTable", "Arn")] = arn
+    template.refs[logical_id] = name
+    template.attributes[(logical_id, "Arn")] = arn
     return name
 
 
@@ -469,7 +478,8 @@ def _create_function(
     globals_ = template.doc.get("Globals", {}).get("Function", {})
     template.refs[FUNCTION] = name
     template_env = template.function_environment(FUNCTION)
-    owned = {k: template_env[k] for k in ("MEDIA_BUCKET", "EVENT_BUS_NAME", "IDEMPOTENCY_TABLE") if k in template_env}
+    owned = {k: template_env[k] for k in ("MEDIA_BUCKET", "EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "PARKED_TABLE")
+             if k in template_env}
     merged = {**template_env, **_EMBEDDED_ONLY, **environment, **owned}
 
     code_dir = template.path.parent / props["CodeUri"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -134,6 +135,21 @@ def _a_start_blocked_by_the_lock_of_a_failed_execution(workflow: Any) -> None:
     assert (blocked["status"], blocked["error"]) == ("FAILED", "TaskBlockedByStaleClaim")
 
 
+def _parked_then_resumed_while_the_budget_is_spoken_for(workflow: Any) -> None:
+    from tests.workflow.test_fleet import parked, resume
+
+    task_id = _image(workflow)
+    execution = workflow.stack.start({"task_id": task_id})
+    park = parked(workflow, 1)
+    # another caller of the account holds the budget's next 1.5 s: more than a reservation reaches ahead
+    workflow.dynamodb.put_item(TableName=workflow.stack.idempotency_table, Item={
+        "id": {"S": "budget#default"}, "next_free_us": {"N": str(int((time.time() + 1.5) * 1_000_000))}})
+    resume(workflow, park, "finished", slot_in=-5)
+    assert workflow.finish(execution)["status"] == "SUCCEEDED"
+
+
+_parked_then_resumed_while_the_budget_is_spoken_for.parks = True  # type: ignore[attr-defined]
+
 #: every completion status, media stored and transfers tried again, a throttled poll and an outage, a
 #: duplicate start and one blocked by a stale claim
 RUNS: list[Callable[[Any], None]] = [
@@ -141,6 +157,7 @@ RUNS: list[Callable[[Any], None]] = [
     _throttled_then_an_outage_then_succeeded_then_a_second_start,
     _media_that_keeps_failing_to_transfer,
     _a_start_blocked_by_the_lock_of_a_failed_execution,
+    _parked_then_resumed_while_the_budget_is_spoken_for,
 ]
 
 
@@ -182,7 +199,9 @@ def emitted_by_function() -> dict[Series, dict[str, Any]]:
         for run in RUNS:
             cold_start.reset_cold_start_flag()
             with (ReplayDashScope(api_key=API_KEY) as replay, recorded_sleeps(),
-                  deployed_workflow(replay) as workflow, contextlib.redirect_stdout(printed)):
+                  deployed_workflow(replay, {"Waiting": "park"} if getattr(run, "parks", False) else None,
+                                    parks=getattr(run, "parks", False)) as workflow,
+                  contextlib.redirect_stdout(printed)):
                 run(workflow)
                 statuses.update(event["detail"]["status"] for event in workflow.completed_events())
     assert statuses == set(CompletionStatus.__origin__.__args__), "the runs must end with every status"

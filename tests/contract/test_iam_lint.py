@@ -59,7 +59,8 @@ def test_a_condition_on_a_key_the_action_does_not_carry_is_found(tmp_path: Path)
 
 
 def test_an_action_iam_does_not_know_is_found(tmp_path: Path) -> None:
-    path = mutated(tmp_path, "                - dynamodb:GetItem\n", "                - dynamodb:GetItems\n")
+    path = mutated(tmp_path, "                - dynamodb:GetItem\n                - dynamodb:PutItem\n",
+                   "                - dynamodb:GetItems\n                - dynamodb:PutItem\n")
 
     unknown = ("IdempotencyRecords", "UNKNOWN_ACTION", "dynamodb:GetItems is no action in the IAM catalogue")
     assert unknown in issues(path)

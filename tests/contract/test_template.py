@@ -41,12 +41,14 @@ def template() -> Template:
     stack.refs.update({
         "MediaBucket": "wan-relay-mediabucket-1a2b3c",
         "IdempotencyTable": "wan-relay-IdempotencyTable-XYZ",
+        "ParkedTasksTable": "wan-relay-ParkedTasksTable-XYZ",
         "PollTaskFunction": "wan-relay-PollTaskFunction-XYZ",
         "PollTaskStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ",
     })
     stack.attributes.update({
         ("MediaBucket", "Arn"): "arn:aws:s3:::wan-relay-mediabucket-1a2b3c",
         ("IdempotencyTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/wan-relay-IdempotencyTable-XYZ",
+        ("ParkedTasksTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/wan-relay-ParkedTasksTable-XYZ",
         ("PollTaskFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:wan-relay-PollTaskFunction-XYZ",
         ("StateMachineLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/x:*",
         ("SubmitDeadLetterQueue", "Arn"): "arn:aws:sqs:us-east-1:123456789012:wan-relay-SubmitDeadLetterQueue",
@@ -113,7 +115,7 @@ def test_the_functions_environment_is_a_valid_relay_configuration(template: Temp
 
 def test_an_existing_bucket_is_used_as_given() -> None:
     stack = Template(parameters={**REQUIRED, "MediaBucketName": "my-media"})
-    stack.refs["IdempotencyTable"] = "t"
+    stack.refs.update({"IdempotencyTable": "t", "ParkedTasksTable": "p"})
     assert not stack.condition("CreateMediaBucket")
     assert stack.function_environment("PollTaskFunction")["MEDIA_BUCKET"] == "my-media"
 
@@ -171,14 +173,19 @@ def test_no_wildcard_actions_and_no_wildcard_resources_where_a_name_exists(templ
 
 
 def test_the_function_may_touch_only_its_prefix_its_secret_and_its_table(template: Template) -> None:
-    grants = {a: as_list(s["Resource"]) for s in allow_statements(template, "PollTaskFunction")
-              for a in as_list(s["Action"])}
+    grants: dict[str, list[Any]] = {}
+    for statement in allow_statements(template, "PollTaskFunction"):
+        for action in as_list(statement["Action"]):
+            grants.setdefault(action, []).extend(r for r in as_list(statement["Resource"])
+                                                 if r not in grants.get(action, []))
     media = ["arn:aws:s3:::wan-relay-mediabucket-1a2b3c/wan/*"]
     assert grants["s3:GetObject"] == grants["s3:PutObject"] == grants["s3:AbortMultipartUpload"] == media
     assert grants["secretsmanager:GetSecretValue"] == [REQUIRED["DashScopeApiKeySecretArn"]]
     assert "events:PutEvents" not in grants  # only the workflow's EmitCompletion puts the event
     table = [template.attributes[("IdempotencyTable", "Arn")]]
-    assert grants["dynamodb:PutItem"] == grants["dynamodb:GetItem"] == table
+    assert grants["dynamodb:GetItem"] == grants["dynamodb:UpdateItem"] == table
+    # and the parked workflows' tokens: ParkTask puts them, the sweeper reads and removes them
+    assert grants["dynamodb:PutItem"] == [*table, template.attributes[("ParkedTasksTable", "Arn")]]
     assert "dynamodb:Scan" not in grants and "s3:ListBucketMultipartUploads" not in grants
     # listing: the task's media only, read back when a task's budget ran out in trouble
     (listing,) = [s for s in allow_statements(template, "PollTaskFunction") if s["Action"] == "s3:ListBucket"]
@@ -243,9 +250,14 @@ def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Te
 
 def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
-    assert set(tasks) == {"CheckInput", "ClaimTask", "InspectClaim", "PollTask", "AfterTrouble", "EmitCompletion",
-                          "ExpireLock"}
+    assert set(tasks) == {"CheckInput", "ClaimTask", "InspectClaim", "PollTask", "ParkTask", "AfterTrouble",
+                          "EmitCompletion", "ExpireLock"}
     for name, task in tasks.items():
+        if name == "ParkTask":  # parked for the task's budget at most, and heartbeaten (the watchdog);
+            # a failed park is not retried in place: AfterTrouble backs off (a pass's history stays small)
+            assert task["TimeoutSecondsPath"] and task["HeartbeatSecondsPath"]
+            assert "Retry" not in task and {c["Next"] for c in task["Catch"]} == {"PollTask", "AfterTrouble"}
+            continue
         assert 0 < task["TimeoutSeconds"] <= 960, name
         assert task["Retry"], name
         for retrier in task["Retry"]:

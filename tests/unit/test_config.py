@@ -26,10 +26,22 @@ def test_a_deployed_function_has_the_narrow_allowlist_and_never_loopback_media()
 
     template = Template(parameters={
         "DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"})
-    template.refs.update({"MediaBucket": "media", "IdempotencyTable": "table"})
+    template.refs.update({"MediaBucket": "media", "IdempotencyTable": "table", "ParkedTasksTable": "parked"})
     config = Config.from_env(template.function_environment("PollTaskFunction"))
     assert config.allowed_media_urls == Config.from_env(BASE).allowed_media_urls
     assert config.allow_loopback_media is False
+    # and it parks, with the account's budget a little under DashScope's 20 a second
+    assert (config.waiting, config.parked_table, config.query_budget) == ("park", "parked", 19)
+
+
+@pytest.mark.parametrize("environment", [
+    {"WAITING": "sometimes"}, {"WAITING": "park"}, {"WAITING": "park", "IDEMPOTENCY_TABLE": "t"},
+    {"DASHSCOPE_QUERY_BUDGET": "0"}, {"DASHSCOPE_QUERY_BUDGET": "21"}, {"DASHSCOPE_ACCOUNT": "main account"},
+])
+def test_fleet_settings_out_of_range_are_refused_by_name(environment):
+    with pytest.raises(ConfigurationError) as caught:
+        Config.from_env({**BASE, **environment})
+    assert any(name in str(caught.value) for name in environment)
 
 
 @pytest.mark.parametrize(("value", "allowed"), [("true", True), ("TRUE", True), ("false", False), ("", False)])

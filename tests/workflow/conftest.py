@@ -140,7 +140,8 @@ def stack_parameters() -> dict[str, str]:
 
 
 @contextmanager
-def deployed_workflow(replay: ReplayDashScope, parameters: dict[str, str] | None = None) -> Iterator[Workflow]:
+def deployed_workflow(replay: ReplayDashScope, parameters: dict[str, str] | None = None, *,
+                      parks: bool = False) -> Iterator[Workflow]:
     """The stack of template.yaml on an in-process moto whose state machines really execute."""
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config), InProcessLambdas() as lambdas:
@@ -152,6 +153,7 @@ def deployed_workflow(replay: ReplayDashScope, parameters: dict[str, str] | None
             },
             lambdas=lambdas,
             parameters=parameters or {},
+            parks=parks,
         )
         yield Workflow(stack=stack, lambdas=lambdas, replay=replay)
 

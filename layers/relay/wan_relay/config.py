@@ -71,6 +71,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     account: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z",
                                  description="must be 1 to 64 letters, digits, '.', '_' or '-'")] = field(
         default="default", name="DASHSCOPE_ACCOUNT")
+    #: a parked workflow not heartbeaten for this long polls on its own (the sweeper beats every third of it)
+    park_watchdog_seconds: Annotated[int, Meta(ge=3, le=3600, description="must be 3 to 3600 seconds")] = field(
+        default=300, name="PARK_WATCHDOG_SECONDS")
     #: local runs and tests only (their DashScope and media are on 127.0.0.1): media may come from loopback
     allow_loopback_media: Annotated[bool, Meta(description="must be true or false")] = field(
         default=False, name="ALLOW_LOOPBACK_MEDIA_ADDRESSES")

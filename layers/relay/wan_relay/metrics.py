@@ -35,6 +35,11 @@ POLL_ERRORS = Metric(
     "PollErrors", "Count",
     "polls DashScope did not answer usefully (5xx, a timeout, an unreadable answer): backed off, the task goes on",
 )
+QUERY_BUDGET_WAITS = Metric(
+    "QueryBudgetWaits", "Count",
+    "polls that waited without asking: the account's query budget was spoken for (Waiting=park)",
+)
+PARKS = Metric("Parks", "Count", "workflows parked on their task token, waiting for the sweeper (Waiting=park)")
 MEDIA_BYTES = Metric("MediaBytes", "Bytes", "bytes of media stored in S3")
 MEDIA_RETRIES = Metric(
     "MediaRetries", "Count", "media transfers tried again within a poll (a reset, a body cut short, a bad checksum)",
@@ -76,6 +81,7 @@ TASKS_COMPLETED: dict[str, Metric] = {
 
 ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
+    QUERY_BUDGET_WAITS, PARKS,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
 )
 

@@ -202,6 +202,17 @@ class TaskLock(_Model):
     expires_at: int
 
 
+class Resume(_Model):
+    """How the park ended: the sweeper's SendTaskSuccess output (`reason`, and the slot of the account's
+    budget it reserved for this workflow's GET), or, from the park's Catch, its error (`Error`,
+    `Cause`): the watchdog fired (the sweeper stopped heartbeating) or the budget ran out."""
+
+    reason: Literal["finished", "probe"] | None = None
+    get_at_us: Annotated[int, Meta(ge=0)] | None = None
+    Error: str | None = None
+    Cause: str | None = None
+
+
 class LoopState(LoopInput):
     """The relay's loop state: the checked `LoopInput`, and what the relay and the workflow write (made
     by the relay, then passed back to it between polls: each poll answers a new state with
@@ -221,5 +232,13 @@ class LoopState(LoopInput):
     records_expire_at: Annotated[
         int | None, Meta(description="Epoch seconds when the task's idempotency records (and its lock) expire.")
     ] = None
-    # written by the workflow's Catch: {"Error": name, "Cause": json}
+    #: how the workflow waits for the next poll: "park" (ParkTask, until the sweeper resumes it) or "poll"
+    #: (WaitForTask, `wait_seconds`); the workflow's Choice states read it
+    mode: Literal["park", "poll"] = "poll"
+    park_timeout_seconds: Annotated[int, Meta(ge=1)] | None = None
+    park_heartbeat_seconds: Annotated[int, Meta(ge=1)] | None = None
+    #: the list is not trusted for this task (a resume found it running): the sweeper probes it instead
+    blind: bool = False
+    # written by the workflow: ParkTask's result, and the Catch's {"Error": name, "Cause": json}
+    resume: Resume | None = None
     error: dict[str, Any] | None = None

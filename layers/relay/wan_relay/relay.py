@@ -48,6 +48,7 @@ from .publish import fit_context, fit_detail
 
 if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
     from .claims import ClaimInspector
+    from .fleet import Fleet
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
 
@@ -157,6 +158,8 @@ class Relay:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
     transfer_budget_seconds: float = TRANSFER_BUDGET_SECONDS
+    #: the account's budget, registry and sweeper (docs/fleet.md); None: the relay asks DashScope freely
+    fleet: Fleet | None = None
 
     def __post_init__(self) -> None:
         self._transfer_deadline: float | None = None
@@ -189,12 +192,16 @@ class Relay:
         The workflow calls it three ways: `{"action": "start", "input": <the caller's input>, "defaults":
         {...}}` first, to check the input before anything is written; `{"action": "claimed", ...}` when
         the task's lock is held by another execution; and with the loop state itself for every poll (with
-        `error` set by the workflow's Catch when the previous attempt failed)."""
+        `error` set by the workflow's Catch when the previous attempt failed); and `{"action": "park",
+        "token": ..., "execution": ..., "state": <the loop state>}` from ParkTask, whose task token the
+        sweeper resumes."""
         action = event.get("action") if isinstance(event, dict) else None
         if action == "start":
             return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults")))
         if action == "claimed":
             return self.claimed(event.get("task_id"))
+        if action == "park":
+            return self.park(event.get("token"), event.get("execution"), parse_state(event.get("state")))
         state = parse_state(event)
         budget = self.transfer_budget_seconds
         if lambda_context is not None:
@@ -217,7 +224,11 @@ class Relay:
         self._count("TasksStarted")
         now = self.clock()
         epoch = int(now.timestamp())
+        # a parking stack parks right away: the sweeper's first look is the task's first query
+        parks = self.fleet is not None and self.fleet.may_park(loop_input.timeout_seconds)
         return LoopState(
+            mode="park" if parks else "poll", park_timeout_seconds=loop_input.timeout_seconds if parks else None,
+            park_heartbeat_seconds=self.fleet.watchdog_seconds if parks and self.fleet else None,
             task_id=loop_input.task_id, kind=loop_input.kind, model=loop_input.model,
             context=fit_context(loop_input.context), poll_interval_seconds=loop_input.poll_interval_seconds,
             timeout_seconds=loop_input.timeout_seconds, started_at=iso_z(now),
@@ -239,6 +250,25 @@ class Relay:
         return {"verdict": claim.verdict, "holder": claim.holder, "holder_status": claim.holder_status,
                 "lock_expires_at": claim.expires_at}
 
+    def park(self, token: Any, execution: Any, state: LoopState) -> dict[str, Any]:
+        """ParkTask: put the workflow's task token in the registry, where the sweeper finds it."""
+        from .registry import Parked
+
+        if self.fleet is None or not self.fleet.parks:
+            raise InvalidInput("this stack does not park (WAITING=poll)")
+        if not isinstance(token, str) or not token:
+            raise InvalidInput("the park needs the state's task token")
+        now = self.clock()
+        lock_expiry = state.lock.expires_at if state.lock else int(now.timestamp()) + state.timeout_seconds
+        self.fleet.park(
+            Parked(task_id=state.task_id, token=token, parked_at=now.timestamp(), kind=state.kind,
+                   blind=state.blind, execution=execution if isinstance(execution, str) else None),
+            expires_at=lock_expiry,
+        )
+        self._count("Parks")
+        logger.info("parked", extra={"blind": state.blind, "polls": state.polls})
+        return {"parked": True}
+
     # --- the poll -----------------------------------------------------------------------------
 
     def poll(self, state: LoopState) -> LoopState:
@@ -248,6 +278,16 @@ class Relay:
         polls = state.polls + 1
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
+        resume, state = state.resume, replace(state, resume=None, mode="poll", park_timeout_seconds=None,
+                                              park_heartbeat_seconds=None)
+        reason = resume.reason if resume is not None and resume.Error is None else None
+        if left > 0 and self.fleet is not None and not self.fleet.take_slot(resume.get_at_us if resume else None):
+            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
+            self._count("QueryBudgetWaits")
+            throttled = state.throttled + 1
+            wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
+                            budget_seconds=state.timeout_seconds, polls=polls)
+            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
         self._count("Polls")
         try:
             task = normalize(self.client.get_task(state.task_id), expected_task_id=state.task_id)
@@ -277,9 +317,15 @@ class Relay:
             next_wait(kind=kind, age_seconds=age, interval_override=state.poll_interval_seconds),
             elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls,
         )
-        logger.info("task not finished", extra={"status": task.status, "wait_seconds": wait, "polls": polls})
-        return replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
-                       wait_seconds=wait)
+        state = replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
+                        wait_seconds=wait)
+        if self.fleet is not None and self.fleet.next_move(reason, left) == "park":
+            # resumed for a task that still runs (the list was wrong about it, or this was a probe): the
+            # sweeper probes it from now on instead of trusting the list
+            state = replace(state, mode="park", park_timeout_seconds=max(1, int(left)), blind=reason is not None,
+                            park_heartbeat_seconds=self.fleet.watchdog_seconds)
+        logger.info("task not finished", extra={"status": task.status, "mode": state.mode, "polls": polls})
+        return state
 
     def _setback(self, state: LoopState, polls: int, elapsed: float, left: float, error: ErrorInfo) -> LoopState:
         """DashScope could not be asked this time (an outage, an unreadable answer): trouble within the
@@ -313,7 +359,8 @@ class Relay:
             category=_CAUGHT_CATEGORY.get(error_name, "transient"),
             retryable=True,
         )
-        state = replace(state, error=None)
+        state = replace(state, error=None, resume=None, mode="poll", park_timeout_seconds=None,
+                        park_heartbeat_seconds=None)
         now = self.clock()
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         # a pass through here costs history events like a poll: it counts against the poll cap as one

@@ -173,7 +173,17 @@ def build_relay(
             sfn=default_client("stepfunctions"),
         )
 
+    fleet = None
+    if config.waiting == "park":  # Config checked both tables are set
+        from .budget import Budget
+        from .fleet import Fleet
+        from .registry import Registry
+
+        fleet = Fleet(dynamodb=dynamodb_client(), table=config.idempotency_table or "", account=config.account,
+                      budget=Budget(rate=config.query_budget), watchdog_seconds=config.park_watchdog_seconds,
+                      registry=Registry(dynamodb_client(), config.parked_table or "", config.account))
     return Relay(
+        fleet=fleet,
         client=DashScopeClient(config.base_url, api_key, session=session),
         make_streamer=make_streamer,
         event_source=config.event_source,

@@ -1,0 +1,95 @@
+"""What one workflow needs of the fleet (docs/fleet.md): a slot of the account's query budget for each
+of its GETs, a place in the registry while it is parked, and whether the sweeper is alive.
+
+A workflow asks DashScope only at a slot of the budget, whoever made it wait: the sweeper hands a
+resumed workflow the slot it reserved for that GET (`get_at_us`); a slot missed by more than one
+budget interval is given up (sending late could crowd the next slot) and a new one is reserved; a
+workflow polling on its own (its watchdog fired, or the stack runs `WAITING=poll`) reserves its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
+from .registry import Parked, Registry
+from .sweeper import WATCHDOG_SECONDS, after_fallback_poll
+
+#: park only while the budget left outlasts the watchdog by this much: near its end a task polls on its
+#: own, so its last poll is not up to five minutes late
+PARK_MARGIN_SECONDS = 60
+
+
+@dataclass
+class Fleet:
+    """One account's budget, registry and sweeper liveness, for a workflow's poll."""
+
+    dynamodb: Any
+    table: str
+    account: str
+    budget: Budget
+    registry: Registry | None = None  # None: the stack does not park (WAITING=poll)
+    #: ParkTask's HeartbeatSeconds: a park the sweeper has not heartbeaten for this long polls on its own
+    watchdog_seconds: int = WATCHDOG_SECONDS
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    _bucket: DynamoDBBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._bucket = DynamoDBBudget(self.dynamodb, self.table, self.account, self.budget, clock=self.clock)
+
+    @property
+    def parks(self) -> bool:
+        return self.registry is not None
+
+    def take_slot(self, handed_us: int | None = None) -> bool:
+        """Wait until this workflow may send one GET. False: the budget is spoken for as far as it reaches
+        ahead (the caller backs off as after a 429, without asking)."""
+        if handed_us is not None:
+            verdict = slot_verdict(handed_us, self._now_us(), self.budget.interval_us)
+            too_far = handed_us - self._now_us() > self.budget.lookahead_us + MICROS  # not a slot we made
+            if verdict != "expired" and not too_far:
+                self._wait_until(handed_us)
+                return True
+        granted = self._bucket.reserve(1).slots_us
+        if not granted:
+            return False
+        self._wait_until(granted[0])
+        return True
+
+    def may_park(self, left_seconds: float) -> bool:
+        return self.parks and left_seconds > self.watchdog_seconds + PARK_MARGIN_SECONDS
+
+    def next_move(self, reason: str | None, left_seconds: float) -> str:
+        """After a poll that found the task unfinished: "park" or "poll" (on its own, on the wait policy).
+        A workflow the sweeper resumed parks again; one whose watchdog fired, or that polls on its own,
+        parks again only if a sweeper swept recently; none parks near the end of its budget."""
+        if not self.may_park(left_seconds):
+            return "poll"
+        if reason in ("finished", "probe"):
+            return "park"
+        return after_fallback_poll(self.swept_at(), self.clock())
+
+    def swept_at(self) -> float | None:
+        """When the account's sweeper last swept (its lease item), None if never."""
+        item = self.dynamodb.get_item(
+            TableName=self.table, Key={"id": {"S": f"sweeper#{self.account}"}},
+            ConsistentRead=True, ProjectionExpression="swept_at",
+        ).get("Item")
+        return float(item["swept_at"]["N"]) if item and "swept_at" in item else None
+
+    def park(self, parked: Parked, *, expires_at: int) -> None:
+        if self.registry is None:
+            raise RuntimeError("this stack does not park (WAITING=poll)")
+        self.registry.park(parked, expires_at=expires_at)
+
+    def _now_us(self) -> int:
+        return int(self.clock() * MICROS)
+
+    def _wait_until(self, slot_us: int) -> None:
+        ahead = (slot_us - self._now_us()) / MICROS
+        if ahead > 0:
+            self.sleep(ahead)

@@ -1,0 +1,164 @@
+"""The park, through the real state machine (statemachine/poll_task.asl.json on moto, the real handler):
+a waiting workflow parks on its task token and asks DashScope nothing until the sweeper resumes it; a
+resume hands over the slot of the account's budget its GET is sent at; a resume for a task that still
+runs parks it again, marked blind; a park nobody heartbeats falls back to polling on its own, and parks
+again once a sweeper is alive. Here the test plays the sweeper's part (SendTaskSuccess,
+SendTaskHeartbeat, the liveness item); tests/workflow/test_fleet_run.py runs the sweeper itself."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from wan_relay.budget import MICROS
+from wan_relay.registry import Parked, Registry
+from wan_relay_local.replay import ReplayDashScope
+
+from .conftest import Sleeps, Workflow, deployed_workflow
+from .test_poll_loop import IMAGE_TASK, only_event, succeeded_image, unfinished
+
+WATCHDOG_SECONDS = 3  # the smallest ParkWatchdogSeconds: the fallback shows within a test's time
+
+
+@pytest.fixture
+def parking(replay: ReplayDashScope, sleeps: Sleeps) -> Iterator[Workflow]:
+    parameters = {"Waiting": "park", "ParkWatchdogSeconds": str(WATCHDOG_SECONDS)}
+    with deployed_workflow(replay, parameters, parks=True) as deployed:
+        yield deployed
+        # a test that failed may leave a parked execution: stopped, it cannot act in the next test's AWS
+        for execution in deployed.sfn.list_executions(
+                stateMachineArn=deployed.stack.state_machine_arn, statusFilter="RUNNING")["executions"]:
+            deployed.sfn.stop_execution(executionArn=execution["executionArn"])
+
+
+def parks(workflow: Workflow) -> list[Parked]:
+    return list(Registry(workflow.dynamodb, workflow.stack.parked_table, "default").since())
+
+
+def parked(workflow: Workflow, count: int, within: float = 10.0) -> Parked:
+    """Wait until the registry holds `count` parks of this test's task; the newest."""
+    deadline = time.monotonic() + within
+    while (found := parks(workflow)) and len(found) < count or not found:
+        if time.monotonic() > deadline:
+            pytest.fail(f"expected {count} parks, found {len(found)}")
+        time.sleep(0.02)
+    assert len(found) == count
+    return found[-1]
+
+
+def resume(workflow: Workflow, park: Parked, reason: str, *, slot_in: float = 0.2) -> int:
+    slot = int((time.time() + slot_in) * MICROS)
+    workflow.sfn.send_task_success(taskToken=park.token, output=json.dumps({"reason": reason, "get_at_us": slot}))
+    return slot
+
+
+def sweeper_swept(workflow: Workflow, seconds_ago: float) -> None:
+    workflow.dynamodb.put_item(TableName=workflow.stack.idempotency_table, Item={
+        "id": {"S": "sweeper#default"}, "swept_at": {"N": str(time.time() - seconds_ago)},
+    })
+
+
+def state_names(workflow: Workflow, execution_arn: str) -> list[str]:
+    return [name for name in workflow.visited(execution_arn) if name not in ("CheckInput", "ClaimTask")]
+
+
+def test_a_parked_workflow_asks_nothing_until_resumed_then_relays_at_the_slot_it_was_given(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image", "model": "wan2.6-t2i"})
+
+    park = parked(parking, 1)
+    assert (park.task_id, park.kind, park.blind, park.execution) == (IMAGE_TASK, "image", False, execution)
+    time.sleep(0.3)  # parked: nothing is asked, no state runs
+    assert parking.replay.polls(IMAGE_TASK) == 0
+    assert parking.actions() == ["start", "park"]
+
+    slot = resume(parking, park, "finished")
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert parking.replay.polls(IMAGE_TASK) == 1
+    (asked_at,) = parking.replay.query_times
+    assert asked_at * MICROS >= slot  # not before the slot the sweeper reserved for it
+    assert only_event(parking)["status"] == "SUCCEEDED"
+    assert state_names(parking, execution) == [
+        "FirstWait", "ParkTask", "PollTask", "IsDone", "EmitCompletion", "ExpireLock", "Relayed"]
+
+
+def test_a_resume_for_a_task_that_still_runs_parks_it_again_as_blind(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK), succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    resume(parking, parked(parking, 1), "finished")  # the list was wrong: the task still runs
+    again = parked(parking, 2)
+    assert again.blind is True  # the sweeper probes it from now on, instead of trusting the list
+    resume(parking, again, "probe")
+
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert parking.replay.polls(IMAGE_TASK) == 2
+    assert only_event(parking)["polls"] == 2
+    assert "WaitForTask" not in state_names(parking, execution)
+
+
+def test_a_park_nobody_heartbeats_falls_back_to_polling_on_its_own(parking: Workflow, sleeps: Sleeps) -> None:
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK), succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    parked(parking, 1)  # ... and no sweeper ever swept: after the watchdog, the workflow polls itself
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert state_names(parking, execution) == [
+        "FirstWait", "ParkTask", "PollTask", "IsDone", "WaitForTask", "PollTask", "IsDone",
+        "EmitCompletion", "ExpireLock", "Relayed"]
+    assert len(sleeps.waits) == 1  # the wait policy's, between its own polls
+    assert len(parks(parking)) == 1  # it did not park again: nobody would resume it
+    assert only_event(parking)["status"] == "SUCCEEDED"
+
+
+def test_after_its_watchdog_a_workflow_parks_again_while_a_sweeper_is_alive(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK), succeeded_image(parking))
+    sweeper_swept(parking, seconds_ago=5)
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    parked(parking, 1)
+    again = parked(parking, 2, within=WATCHDOG_SECONDS + 10)  # the watchdog fired, it polled, it parked
+    assert again.blind is False  # the list is still trusted: the sweeper only missed a heartbeat
+    assert parking.replay.polls(IMAGE_TASK) == 1
+    resume(parking, again, "finished")
+
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert only_event(parking)["polls"] == 2
+
+
+def test_heartbeats_keep_a_park_past_its_watchdog(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    park = parked(parking, 1)
+    beating_until = time.monotonic() + WATCHDOG_SECONDS * 2
+    while time.monotonic() < beating_until:
+        try:
+            parking.sfn.send_task_heartbeat(taskToken=park.token)
+        except parking.sfn.exceptions.InvalidToken:
+            # moto takes heartbeats only once the park's invocation has returned (AWS from the start)
+            assert parking.replay.polls(IMAGE_TASK) == 0
+        time.sleep(WATCHDOG_SECONDS / 6)
+    assert parking.replay.polls(IMAGE_TASK) == 0  # still parked, twice its watchdog later
+
+    resume(parking, park, "finished")
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert state_names(parking, execution).count("PollTask") == 1
+
+
+def test_every_query_of_a_parking_stack_takes_a_slot_of_the_accounts_budget(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK), succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    resume(parking, parked(parking, 1), "finished", slot_in=-5)  # a slot long gone: the poll reserves its own
+    resume(parking, parked(parking, 2), "probe")
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+
+    item: dict[str, Any] = parking.dynamodb.get_item(
+        TableName=parking.stack.idempotency_table, Key={"id": {"S": "budget#default"}})["Item"]
+    first, second = parking.replay.query_times
+    # the expired slot was replaced by one reserved in the budget, which now lies past that query
+    assert int(item["next_free_us"]["N"]) > first * MICROS
