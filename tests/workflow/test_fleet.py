@@ -41,7 +41,7 @@ def parks(workflow: Workflow) -> list[Parked]:
 def parked(workflow: Workflow, count: int, within: float = 10.0) -> Parked:
     """Wait until the registry holds `count` parks of this test's task; the newest."""
     deadline = time.monotonic() + within
-    while (found := parks(workflow)) and len(found) < count or not found:
+    while len(found := parks(workflow)) < count:
         if time.monotonic() > deadline:
             pytest.fail(f"expected {count} parks, found {len(found)}")
         time.sleep(0.02)
@@ -159,6 +159,6 @@ def test_every_query_of_a_parking_stack_takes_a_slot_of_the_accounts_budget(park
 
     item: dict[str, Any] = parking.dynamodb.get_item(
         TableName=parking.stack.idempotency_table, Key={"id": {"S": "budget#default"}})["Item"]
-    first, second = parking.replay.query_times
+    first, _ = parking.replay.query_times
     # the expired slot was replaced by one reserved in the budget, which now lies past that query
     assert int(item["next_free_us"]["N"]) > first * MICROS

@@ -84,7 +84,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         if not self.media_bucket:
             raise ValueError("MEDIA_BUCKET is required: the S3 bucket the media is streamed into")
         if self.waiting == "park" and not (self.parked_table and self.idempotency_table):
-            raise ValueError("WAITING=park needs PARKED_TABLE (the parked workflows) and IDEMPOTENCY_TABLE (the budget)")
+            raise ValueError(
+                "WAITING=park needs PARKED_TABLE (the parked workflows) and IDEMPOTENCY_TABLE (the budget)")
 
     def __repr__(self) -> str:  # the plain key must never reach a log line through repr()
         fields = {name: getattr(self, name) for name in self.__struct_fields__}

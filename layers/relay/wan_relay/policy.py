@@ -38,9 +38,10 @@ HISTORY_EVENT_LIMIT = 25_000
 #: the most events one pass through the loop can cost in the shipped workflow: PollTask with every attempt
 #: its retriers allow failing (entered and exited 2, 3 per attempt: 1 try + 5 retries), then AfterTrouble
 #: likewise (2 + 3 x 6), IsDone (2), then the wait: WaitForTask (2) or ParkTask (2, and 4 for its one
-#: attempt, TaskSubmitted included; a failed park goes to AfterTrouble unretried, which counts again). Each pass is counted once
-#: against the cap (the poll's answer, or AfterTrouble's). tests/workflow/test_limits.py measures these
-#: costs on an execution history and reads the retriers from the definition: it fails when they outgrow this
+#: attempt, TaskSubmitted included; a failed park goes to AfterTrouble unretried, which counts again).
+#: Each pass is counted once against the cap (the poll's answer, or AfterTrouble's).
+#: tests/workflow/test_limits.py measures these costs on an execution history and reads the retriers from
+#: the definition: it fails when they outgrow this
 WORST_EVENTS_PER_POLL = (2 + 3 * (1 + 5)) + (2 + 3 * (1 + 5)) + 2 + max(2, 2 + 4)
 #: the most events outside the loop: the execution's start and end (2), and every other state once with
 #: all of its retries: CheckInput 23, ClaimTask 20, InspectClaim 23, ClaimVerdict 2, ClaimBlocked 1,
