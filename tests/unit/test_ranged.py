@@ -6,14 +6,18 @@ the parts one after the other from the first answer: no range requests."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
+import ssl
 import time
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+import trustme
 from wan_relay.errors import MediaTransferError
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
 from wan_relay.models import MediaRef, StoredMedia
@@ -103,20 +107,16 @@ class _HostThatIgnoresRanges(_FarHost):
         return Handler
 
 
-def _streamer(server: ReplayDashScope, s3: Any) -> MediaStreamer:
-    return MediaStreamer(s3=s3, session=requests.Session(), bucket=BUCKET, prefix="wan/", max_bytes=1 << 31,
-                         allowlist=UrlAllowlist((server.origin,)))
-
-
 def _copy(server_class: type[ReplayDashScope], body: PatternBody, s3: Any, task_id: str,
-          fault: str | None = None) -> tuple[StoredMedia, list[str]]:
+          fault: str | None = None, session: requests.Session | None = None) -> tuple[StoredMedia, list[str]]:
     """Serves `body` from a host of `server_class` and stores it as item 0 of `task_id`: the stored
     item, and the Range headers the host was asked for."""
     server = server_class().start()
     server.add_media("/media/video.mp4", Media(body, content_type="video/mp4", fault=fault))
+    streamer = MediaStreamer(s3=s3, session=session or requests.Session(), bucket=BUCKET, prefix="wan/",
+                             max_bytes=1 << 31, allowlist=UrlAllowlist((server.origin,)))
     try:
-        stored = _streamer(server, s3).store(task_id, MediaRef(index=0, type="video",
-                                                               url=server.media_url("/media/video.mp4")))
+        stored = streamer.store(task_id, MediaRef(index=0, type="video", url=server.media_url("/media/video.mp4")))
         return stored, [r["range"] for r in server.requests if r["range"]]
     finally:
         server.stop()
@@ -232,5 +232,107 @@ def test_a_host_without_ranges_sending_more_than_its_length_fails_the_single_str
         _copy(_HostWithoutRanges, PatternBody(SIZE, seed="overlong"), account.s3, "task-9", fault="overlong")
 
     assert caught.value.code in ("LengthMismatch", "StreamBroken")
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    assert account.unfinished_uploads() == []
+
+
+@pytest.mark.parametrize("server_class", [ReplayDashScope, _HostWithoutRanges])
+def test_a_surplus_is_noticed_when_the_server_said_it_closes_the_connection(account, server_class):
+    closing = type(f"Closing{server_class.__name__}", (_HostThatCloses, server_class), {})
+    with pytest.raises(MediaTransferError) as caught:
+        _copy(closing, PatternBody(SIZE, seed="overlong"), account.s3, "task-10", fault="overlong")
+
+    assert caught.value.code == "LengthMismatch"
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+    assert account.unfinished_uploads() == []
+
+
+class _HostThatHangsUp(ReplayDashScope):
+    """Keeps the connection alive by its headers (HTTP/1.1, no `Connection: close`), then ends it right
+    after the body: as a server may at any time. `hang_up` ends the connection (a TCP FIN here)."""
+
+    def hang_up(self, connection: socket.socket) -> None:
+        connection.shutdown(socket.SHUT_WR)
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+        hang_up = self.hang_up
+
+        class Handler(base):
+            def _media_file(self, media: Media) -> None:
+                super()._media_file(media)
+                self.close_connection = True
+                hang_up(self.connection)
+
+        return Handler
+
+
+CA = trustme.CA()
+
+
+class _TlsHostThatSaysCloseNotify(_HostThatHangsUp):
+    """Over TLS: after the body, a close_notify alert (a TLS record that holds no data) on a connection
+    its headers keep alive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        CA.issue_cert("127.0.0.1").configure_cert(context)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+
+    @property
+    def origin(self) -> str:
+        return super().origin.replace("http://", "https://")
+
+    def hang_up(self, connection: socket.socket) -> None:
+        connection.settimeout(0.5)  # unwrap sends close_notify, then waits for the client's, which never comes
+        with contextlib.suppress(OSError):
+            connection.unwrap()
+
+
+@pytest.fixture
+def tls_session() -> Iterator[requests.Session]:
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE replaces the session's CA
+    with CA.cert_pem.tempfile() as ca_file:
+        session.verify = ca_file
+        yield session
+
+
+@pytest.mark.parametrize("host_class", [_HostThatHangsUp, _TlsHostThatSaysCloseNotify])
+@pytest.mark.parametrize("server_class", [ReplayDashScope, _HostWithoutRanges])
+def test_a_connection_ended_right_after_the_body_is_not_taken_for_a_surplus(account, tls_session, host_class,
+                                                                             server_class):
+    # read in parts from the first answer (near host), or as a single stream (no ranges): both check
+    # the end of the body for a surplus
+    hanging_up = type(f"{host_class.__name__}{server_class.__name__}", (host_class, server_class), {})
+    body = PatternBody(SIZE, seed="hangs-up")
+    stored, _ = _copy(hanging_up, body, account.s3, "task-11", session=tls_session)
+
+    assert stored.size_bytes == SIZE and stored.sha256 == body.sha256()
+    data = account.s3.get_object(Bucket=BUCKET, Key="wan/task-11/0.mp4")["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == body.sha256()
+
+
+class _FarHostWithALongerObject(_FarHost):
+    """Its first answer says SIZE bytes; its ranges say the object has 1 KiB more (it changed, or lies)."""
+
+    def _handler_class(self) -> Any:
+        base = super()._handler_class()
+
+        class Handler(base):
+            def send_header(self, keyword: str, value: str) -> None:
+                if keyword.lower() == "content-range":
+                    value = value.replace(f"/{SIZE}", f"/{SIZE + 1024}")
+                super().send_header(keyword, value)
+
+        return Handler
+
+
+def test_a_range_announcing_another_total_length_fails_the_copy_and_leaves_nothing(account):
+    with pytest.raises(MediaTransferError) as caught:
+        _copy(_FarHostWithALongerObject, PatternBody(SIZE, seed="longer"), account.s3, "task-12")
+
+    assert caught.value.code == "LengthMismatch"
     assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
     assert account.unfinished_uploads() == []

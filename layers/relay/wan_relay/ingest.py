@@ -15,7 +15,6 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
-import math
 import re
 import socket
 import time
@@ -30,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import MediaRejected, MediaTransferError
 from .models import MediaRef, StoredMedia
-from .ranged import BodyEnd, RangedCopy, copy_in_ranges, wants_ranges
+from .ranged import BodyEnd, RangedCopier, RangedCopy, part_size_for, wants_ranges
 from .service_errors import MEDIA_READ_ERRORS, S3, aws_error, media_read_error, media_refusal, media_request_error
 
 if TYPE_CHECKING:
@@ -134,8 +133,8 @@ class _VerifyingReader:
     """A file-like view of the HTTP body that hashes, counts and polices it as s3transfer reads it."""
 
     def __init__(
-        self, response: requests.Response, expected: int | None, limit: int, deadline: float | None = None,
-        body_end: BodyEnd | None = None,
+        self, response: requests.Response, expected: int | None, limit: int, deadline: float | None,
+        body_end: BodyEnd,
     ) -> None:
         self._raw = response.raw
         self._expected = expected
@@ -165,10 +164,6 @@ class _VerifyingReader:
             self.part_checksums.append(zlib.crc32(data).to_bytes(4, "big"))
         return data
 
-    def overflowed(self) -> bool:
-        """Whether the server sent bytes past its Content-Length (known once the body is read to it)."""
-        return self._body_end is not None and self._body_end.overflowed
-
     def _read_some(self, want: int) -> bytes:
         try:
             # read1: whatever one socket read brings, so a trickle meets the deadline check in time, and
@@ -194,7 +189,7 @@ class _VerifyingReader:
             raise MediaTransferError(
                 f"the media body ended after {self.size} of {self._expected} bytes", code="Truncated"
             )
-        if self.overflowed():
+        if self._expected is not None and self._body_end.overflowed():
             raise MediaTransferError("the server sent more bytes than its Content-Length", code="LengthMismatch")
         return b""
 
@@ -286,7 +281,7 @@ class MediaBucket:
 
     def upload_stream(self, reader: _VerifyingReader, key: str, content_type: str, metadata: dict[str, str],
                       expected: int | None, concurrency: int) -> None:
-        part = PART_SIZE if expected is None else max(PART_SIZE, math.ceil(expected / 9000))
+        part = PART_SIZE if expected is None else part_size_for(expected)
         config = TransferConfig(
             multipart_threshold=part,
             multipart_chunksize=part,
@@ -398,18 +393,18 @@ class MediaStreamer:
         ranges (ranged.py) when the host serves them and the body is over a part, else one stream
         (s3transfer from the verifying reader). A host whose first range is answered with the whole
         body does not serve ranges after all: nothing was read, so the body goes as one stream."""
-        body_end = BodyEnd(response) if expected is not None else None
         if wants_ranges(response, expected):
             assert expected is not None
-            copied = copy_in_ranges(
-                s3=self.s3, session=self.session, response=response, size=expected, bucket=self.bucket, key=key,
+            copied = RangedCopier(
+                s3=self.s3, session=self.session, first=response, size=expected, bucket=self.bucket, key=key,
                 create_args={"ContentType": content_type, "Metadata": metadata}, concurrency=self.max_concurrency,
-                timeout=self.timeout, deadline=deadline, body_end=body_end,
-            )
+                timeout=self.timeout, deadline=deadline,
+            ).run()
             if copied is not None:
                 return copied
-        reader = _VerifyingReader(response, expected, self.max_bytes, deadline, body_end)
-        self._bucket.upload_stream(reader, key, content_type, metadata, expected, self.max_concurrency)
+        with BodyEnd(response) as body_end:
+            reader = _VerifyingReader(response, expected, self.max_bytes, deadline, body_end)
+            self._bucket.upload_stream(reader, key, content_type, metadata, expected, self.max_concurrency)
         return reader
 
     def _open(self, url: str) -> requests.Response:
