@@ -129,6 +129,18 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.COLD_START, "Sum", "cold starts"),
             ], width=6, unit="count"),
         ],
+        [
+            graph("Sweeper: list pages, 429s and resumes", [
+                s.own(metrics.SWEEPER_LIST_QUERIES, "Sum", "list pages (queries)"),
+                s.own(metrics.SWEEPER_THROTTLED, "Sum", "list pages throttled (HTTP 429)"),
+                s.own(metrics.SWEEPER_RESUMES, "Sum", "workflows resumed (each takes a query for its GET)"),
+            ], width=12, unit="count"),
+            graph("Sweeper: parked workflows, and those that went on without it", [
+                s.own(metrics.SWEEPER_PARKED, "Maximum", "parked and watched"),
+                s.own(metrics.SWEEPER_DEAD_TOKENS, "Sum", "gone on without the sweeper (watchdog fired)",
+                      yAxis="right"),
+            ], width=12, unit="workflows", right_unit="workflows"),
+        ],
         [{"type": "alarm", "width": GRID_WIDTH, "height": 2 + 2 * ((len(s.alarms) + 3) // 4), "properties": {
             "title": "Alarms", "sortBy": "stateUpdatedTimestamp",
             "alarms": [f"${{{alarm}.Arn}}" for alarm in s.alarms],

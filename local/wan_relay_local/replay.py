@@ -228,7 +228,9 @@ class ReplayDashScope:
         #: when each task or list query arrived (throttled ones too), and how many were throttled
         self.query_times: list[float] = []
         self.throttled = 0
-        self._accepted: deque[float] = deque()
+        #: in whole microseconds, as max_queries_in_any_second counts them: epoch floats one second apart
+        #: can differ by a little less than 1.0
+        self._accepted: deque[int] = deque()
         self._lock = threading.Lock()
         self._server = _QuietServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -448,13 +450,14 @@ class ReplayDashScope:
                 with replay._lock:
                     now = replay.clock()
                     replay.query_times.append(now)
-                    while replay._accepted and now - replay._accepted[0] >= 1.0:
+                    now_us = round(now * MICROS)
+                    while replay._accepted and now_us - replay._accepted[0] >= MICROS:
                         replay._accepted.popleft()
                     limited = replay.rate_limit_qps is not None and len(replay._accepted) >= replay.rate_limit_qps
                     if limited:
                         replay.throttled += 1
                     else:
-                        replay._accepted.append(now)
+                        replay._accepted.append(now_us)
                 if limited:
                     body = {"code": "Throttling.RateQuota", "message": RATE_QUOTA_MESSAGE,
                             "request_id": "replay-429"}

@@ -1,14 +1,13 @@
 """The replay DashScope's fleet side (issue 13): tasks on a clock, the list endpoint as documented, and
-a per-second limit shared by the GET and the list; and the sweeper and the budget driving it over HTTP."""
+a per-second limit shared by the GET and the list. The sweeper's host driving it over HTTP within the
+budget: tests/unit/test_sweep_host.py."""
 
 from __future__ import annotations
 
 import pytest
 import requests
-from wan_relay.budget import MICROS, Budget, reserve
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import ThrottledError
-from wan_relay.sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, sample
@@ -135,37 +134,3 @@ def test_the_per_second_limit_is_shared_by_the_get_and_the_list_and_answers_like
         assert list_tasks(server).status_code == 200
         wrong_key = requests.get(f"{server.base_url}/tasks/", headers={"Authorization": "Bearer nope"}, timeout=5)
         assert wrong_key.status_code == 401
-
-
-def test_the_sweeper_and_the_budget_drive_a_limited_replay_without_a_single_429(clock):
-    """Thirty tasks ending within ten seconds, a replay limited to 2 queries a second, a budget of 2:
-    every ended task's workflow resumed once, each GET at its slot, never throttled."""
-    with ReplayDashScope(api_key=API_KEY, clock=clock, rate_limit_qps=2, max_page_size=100) as server:
-        for i in range(30):
-            server.add_task(f"t-{i:02d}", sample("wan2.6-t2i_succeeded"), created_at=EPOCH + i * 0.3,
-                            ends_after=20 + (i % 10))
-        sweeper, budget, bucket = Sweeper(SweepConfig(rate=2)), Budget(2), None
-        for i in range(30):
-            sweeper.park(f"t-{i:02d}", "image", EPOCH + i * 0.3 + 0.5)
-        client = DashScopeClient(server.base_url, API_KEY)
-        relayed: dict[str, str] = {}
-        t = EPOCH
-        while len(relayed) < 30 and t < EPOCH + 600:
-            actions = sweeper.plan(t, budget.capacity)
-            granted = reserve(budget, bucket, round(t * MICROS), len(actions))
-            bucket = granted.next_free_us
-            for slot_us, action in zip(granted.slots_us, actions, strict=False):
-                clock.now = slot_us / MICROS  # each query at its slot
-                sweeper.sent(action, clock.now)
-                if isinstance(action, ListQuery):
-                    answer = requests.get(f"{server.base_url}/tasks/", params=action.params(),
-                                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
-                    sweeper.on_page(action, parse_page(answer.json()), clock.now)
-                else:
-                    assert isinstance(action, Resume) and action.task_id not in relayed
-                    relayed[action.task_id] = client.get_task(action.task_id)["output"]["task_status"]
-            t = max(t + 0.5, clock.now)
-        assert set(relayed) == {f"t-{i:02d}" for i in range(30)}
-        assert set(relayed.values()) == {"SUCCEEDED"}
-        assert server.throttled == 0
-        assert server.max_queries_in_any_second() <= 2

@@ -290,6 +290,23 @@ def test_every_parked_workflow_is_heartbeaten_well_inside_its_watchdog():
     assert sweeper.heartbeats(EPOCH + 200, 10) == ["a"]
 
 
+def test_a_park_taken_over_from_another_host_has_its_first_beat_when_told():
+    sweeper = Sweeper(SweepConfig(heartbeat_every_seconds=100))
+    sweeper.park("old", "video", EPOCH - 250, first_beat_at=EPOCH + 40)  # not due at once, 150 s overdue
+    assert sweeper.heartbeats(EPOCH + 39, 10) == []
+    assert sweeper.heartbeats(EPOCH + 40, 10) == ["old"]
+    assert sweeper.heartbeats(EPOCH + 140, 10) == ["old"]
+
+
+def test_a_workflow_parked_again_is_heartbeaten_on_its_new_schedule_only():
+    sweeper = Sweeper(SweepConfig(heartbeat_every_seconds=100))
+    sweeper.park("a", "video", EPOCH)
+    sweeper.park("a", "video", EPOCH + 30)  # resumed for a probe and parked again
+    assert sweeper.heartbeats(EPOCH + 100, 10) == []
+    assert sweeper.heartbeats(EPOCH + 130, 10) == ["a"]
+    assert sweeper.heartbeats(EPOCH + 230, 10) == ["a"]  # once a period, not once per park
+
+
 def test_a_fallback_poll_parks_again_only_while_a_sweeper_sweeps():
     assert after_fallback_poll(EPOCH, EPOCH + SWEEPER_STALE_SECONDS) == "park"
     assert after_fallback_poll(EPOCH, EPOCH + SWEEPER_STALE_SECONDS + 1) == "poll"

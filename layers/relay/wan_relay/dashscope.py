@@ -70,7 +70,8 @@ class PlainApiKey:
 
 
 class DashScopeClient:
-    """Queries `GET {base_url}/tasks/{task_id}` with a bearer key."""
+    """Queries `GET {base_url}/tasks/{task_id}` (one task) and `GET {base_url}/tasks/` (the task list)
+    with a bearer key."""
 
     def __init__(
         self,
@@ -89,20 +90,29 @@ class DashScopeClient:
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""
-        url = f"{self._base_url}/tasks/{task_id}"
+        return self._ask(f"{self._base_url}/tasks/{task_id}")
+
+    def list_tasks(self, params: dict[str, str]) -> dict[str, Any]:
+        """One page of the account's task list (`GET {base_url}/tasks/?start_time&end_time&...`, the
+        parameters as `sweeper.ListQuery.params` gives them), decoded; `sweeper.parse_page` reads it.
+        One query of the account's budget, with the same key handling and errors as `get_task`."""
+        return self._ask(f"{self._base_url}/tasks/", params)
+
+    def _ask(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         keys = [self._api_key.current()]
-        response, body = self._query(url, keys[0])
+        response, body = self._query(url, keys[0], params)
         if response.status_code == 401 and self._api_key.refreshable:
             fresh = self._api_key.refreshed()
             if fresh != keys[0]:  # the secret was rotated since it was cached: ask again, once
                 keys.append(fresh)
-                response, body = self._query(url, fresh)
+                response, body = self._query(url, fresh, params)
         return self._interpret(response, body, keys)
 
-    def _query(self, url: str, key: str) -> tuple[requests.Response, bytes]:
+    def _query(self, url: str, key: str, params: dict[str, str] | None = None) -> tuple[requests.Response, bytes]:
         try:
             response = self._session.get(
                 url,
+                params=params,
                 headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,

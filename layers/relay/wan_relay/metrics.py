@@ -1,8 +1,8 @@
-"""The stack's own CloudWatch metrics, named once. The poll function emits them (Powertools EMF, namespace
-and `service` dimension from the template's POWERTOOLS_* settings; a putMetricData state of the state
-machine would be listed here too), and the operator dashboard is generated from this list
-(tools/sync_template_dashboard.py); tests/contract/test_dashboard.py proves code, list, dashboard and
-alarms agree.
+"""The stack's own CloudWatch metrics, named once. The poll function and the sweeper's function emit them
+(Powertools EMF, namespace and `service` dimension from the template's POWERTOOLS_* settings; a
+putMetricData state of the state machine would be listed here too), and the operator dashboard is
+generated from this list (tools/sync_template_dashboard.py); tests/contract/test_dashboard.py proves
+code, list, dashboard and alarms agree.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ class Metric:
     unit: Literal["Count", "Bytes", "Seconds"]
     #: what one data point means, as the dashboard and docs/deploy.md explain it
     meaning: str
-    #: who puts it: the poll function (EMF lines in its log) or the state machine (a putMetricData state)
-    source: Literal["function", "state machine"] = "function"
+    #: who puts it: the poll function (EMF lines in its log), the sweeper's function (the same, once per
+    #: invocation) or the state machine (a putMetricData state)
+    source: Literal["function", "sweeper", "state machine"] = "function"
     #: CloudWatch tells metrics apart by name and the full set of dimensions
     dimensions: tuple[str, ...] = ("service",)
 
@@ -65,6 +66,29 @@ TASKS_BLOCKED_BY_STALE_CLAIM = Metric(
     "starts refused by a lock whose execution failed, timed out or was aborted: the task is not relayed",
 )
 
+SWEEPER_LIST_QUERIES = Metric(
+    "SweeperListQueries", "Count", "task list pages the sweeper asked DashScope for (each one query of the budget)",
+    source="sweeper",
+)
+SWEEPER_THROTTLED = Metric(
+    "SweeperThrottled", "Count",
+    "list pages DashScope answered with HTTP 429: the account's other callers take more than the budget leaves",
+    source="sweeper",
+)
+SWEEPER_RESUMES = Metric(
+    "SweeperResumes", "Count", "parked workflows the sweeper resumed (their task ended, or a probe)",
+    source="sweeper",
+)
+SWEEPER_DEAD_TOKENS = Metric(
+    "SweeperDeadTokens", "Count",
+    "parked workflows that had gone on without the sweeper (their watchdog fired: it was late or down)",
+    source="sweeper",
+)
+SWEEPER_PARKED = Metric(
+    "SweeperParked", "Count", "workflows parked and watched when a sweeper invocation ended (read its maximum)",
+    source="sweeper",
+)
+
 #: one count per completion event, by its status
 TASKS_COMPLETED: dict[str, Metric] = {
     status: Metric(name, "Count", f"tasks that ended {status}")
@@ -83,6 +107,7 @@ ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
     QUERY_BUDGET_WAITS, PARKS,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
+    SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED,
 )
 
 

@@ -1,4 +1,5 @@
-"""Builds a `Relay` from the environment: configuration, the API key, boto3 clients, HTTP sessions.
+"""Builds a `Relay` (and the sweeper's host) from the environment: configuration, the API key, boto3
+clients, HTTP sessions.
 
 Called once per Lambda container (warm starts reuse it). Tests and the local runner build the same
 relay with their own clients through `build_relay`. What only a finished task needs (the S3 streamer,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from .claims import ClaimInspector
     from .idempotency import Ledger, NoLedger
     from .ingest import MediaStreamer
+    from .sweep_host import SweepHost
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -198,3 +201,29 @@ def relay_from_env(metrics: Any = None) -> Relay:
     api_key = api_key_source(config)
     api_key.current()  # in the container's first invocation: a secret that cannot be read fails it by name
     return build_relay(config, api_key=api_key, metrics=metrics)
+
+
+def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
+    """The sweeper's host for one invocation (`holder`: its request id, the lease's holder). It reads
+    IDEMPOTENCY_TABLE (the budget and the lease), PARKED_TABLE (the registry), DASHSCOPE_ACCOUNT,
+    DASHSCOPE_QUERY_BUDGET and the DashScope key and base URL, as the poll function does; not MEDIA_BUCKET."""
+    from .budget import Budget
+    from .sweep_host import SweepHost
+
+    # the sweeper stores no media: the bucket the poll function requires is not asked of it
+    config = Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **os.environ})
+    if not (config.idempotency_table and config.parked_table):
+        raise ConfigurationError("the sweeper needs IDEMPOTENCY_TABLE (the budget, its lease) and PARKED_TABLE")
+    api_key = api_key_source(config)
+    api_key.current()  # a secret that cannot be read fails the invocation by name, before the lease
+    return SweepHost(
+        dynamodb=default_client("dynamodb"),
+        stepfunctions=default_client("stepfunctions"),
+        dashscope=DashScopeClient(config.base_url, api_key),
+        idempotency_table=config.idempotency_table,
+        parked_table=config.parked_table,
+        account=config.account,
+        budget=Budget(config.query_budget),
+        holder=holder,
+        metrics=metrics,
+    )

@@ -360,7 +360,8 @@ class Sweeper:
         self._ready: list[tuple[int, int, int, str]] = []
         self._ended: list[tuple[float, int, int, str]] = []
         self._probes: list[tuple[float, int, int, str]] = []
-        self._beats: list[tuple[float, int, str]] = []
+        #: (due, tiebreak, task id, the watch it was pushed for): a task parked again has a new watch
+        self._beats: list[tuple[float, int, str, _Watch]] = []
         self._blocks: list[_Block] = []  # by `first`; they never overlap
         self._block_due: list[tuple[float, int, int, _Block]] = []
         self._located = _Index()  # watched tasks by creation second
@@ -385,15 +386,19 @@ class Sweeper:
     # --- the host's reports -----------------------------------------------------------------------
 
     def park(self, task_id: str, kind: Kind | None, parked_at: float, *, created_ms: int | None = None,
-             blind: bool = False) -> None:
+             blind: bool = False, first_beat_at: float | None = None) -> None:
         """A workflow parked (its token is in the registry). `blind`: the list is not trusted for this
-        task (a resume it caused found the task running): it is probed on the wait policy's schedule."""
+        task (a resume it caused found the task running): it is probed on the wait policy's schedule.
+        `first_beat_at`: its first heartbeat, when not one period after the park (a host that takes
+        over parks heartbeaten by its predecessor spreads their first beats over a period)."""
         self._drop(task_id)
         watch = _Watch(task_id, kind, parked_at)
         watch.lo, watch.hi = int(parked_at) - self.config.locate_slack_seconds[0], int(parked_at)
         self._watches[task_id] = watch
         self._unlocated.add(int(parked_at), task_id)
-        heapq.heappush(self._beats, (parked_at + self.config.heartbeat_every_seconds, next(self._tiebreak), task_id))
+        if first_beat_at is None:
+            first_beat_at = parked_at + self.config.heartbeat_every_seconds
+        heapq.heappush(self._beats, (first_beat_at, next(self._tiebreak), task_id, watch))
         if created_ms is not None:
             self._locate(watch, created_ms)
         if blind:
@@ -462,9 +467,10 @@ class Sweeper:
         """Parked workflows to heartbeat now (SendTaskHeartbeat: an API call, not a DashScope query)."""
         due: list[str] = []
         while self._beats and self._beats[0][0] <= now and len(due) < limit:
-            _, _, task_id = heapq.heappop(self._beats)
-            if task_id in self._watches:
-                heapq.heappush(self._beats, (now + self.config.heartbeat_every_seconds, next(self._tiebreak), task_id))
+            _, _, task_id, watch = heapq.heappop(self._beats)
+            if self._watches.get(task_id) is watch:  # not forgotten, nor parked again since
+                heapq.heappush(self._beats, (now + self.config.heartbeat_every_seconds, next(self._tiebreak),
+                                             task_id, watch))
                 due.append(task_id)
         return due
 

@@ -1,0 +1,366 @@
+"""The sweeper's host: runs one account's `Sweeper` (its decisions, `wan_relay.sweeper`) for one Lambda
+invocation of about a minute, and does the I/O it decides: reads the parks from the registry, takes the
+account's query budget, reads list pages from DashScope, resumes and heartbeats the parked workflows.
+
+One sweeper per account: a lease item `sweeper#<account>` in the idempotency table, taken with a
+conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive:
+`sweeper.after_fallback_poll`) and released at the end. An invocation remembers nothing of the last one:
+it reads every park on its first read and spreads their first heartbeats over one heartbeat period.
+
+List pages go to DashScope at their budget slots from a small thread pool (a slow answer does not hold
+up the next slot); the answers, and every other report to the Sweeper, are given from the loop's thread
+only: the Sweeper is not thread-safe. A resume (SendTaskSuccess) is sent as soon as its slot is granted,
+the slot reserved `RESUME_LEAD_SECONDS` ahead: the resumed workflow's poll sends its GET at that slot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import metrics as metric_names
+from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
+from .dashscope import DashScopeClient
+from .errors import OperatorError, ThrottledError, WanRelayError
+from .registry import CURSOR_OVERLAP_MS, Parked, Registry
+from .service_errors import error_code
+from .sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page
+
+logger = Logger(child=True)
+
+#: a resumed workflow's GET slot is reserved this far ahead: SendTaskSuccess, the transition and the
+#: poll function's invocation come first (bench/fleet.py measures the design with the same lead)
+RESUME_LEAD_SECONDS = 0.3
+#: how often the loop plans
+TICK_SECONDS = 0.2
+#: how often the registry is read for new parks
+READ_EVERY_SECONDS = 1.0
+#: the lease: how long one write holds it, how often it is renewed, how long a new invocation waits for it
+LEASE_SECONDS = 30.0
+RENEW_EVERY_SECONDS = 10.0
+LEASE_WAIT_SECONDS = 15.0
+#: a lease this close to its end, not renewed, stops the loop: another sweeper may take it at its end
+LEASE_MARGIN_SECONDS = 5.0
+#: the lease item's TTL: a day after its last write
+LEASE_TTL_SECONDS = 86_400
+#: Step Functions' answers to a token whose task is over: the workflow moved on (its watchdog fired, it
+#: ended, or the token is not one): SendTaskSuccess's and SendTaskHeartbeat's errors in the API reference
+DEAD_TOKEN_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+LIST_THREADS = 4
+#: SendTaskSuccess and SendTaskHeartbeat calls at once (within botocore's 10 pooled connections), and
+#: heartbeats queued at most: resumes wait behind no more than a few of them
+AWS_THREADS = 8
+HEARTBEATS_IN_FLIGHT = 16
+
+
+@dataclass
+class Counts:
+    """What one invocation did (its summary and its metrics)."""
+
+    list_queries: int = 0
+    throttled: int = 0
+    list_errors: int = 0
+    resumes: int = 0
+    heartbeats: int = 0
+    dead_tokens: int = 0
+
+
+class Lease:
+    """The account's one-sweeper lease: an item `sweeper#<account>` (key attribute `id`) with `holder`,
+    `lease_until` and `swept_at` (epoch seconds) and the table's TTL attribute `expiration`."""
+
+    def __init__(self, client: Any, table: str, account: str, holder: str, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._table = table
+        self._key = {"id": {"S": f"sweeper#{account}"}}
+        self.holder = holder
+        self._clock = clock
+        #: until when this holder holds it, as far as it knows (0: not held)
+        self.until = 0.0
+
+    def take(self) -> bool:
+        """Take it if nobody holds it, its holder let it lapse, or it is ours already."""
+        free = "attribute_not_exists(id) OR lease_until < :now OR holder = :me"
+        return self._write(free, self._clock() + LEASE_SECONDS)
+
+    def renew(self) -> bool:
+        """Hold it longer, and say the sweeper swept now; False if another holder has it."""
+        return self._write("holder = :me", self._clock() + LEASE_SECONDS)
+
+    def release(self) -> None:
+        self._write("holder = :me", None)
+        self.until = 0.0
+
+    def _write(self, condition: str, until: float | None) -> bool:
+        now = self._clock()
+        try:
+            self._client.update_item(
+                TableName=self._table, Key=self._key,
+                UpdateExpression="SET holder = :me, lease_until = :until, swept_at = :now, expiration = :expires",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={
+                    ":me": {"S": self.holder},
+                    ":until": {"N": repr(now if until is None else until)},
+                    ":now": {"N": repr(now)},
+                    ":expires": {"N": str(int(now) + LEASE_TTL_SECONDS)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        if until is not None:
+            self.until = until
+        return True
+
+
+class SweepHost:
+    """One invocation of one account's sweeper. Takes its clients: `dynamodb` (the budget, the lease and
+    the registry), `stepfunctions` (SendTaskSuccess, SendTaskHeartbeat) and the DashScope client."""
+
+    def __init__(
+        self,
+        *,
+        dynamodb: Any,
+        stepfunctions: Any,
+        dashscope: DashScopeClient,
+        idempotency_table: str,
+        parked_table: str,
+        account: str,
+        budget: Budget,
+        sweeper: Sweeper | None = None,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        metrics: Any = None,
+    ) -> None:
+        self.sweeper = sweeper or Sweeper(SweepConfig(rate=budget.rate))
+        self.registry = Registry(dynamodb, parked_table, account)
+        self.lease = Lease(dynamodb, idempotency_table, account, holder or str(uuid.uuid4()), clock)
+        self._bucket = DynamoDBBudget(dynamodb, idempotency_table, account, budget, clock=clock)
+        self._budget = budget
+        self._sfn = stepfunctions
+        self._dashscope = dashscope
+        self._clock = clock
+        self._sleep = sleep
+        self._metrics = metrics
+        self.counts = Counts()
+        #: the parks watched, by task id; the registry keys read lately (the overlap reads them again)
+        self._parks: dict[str, Parked] = {}
+        self._seen: dict[str, float] = {}
+        self._cursor_ms: int | None = None
+        self._lists: dict[Future[Any], tuple[ListQuery, float]] = {}
+        self._beats: dict[Future[Any], Parked] = {}
+        self._operator_error: OperatorError | None = None
+
+    # --- the invocation ---------------------------------------------------------------------------
+
+    def run(self, until: float) -> dict[str, Any]:
+        """Sweep until `until` (epoch seconds), holding the account's lease; a summary of what was done.
+        Without the lease (another sweeper holds it past the wait) it returns at once, having done nothing.
+        An operator error DashScope answered (a refused key) is raised at the end, after the lease is
+        released, so that the invocation fails under its name."""
+        if not self._take_lease(min(until, self._clock() + LEASE_WAIT_SECONDS)):
+            logger.info("another sweeper holds the account's lease")
+            return {"lease": False, "parked": 0, **asdict(self.counts)}
+        lists, aws = ThreadPoolExecutor(LIST_THREADS, "sweep-list"), ThreadPoolExecutor(AWS_THREADS, "sweep-aws")
+        with lists, aws:
+            try:
+                self._loop(until, lists, aws)
+            finally:
+                wait([*self._lists, *self._beats])
+                self._settle()
+                self.lease.release()
+        summary = {"lease": True, "parked": self.sweeper.parked, **asdict(self.counts)}
+        self._emit_metrics()
+        logger.info("swept", extra=summary)
+        if self._operator_error is not None:
+            raise self._operator_error
+        return summary
+
+    def _take_lease(self, give_up_at: float) -> bool:
+        """The previous minute's invocation releases the lease at its end: ask once a second until then."""
+        while not self.lease.take():
+            if self._clock() + 1.0 > give_up_at:
+                return False
+            self._sleep(1.0)
+        return True
+
+    def _loop(self, until: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
+        next_read = next_renew = self._clock()
+        while (now := self._clock()) < until:
+            if now >= next_renew:
+                next_renew = now + RENEW_EVERY_SECONDS
+                if not self._renew():
+                    return
+            if now >= self.lease.until - LEASE_MARGIN_SECONDS:
+                logger.warning("the sweeper's lease could not be renewed in time; stopping")
+                return
+            try:
+                if now >= next_read:
+                    next_read = now + READ_EVERY_SECONDS
+                    self._read_parks(now)
+                self._settle()
+                self._heartbeat(now, aws)
+                self._act(now, lists, aws)
+            except (ClientError, BotoCoreError) as exc:  # DynamoDB still failing after botocore's retries
+                logger.warning("a sweep failed; trying again", extra={"code": error_code(exc) or type(exc).__name__})
+            self._sleep_until(now + TICK_SECONDS)
+
+    def _renew(self) -> bool:
+        try:
+            if self.lease.renew():
+                return True
+        except (ClientError, BotoCoreError) as exc:  # the lease lasts LEASE_SECONDS: try again next tick
+            logger.warning("the lease could not be renewed", extra={"code": error_code(exc) or type(exc).__name__})
+            return True
+        logger.warning("another sweeper took the account's lease; stopping")
+        return False
+
+    # --- the registry -----------------------------------------------------------------------------
+
+    def _read_parks(self, now: float) -> None:
+        """The parks written since the last read (all of them on the first), each once; a task parked
+        again replaces its older park. A park read on the first read is one the previous invocation may
+        have heartbeaten lately or not at all: first beats spread over the next heartbeat period."""
+        first = self._cursor_ms is None
+        after = None if first else self._cursor_ms - CURSOR_OVERLAP_MS  # type: ignore[operator]
+        fresh = [parked for parked in self.registry.since(after) if parked.key not in self._seen]
+        self._cursor_ms = round(now * 1000)
+        period = self.sweeper.config.heartbeat_every_seconds
+        for i, parked in enumerate(fresh):
+            self._seen[parked.key] = parked.parked_at
+            known = self._parks.get(parked.task_id)
+            if known is not None and known.parked_at >= parked.parked_at:
+                self.registry.remove(parked)  # an older park of a task that parked again since
+                continue
+            if known is not None:
+                self.registry.remove(known)
+            self._parks[parked.task_id] = parked
+            kind = parked.kind if parked.kind in ("image", "video") else None
+            first_beat = now + period * i / len(fresh) if first else None
+            self.sweeper.park(parked.task_id, kind, parked.parked_at, blind=parked.blind,  # type: ignore[arg-type]
+                              first_beat_at=first_beat)
+        horizon = (self._cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
+        self._seen = {key: at for key, at in self._seen.items() if at >= horizon}
+
+    def _let_go(self, task_id: str) -> None:
+        """The workflow is resumed, or gone on without the sweeper: neither watched nor registered."""
+        self.sweeper.forget(task_id)
+        parked = self._parks.pop(task_id, None)
+        if parked is not None:
+            self.registry.remove(parked)
+
+    # --- the budget's slots -----------------------------------------------------------------------
+
+    def _act(self, now: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
+        """Plan, reserve, and carry out what the budget grants, in plan order (list pages, then resumes)."""
+        actions = self.sweeper.plan(now, self._budget.capacity)
+        queries = [a for a in actions if isinstance(a, ListQuery)]
+        resumes = [a for a in actions if isinstance(a, Resume)]
+        query_slots = self._bucket.reserve(len(queries)).slots_us if queries else ()
+        resume_slots: tuple[int, ...] = ()
+        if resumes and len(query_slots) == len(queries):
+            lead_us = round((now + RESUME_LEAD_SECONDS) * MICROS)
+            resume_slots = self._bucket.reserve(len(resumes), not_before_us=lead_us).slots_us
+        sending = {aws.submit(self._resume, resume, slot): resume
+                   for resume, slot in zip(resumes, resume_slots, strict=False)}
+        for query, slot_us in zip(queries, query_slots, strict=False):
+            self._sleep_until(slot_us / MICROS)
+            at = self._clock()
+            if slot_verdict(slot_us, round(at * MICROS), self._budget.interval_us) == "expired":
+                continue  # late: sending now could crowd the next slot; offered again by the next plan
+            self.sweeper.sent(query, at)
+            self._lists[lists.submit(self._dashscope.list_tasks, query.params())] = (query, at)
+            self.counts.list_queries += 1
+        for future in wait(sending).done:
+            self._resumed(sending[future], future)
+
+    def _resume(self, resume: Resume, slot_us: int) -> None:
+        parked = self._parks[resume.task_id]
+        output = json.dumps({"reason": resume.reason, "get_at_us": slot_us})
+        self._sfn.send_task_success(taskToken=parked.token, output=output)
+
+    def _resumed(self, resume: Resume, future: Future[Any]) -> None:
+        code = self._failure(future.exception())
+        if code is None:
+            self.sweeper.sent(resume, self._clock())
+            self.counts.resumes += 1
+            self._let_go(resume.task_id)
+        elif code in DEAD_TOKEN_CODES:
+            self.counts.dead_tokens += 1
+            self._let_go(resume.task_id)
+        else:  # not reported sent: the next plan offers it again
+            logger.warning("a resume failed; it is offered again", extra={"code": code})
+
+    @staticmethod
+    def _failure(exc: BaseException | None) -> str | None:
+        """None for success, else the error's code (or its type's name)."""
+        if exc is None:
+            return None
+        if isinstance(exc, ClientError | BotoCoreError):
+            return error_code(exc) or type(exc).__name__
+        raise exc
+
+    # --- heartbeats and list answers --------------------------------------------------------------
+
+    def _heartbeat(self, now: float, aws: ThreadPoolExecutor) -> None:
+        for task_id in self.sweeper.heartbeats(now, max(0, HEARTBEATS_IN_FLIGHT - len(self._beats))):
+            parked = self._parks[task_id]
+            self._beats[aws.submit(self._sfn.send_task_heartbeat, taskToken=parked.token)] = parked
+
+    def _settle(self) -> None:
+        """Report the list answers and heartbeats that came back (from the loop's thread)."""
+        for future in [f for f in self._beats if f.done()]:
+            parked = self._beats.pop(future)
+            code = self._failure(future.exception())
+            if code is None:
+                self.counts.heartbeats += 1
+            elif code in DEAD_TOKEN_CODES:
+                self.counts.dead_tokens += 1
+                if self._parks.get(parked.task_id) is parked:
+                    self._let_go(parked.task_id)
+            else:  # the next beat is a period later, well inside the watchdog
+                logger.warning("a heartbeat failed", extra={"code": code})
+        for future in [f for f in self._lists if f.done()]:
+            query, at = self._lists.pop(future)
+            try:
+                page = parse_page(future.result(), query.page_size)
+            except WanRelayError as exc:
+                self.sweeper.failed(query, at)
+                if isinstance(exc, ThrottledError):
+                    self.counts.throttled += 1
+                else:
+                    self.counts.list_errors += 1
+                    if isinstance(exc, OperatorError) and self._operator_error is None:
+                        self._operator_error = exc
+                logger.warning("a list page failed", extra={"code": exc.code})
+                continue
+            self.sweeper.on_page(query, page, at)
+
+    # --- time and metrics -------------------------------------------------------------------------
+
+    def _sleep_until(self, instant: float) -> None:
+        ahead = instant - self._clock()
+        if ahead > 0:
+            self._sleep(ahead)
+
+    def _emit_metrics(self) -> None:
+        if self._metrics is None:
+            return
+        for metric, value in (
+            (metric_names.SWEEPER_LIST_QUERIES, self.counts.list_queries),
+            (metric_names.SWEEPER_THROTTLED, self.counts.throttled),
+            (metric_names.SWEEPER_RESUMES, self.counts.resumes),
+            (metric_names.SWEEPER_DEAD_TOKENS, self.counts.dead_tokens),
+            (metric_names.SWEEPER_PARKED, self.sweeper.parked),
+        ):
+            self._metrics.add_metric(name=metric.name, unit=metric.unit, value=value)

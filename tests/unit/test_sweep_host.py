@@ -1,0 +1,491 @@
+"""The sweeper's host (wan_relay.sweep_host) on moto's DynamoDB, a DashScope replayed over HTTP and a
+recording Step Functions: the lease, the registry read across invocations, the budget shared with the
+workflows' own polls, heartbeats spread out, dead tokens let go, throttled pages read again.
+
+Time is a fake clock shared by the host, its budget and the replay: the host's sleep moves it, once the
+list pages it sent are answered (answers take no time), and runs what the world does meanwhile: the
+resumed workflows' GETs at their slots, new parks, a rival caller of the same budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import io
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from wan_relay import metrics as metric_list
+from wan_relay.budget import MICROS, Budget, DynamoDBBudget, max_in_any_window
+from wan_relay.dashscope import DashScopeClient
+from wan_relay.errors import ConfigurationError, OperatorError
+from wan_relay.registry import Parked, Registry
+from wan_relay.runtime import default_client, sweep_host_from_env
+from wan_relay.sweep_host import LEASE_WAIT_SECONDS, RESUME_LEAD_SECONDS, SweepHost
+from wan_relay_local.replay import ReplayDashScope
+
+from tests.conftest import API_KEY, TABLE, sample
+
+# 2026-01-09 17:18:17 in China
+EPOCH = 1_767_950_297.0
+PARKED = "wan-relay-parked"
+ACCOUNT = "acct-1"
+
+
+class World:
+    """The fake clock, and what happens at given instants while the host sleeps. Time is kept in whole
+    microseconds, as the budget's slots are, and read a quarter of a microsecond late, so that both the
+    budget's truncation and the replay's rounding of an epoch float land on the microsecond meant."""
+
+    def __init__(self, now: float) -> None:
+        self.now_us = round(now * MICROS)
+        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self.dashscope: Answering | None = None
+
+    @property
+    def now(self) -> float:
+        return (self.now_us + 0.25) / MICROS
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, instant: float, action: Callable[[], None]) -> None:
+        with self._lock:
+            heapq.heappush(self._events, (round(instant * MICROS), next(self._order), action))
+
+    def sleep(self, seconds: float) -> None:
+        if self.dashscope is not None:
+            self.dashscope.settle()
+        until_us = self.now_us + round(seconds * MICROS)
+        while True:
+            with self._lock:
+                if not self._events or self._events[0][0] > until_us:
+                    break
+                instant_us, _, action = heapq.heappop(self._events)
+            self.now_us = max(self.now_us, instant_us)
+            action()
+        self.now_us = until_us
+
+
+class Answering:
+    """The DashScope client, whose answers take no time on the fake clock: the world's sleep waits
+    until every list page the host sent has been answered."""
+
+    def __init__(self, client: DashScopeClient) -> None:
+        self._client = client
+        self._done = 0
+        self._changed = threading.Condition()
+        self.host: SweepHost | None = None
+
+    def list_tasks(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self._client.list_tasks(params)
+        finally:
+            with self._changed:
+                self._done += 1
+                self._changed.notify_all()
+
+    def settle(self) -> None:
+        assert self.host is not None
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._done >= self.host.counts.list_queries, timeout=10)
+
+
+class StepFunctions:
+    """SendTaskSuccess and SendTaskHeartbeat, recorded; a resumed workflow sends its GET at the slot it
+    was handed; tokens told dead answer TaskTimedOut; `throttle` answers ThrottlingException that many
+    times (botocore's retries spent)."""
+
+    def __init__(self, world: World, replay: ReplayDashScope | None = None) -> None:
+        self.world, self.replay = world, replay
+        self.dead: set[str] = set()
+        self.throttle = 0
+        self.resumed: list[dict[str, Any]] = []
+        self.beats: list[tuple[float, str]] = []
+        self.gets: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _error(code: str, operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "told so"}}, operation)
+
+    def send_task_success(self, *, taskToken: str, output: str) -> dict:
+        with self._lock:
+            if self.throttle:
+                self.throttle -= 1
+                raise self._error("ThrottlingException", "SendTaskSuccess")
+            if taskToken in self.dead:
+                raise self._error("TaskTimedOut", "SendTaskSuccess")
+            task_id = taskToken.removeprefix("token-")
+            answer = json.loads(output)
+            self.resumed.append({"task_id": task_id, "at": self.world.now, **answer})
+        if self.replay is not None:
+            self.world.at(answer["get_at_us"] / MICROS, lambda: self._get(task_id))
+        return {}
+
+    def _get(self, task_id: str) -> None:
+        assert self.replay is not None
+        answer = DashScopeClient(self.replay.base_url, API_KEY).get_task(task_id)
+        self.gets[task_id] = answer["output"]["task_status"]
+
+    def send_task_heartbeat(self, *, taskToken: str) -> dict:
+        with self._lock:
+            if taskToken in self.dead:
+                raise self._error("TaskTimedOut", "SendTaskHeartbeat")
+            self.beats.append((self.world.now, taskToken.removeprefix("token-")))
+        return {}
+
+
+class Account:
+    """moto's DynamoDB with the stack's two tables: the idempotency table (the budget, the lease) and
+    the parked workflows."""
+
+    def __init__(self) -> None:
+        self.dynamodb = default_client("dynamodb")
+        self.dynamodb.create_table(
+            TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        self.dynamodb.create_table(
+            TableName=PARKED,
+            KeySchema=[{"AttributeName": "account", "KeyType": "HASH"},
+                       {"AttributeName": "parked", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "account", "AttributeType": "S"},
+                                  {"AttributeName": "parked", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST")
+        self.registry = Registry(self.dynamodb, PARKED, ACCOUNT)
+
+    def park(self, task_id: str, parked_at: float, kind: str = "image", token: str | None = None) -> Parked:
+        parked = Parked(task_id, token or f"token-{task_id}", parked_at, kind)
+        self.registry.park(parked, expires_at=int(parked_at) + 86_400)
+        return parked
+
+    def parks(self) -> list[Parked]:
+        return list(self.registry.since())
+
+    def lease(self) -> dict[str, Any]:
+        return self.dynamodb.get_item(TableName=TABLE, Key={"id": {"S": f"sweeper#{ACCOUNT}"}}).get("Item", {})
+
+
+@pytest.fixture
+def account():
+    with mock_aws():
+        yield Account()
+
+
+def host_for(account: Account, world: World, sfn: StepFunctions, replay: ReplayDashScope | None = None,
+             *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None) -> SweepHost:
+    # without a replay, nothing listens: every list page fails at once (connection refused)
+    answering = Answering(DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", API_KEY))
+    host = SweepHost(dynamodb=account.dynamodb, stepfunctions=sfn, dashscope=answering,  # type: ignore[arg-type]
+                     idempotency_table=TABLE, parked_table=PARKED, account=ACCOUNT, budget=Budget(rate),
+                     holder=holder, clock=world, sleep=world.sleep, metrics=metrics)
+    answering.host = host
+    world.dashscope = answering
+    return host
+
+
+def burst(replay: ReplayDashScope, account: Account, count: int = 30) -> list[str]:
+    """Tasks created 0.3 s apart, each ending 20-29 s later, each workflow parked half a second after."""
+    ids = []
+    for i in range(count):
+        task_id = f"t-{i:02d}"
+        replay.add_task(task_id, sample("wan2.6-t2i_succeeded"), created_at=EPOCH + i * 0.3, ends_after=20 + (i % 10))
+        account.park(task_id, EPOCH + i * 0.3 + 0.5)
+        ids.append(task_id)
+    return ids
+
+
+# --- the budget, over HTTP ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rival", [False, True], ids=["alone", "with-a-rival-on-the-same-budget"])
+def test_the_host_resumes_every_ended_task_once_without_a_single_429(account, rival):
+    """Thirty tasks ending within ten seconds, a replay limited to 2 queries a second, a budget of 2 (with
+    a rival, polling for itself, reserving from the same item): every workflow resumed once, after its
+    task ended, its GET at the slot handed over; never throttled, never over the limit."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2, max_page_size=100) as replay:
+        ids = burst(replay, account)
+        sfn = StepFunctions(world, replay)
+        host = host_for(account, world, sfn, replay)
+        rival_gets: list[float] = []
+        if rival:
+            replay.add_task("other", sample("running"), ends_after=10_000)
+            bucket = DynamoDBBudget(account.dynamodb, TABLE, ACCOUNT, Budget(2), clock=world)
+
+            def rival_poll() -> None:
+                for slot in bucket.reserve(1).slots_us:
+                    world.at(slot / MICROS, lambda: rival_gets.append(world.now) or DashScopeClient(
+                        replay.base_url, API_KEY).get_task("other"))
+                if world.now < EPOCH + 80:
+                    world.at(world.now + 1.5, rival_poll)
+
+            world.at(world.now, rival_poll)
+        summary = host.run(EPOCH + 90)
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids  # each once
+        assert {r["reason"] for r in sfn.resumed} == {"finished"}
+        assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")  # never resumed while its task still ran
+        # each GET slot reserved far enough ahead for the resumed workflow to reach its poll
+        assert all(r["get_at_us"] / MICROS >= r["at"] + RESUME_LEAD_SECONDS - 1e-6 for r in sfn.resumed)
+        assert replay.throttled == 0
+        assert replay.max_queries_in_any_second() <= 2
+        assert len(rival_gets) > 10 if rival else not rival_gets
+        assert account.parks() == []  # every resumed workflow's park removed
+        assert summary["resumes"] == 30 and summary["throttled"] == 0 and summary["lease"] is True
+        assert summary["list_queries"] == len([r for r in replay.requests if r["path"] == "/api/v1/tasks/"])
+
+
+def test_a_resumed_workflow_is_handed_a_slot_it_can_reach_even_when_the_budget_is_idle(account):
+    """SendTaskSuccess, the transition and the poll's invocation take time: a slot at the very instant
+    of the resume would be missed, and the workflow would spend a second slot."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19) as replay:
+        burst(replay, account, 1)
+        sfn = StepFunctions(world, replay)
+        host_for(account, world, sfn, replay, rate=19).run(EPOCH + 50)
+        [resume] = sfn.resumed
+        assert resume["get_at_us"] / MICROS >= resume["at"] + RESUME_LEAD_SECONDS - 1e-6
+
+
+def test_a_throttled_page_is_read_again_and_its_tasks_still_resumed(account):
+    """The account's other callers (outside the budget) take DashScope's whole quota for a while: the
+    pages answered 429 are counted and read again later."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2, max_page_size=100) as replay:
+        ids = burst(replay, account, 5)
+        replay.add_task("other", sample("running"), ends_after=10_000)
+        other_caller = DashScopeClient(replay.base_url, API_KEY)
+        for i in range(90):  # 10 queries a second from EPOCH + 10 to EPOCH + 19, before any task ends
+            world.at(EPOCH + 10 + i * 0.1, lambda: _quietly(lambda: other_caller.get_task("other")))
+        sfn = StepFunctions(world, replay)
+        summary = host_for(account, world, sfn, replay).run(EPOCH + 80)
+        assert summary["throttled"] >= 1
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids
+        assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")
+
+
+def _quietly(call: Callable[[], Any]) -> None:
+    with contextlib.suppress(Exception):
+        call()
+
+
+# --- the lease ------------------------------------------------------------------------------------
+
+
+def test_while_another_sweeper_holds_the_lease_a_second_one_waits_then_does_nothing(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    account.park("t-1", EPOCH)
+    first = host_for(account, world, sfn, holder="invocation-1")
+    assert first.lease.take()  # the first one sweeps (taken here, as its run would)
+    second = host_for(account, world, sfn, holder="invocation-2")
+    started = world.now
+    summary = second.run(EPOCH + 80)
+    assert summary["lease"] is False and summary["list_queries"] == 0
+    assert LEASE_WAIT_SECONDS - 1 <= world.now - started <= LEASE_WAIT_SECONDS  # asked once a second, then gave up
+    assert sfn.beats == [] and account.lease()["holder"]["S"] == "invocation-1"
+
+
+def test_the_next_invocation_takes_the_lease_as_soon_as_the_last_one_releases_it(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    account.park("t-1", EPOCH)
+    first = host_for(account, world, sfn, holder="invocation-1")
+    assert first.lease.take()
+    world.at(EPOCH + 13, first.lease.release)  # the previous minute's invocation ends
+    second = host_for(account, world, sfn, holder="invocation-2")
+    summary = second.run(EPOCH + 30)
+    assert summary["lease"] is True
+    assert [at for at, _ in sfn.beats][:1] and min(at for at, _ in sfn.beats) >= EPOCH + 13
+    lease = account.lease()
+    assert lease["holder"]["S"] == "invocation-2"
+    assert float(lease["lease_until"]["N"]) <= world.now  # released at its end
+    assert world.now - 1 <= float(lease["swept_at"]["N"]) <= world.now
+    assert int(lease["expiration"]["N"]) >= world.now + 86_000
+
+
+def test_the_lease_is_renewed_and_says_when_the_sweeper_last_swept(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+    seen: list[float] = []
+    for t in range(15, 60, 5):
+        world.at(EPOCH + t, lambda: seen.append(world.now - float(account.lease()["swept_at"]["N"])))
+    host.run(EPOCH + 60)
+    assert seen and max(seen) <= 10.5  # renewed every ten seconds: the workflows see a live sweeper
+
+
+def test_a_sweeper_whose_lease_was_taken_over_stops(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+
+    def taken_over() -> None:  # its lease lapsed (a stalled invocation) and another took it
+        account.dynamodb.put_item(TableName=TABLE, Item={
+            "id": {"S": f"sweeper#{ACCOUNT}"}, "holder": {"S": "invocation-2"},
+            "lease_until": {"N": str(world.now + 30)}, "swept_at": {"N": str(world.now)}})
+
+    world.at(EPOCH + 15, taken_over)
+    host.run(EPOCH + 60)
+    assert world.now <= EPOCH + 21  # at its next renewal
+    assert account.lease()["holder"]["S"] == "invocation-2"  # and its release did not touch the new lease
+
+
+# --- one invocation after another -----------------------------------------------------------------
+
+
+def test_a_new_invocation_reads_every_park_and_spreads_their_first_heartbeats_over_a_period(account):
+    """Three hundred workflows parked under an earlier invocation: the new one watches all of them, and
+    heartbeats each once within the heartbeat period, a few a second, not all at once."""
+    world = World(EPOCH + 400)
+    for i in range(300):
+        account.park(f"p-{i:03d}", EPOCH + i, kind="video")
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn, rate=19)
+    started = world.now
+    summary = host.run(started + 99.9)  # within the first period: the first beats only
+    assert summary["parked"] == 300
+    beats = [at for at, _ in sfn.beats]
+    assert sorted(task for _, task in sfn.beats) == [f"p-{i:03d}" for i in range(300)]  # each once
+    assert max(beats) <= started + 100
+    instants = [round(at * MICROS) for at in beats]
+    assert len([at for at in beats if at < started + 1]) <= 5  # not all at once: 3 a second is the spread
+    assert max_in_any_window(instants, 5 * MICROS) <= 30  # the loop's ticks bunch them a little, no more
+
+
+def test_parks_written_while_it_runs_are_read_each_second_and_a_newer_park_replaces_an_older_one(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+    older = account.park("t-1", EPOCH + 5, token="token-t-1-first")
+    world.at(EPOCH + 20, lambda: account.park("t-2", EPOCH + 19.5))
+    # t-1's workflow was resumed by a fallback poll and parked again: a new item, a new token
+    world.at(EPOCH + 30, lambda: account.park("t-1", EPOCH + 29.9, token="token-t-1-second"))
+    seen: dict[str, list[str]] = {}
+    world.at(EPOCH + 21.5, lambda: seen.update(at_21=sorted(p.task_id for p in account.parks())))
+    summary = host.run(EPOCH + 140)
+    assert summary["parked"] == 2
+    assert older.key not in {p.key for p in account.parks()}  # the older item is removed
+    assert {p.token for p in account.parks()} == {"token-t-1-second", "token-t-2"}
+    beaten = {task for _, task in sfn.beats}
+    assert beaten >= {"t-2", "t-1-second"} and "t-1-first" not in {t for at, t in sfn.beats if at > EPOCH + 32}
+    assert seen["at_21"] == ["t-1", "t-2"]
+
+
+# --- dead tokens and failed resumes ---------------------------------------------------------------
+
+
+def test_a_workflow_that_went_on_without_the_sweeper_is_forgotten_and_its_park_removed(account):
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        ids = burst(replay, account, 4)
+        sfn = StepFunctions(world, replay)
+        sfn.dead = {"token-t-00", "token-t-01"}  # their watchdogs fired: the tokens are closed
+        host = host_for(account, world, sfn, replay)
+        summary = host.run(EPOCH + 70)
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids[2:]
+        assert summary["dead_tokens"] == 2 and summary["resumes"] == 2
+        assert account.parks() == []
+
+
+def test_a_heartbeat_answered_task_timed_out_lets_the_workflow_go(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    account.park("gone", EPOCH, kind="video")
+    account.park("alive", EPOCH, kind="video")
+    sfn.dead = {"token-gone"}
+    host = host_for(account, world, sfn)
+    summary = host.run(EPOCH + 100)  # the first beats, spread over the period: "alive" first, "gone" 50 s later
+    assert [task for _, task in sfn.beats] == ["alive"]
+    assert summary["dead_tokens"] == 1 and summary["parked"] == 1
+    assert [p.task_id for p in account.parks()] == ["alive"]
+
+
+def test_a_resume_step_functions_keeps_refusing_is_offered_again_and_sent_once(account):
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        ids = burst(replay, account, 3)
+        sfn = StepFunctions(world, replay)
+        sfn.throttle = 2  # botocore's retries spent twice: the resume is given back, not lost
+        summary = host_for(account, world, sfn, replay).run(EPOCH + 70)
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids
+        assert summary["resumes"] == 3 and account.parks() == []
+        assert replay.throttled == 0
+
+
+def test_a_key_dashscope_refuses_fails_the_invocation_after_the_lease_is_released(account):
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key="sk-another-key", clock=world) as replay:
+        burst(replay, account, 2)
+        host = host_for(account, world, StepFunctions(world, replay), replay)
+        with pytest.raises(OperatorError) as caught:
+            host.run(EPOCH + 40)
+        assert caught.value.code == "InvalidApiKey" and API_KEY not in str(caught.value)
+        assert float(account.lease()["lease_until"]["N"]) <= world.now
+
+
+# --- metrics and the function ---------------------------------------------------------------------
+
+
+def test_the_metrics_it_emits_are_the_listed_ones(account):
+    from aws_lambda_powertools import Metrics
+
+    from tests.contract.test_dashboard import emf_series
+
+    world = World(EPOCH + 10)
+    metrics = Metrics(namespace="WanRelay", service="wan-relay")
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        burst(replay, account, 3)
+        summary = host_for(account, world, StepFunctions(world, replay), replay, metrics=metrics).run(EPOCH + 70)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics.flush_metrics()
+    emitted = emf_series(printed.getvalue())
+    listed = {m.name: m for m in metric_list.ALL if m.source == "sweeper"}
+    assert {name for _, name, _ in emitted} == set(listed)
+    for (_, name, dimensions), seen in emitted.items():
+        assert seen["unit"] == listed[name].unit and dimensions == listed[name].dimensions
+    values = {name: seen["values"] for (_, name, _), seen in emitted.items()}
+    assert values["SweeperResumes"] == [3] and values["SweeperListQueries"] == [summary["list_queries"]]
+
+
+def test_the_host_is_built_from_the_environment_without_a_media_bucket(account, monkeypatch):
+    for name, value in {"DASHSCOPE_API_KEY": API_KEY, "IDEMPOTENCY_TABLE": TABLE, "PARKED_TABLE": PARKED,
+                        "DASHSCOPE_ACCOUNT": ACCOUNT, "DASHSCOPE_QUERY_BUDGET": "7"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MEDIA_BUCKET", raising=False)
+    host = sweep_host_from_env(holder="request-1")
+    assert host.lease.holder == "request-1" and host.sweeper.config.rate == 7
+    monkeypatch.delenv("PARKED_TABLE")
+    with pytest.raises(ConfigurationError, match="PARKED_TABLE"):
+        sweep_host_from_env(holder="request-2")
+
+
+def test_the_function_sweeps_until_fifteen_seconds_before_its_timeout_and_answers_a_summary(account, monkeypatch):
+    import time
+
+    from wan_relay_local.lambda_bridge import FakeContext, load_handler
+
+    from tests.conftest import ROOT
+
+    with ReplayDashScope(api_key=API_KEY) as replay:
+        for name, value in {"DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": API_KEY,
+                            "IDEMPOTENCY_TABLE": TABLE, "PARKED_TABLE": PARKED, "DASHSCOPE_ACCOUNT": ACCOUNT}.items():
+            monkeypatch.setenv(name, value)
+        handler = load_handler(ROOT / "functions" / "sweeper")
+        context = FakeContext("wan-relay-SweeperFunction", "arn:aws:lambda:us-east-1:123456789012:function:sweeper",
+                              timeout_seconds=16.5)
+        started = time.time()
+        summary = handler({}, context)
+        assert 1.0 <= time.time() - started <= 3.0  # 16.5 s left, 15 of them kept for the finish
+    assert summary["lease"] is True and summary["parked"] == 0
+    assert account.lease()["holder"]["S"] == context.aws_request_id
+    assert float(account.lease()["lease_until"]["N"]) <= time.time()
