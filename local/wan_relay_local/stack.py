@@ -15,9 +15,14 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import re
+import threading
+import time
+import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,10 @@ import botocore.session
 from .lambda_bridge import ROOT, InProcessLambdas, load_handler
 
 TEMPLATE = ROOT / "template.yaml"
+logger = logging.getLogger(__name__)
 
 FUNCTION = "PollTaskFunction"
+SWEEPER = "SweeperFunction"
 STATE_MACHINE = "PollTaskStateMachine"
 SUBMIT_EVENT = "TaskSubmitted"
 #: the secret standing in for the required DashScopeApiKeySecretArn parameter (a name, not a key)
@@ -252,6 +259,8 @@ class EmbeddedStack:
     account_id: str = ""
     #: the environment the function runs with (the template's, merged with the caller's)
     function_environment: dict[str, str] = field(default_factory=dict)
+    #: ... and the sweeper's (see `sweeping`)
+    sweeper_environment: dict[str, str] = field(default_factory=dict)
 
     def submission_input(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         """The execution input the submit rule would start for `event` (a full EventBridge event,
@@ -273,6 +282,38 @@ class EmbeddedStack:
             return None
         execution = name or execution_name(f"{loop_input.get('task_id', 'task')}-{event.get('id', 'event')}")
         return self.start(loop_input, name=execution)
+
+    @contextmanager
+    def sweeping(self, *, run_seconds: float = 60.0) -> Iterator[None]:
+        """The account's sweeper, running in a thread while the block runs: what the schedule and a
+        park's wake do in a deployment, each run started again as soon as the last one ended (its time
+        up, or nothing parked). Not through the function registry: it would hold every poll for its run."""
+        from wan_relay.config import Config
+        from wan_relay.runtime import sweep_host_from_config
+
+        config = Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **self.sweeper_environment})
+        done = threading.Event()
+        running: list[Any] = []
+
+        def sweep() -> None:
+            while not done.is_set():
+                host = sweep_host_from_config(config, holder=f"embedded-{uuid.uuid4()}")
+                running[:] = [host]
+                try:
+                    host.run(time.time() + run_seconds)
+                except Exception:  # a run that failed is started again, as the next minute's would be
+                    logger.exception("the embedded sweeper's run failed")
+                done.wait(0.2)
+
+        thread = threading.Thread(target=sweep, name="embedded-sweeper", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            for host in running:
+                host.stop()
+            thread.join(timeout=30)
 
     def client(self, service: str) -> Any:
         """A boto3 client for this stack's AWS (cheap: see `aws_session`)."""
@@ -321,6 +362,9 @@ def deploy_embedded_stack(
     bus_name = _ensure_bus(session, _bus_name(template))
     table = _create_table(session, template, f"{prefix}-idempotency")
     parked_table = _create_table(session, template, f"{prefix}-parked-tasks", "ParkedTasksTable")
+    _, _, sweeper_env = _create_function(
+        session, template, lambdas, environment, f"{prefix}-sweeper", logical_id=SWEEPER, register=False
+    )
     function_name, function_arn, function_env = _create_function(
         session, template, lambdas, environment, f"{prefix}-poll-task"
     )
@@ -353,6 +397,7 @@ def deploy_embedded_stack(
         media_prefix=template.parameters["MediaPrefix"],
         account_id=account_id,
         function_environment=function_env,
+        sweeper_environment=sweeper_env,
     )
 
 
@@ -472,14 +517,15 @@ _EMBEDDED_ONLY = {"ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true"}
 
 def _create_function(
     session: Any,
-    template: Template, lambdas: InProcessLambdas, environment: Mapping[str, str], name: str
+    template: Template, lambdas: InProcessLambdas, environment: Mapping[str, str], name: str,
+    *, logical_id: str = FUNCTION, register: bool = True,
 ) -> tuple[str, str, dict[str, str]]:
-    props = template.properties(FUNCTION)
+    props = template.properties(logical_id)
     globals_ = template.doc.get("Globals", {}).get("Function", {})
-    template.refs[FUNCTION] = name
-    template_env = template.function_environment(FUNCTION)
-    owned = {k: template_env[k] for k in ("MEDIA_BUCKET", "EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "PARKED_TABLE")
-             if k in template_env}
+    template.refs[logical_id] = name
+    template_env = template.function_environment(logical_id)
+    owned = {k: template_env[k] for k in ("MEDIA_BUCKET", "EVENT_BUS_NAME", "IDEMPOTENCY_TABLE", "PARKED_TABLE",
+                                          "SWEEPER_FUNCTION") if k in template_env}
     merged = {**template_env, **_EMBEDDED_ONLY, **environment, **owned}
 
     code_dir = template.path.parent / props["CodeUri"]
@@ -487,7 +533,7 @@ def _create_function(
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(code_dir / f"{module}.py", f"{module}.py")
-    role = _role(session, template, FUNCTION, f"{name}-role", "lambda.amazonaws.com")
+    role = _role(session, template, logical_id, f"{name}-role", "lambda.amazonaws.com")
     answer = session.client("lambda").create_function(
         FunctionName=name,
         Runtime=props.get("Runtime", globals_.get("Runtime")),
@@ -499,8 +545,9 @@ def _create_function(
         MemorySize=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
         Environment={"Variables": merged},
     )
-    template.attributes[(FUNCTION, "Arn")] = answer["FunctionArn"]
-    lambdas.register(name, load_handler(code_dir, module, attribute), merged)
+    template.attributes[(logical_id, "Arn")] = answer["FunctionArn"]
+    if register:
+        lambdas.register(name, load_handler(code_dir, module, attribute), merged)
     return name, answer["FunctionArn"], merged
 
 

@@ -54,7 +54,8 @@ Series = tuple[str, str, tuple[str, ...]]
 def template() -> Template:
     stack = Template(parameters=REQUIRED)
     resources = stack.doc["Resources"]
-    stack.refs.update({"PollTaskFunction": FUNCTION_NAME, "PollTaskStateMachine": STATE_MACHINE_ARN})
+    stack.refs.update({"PollTaskFunction": FUNCTION_NAME, "PollTaskStateMachine": STATE_MACHINE_ARN,
+                       "SweeperFunction": "wan-relay-SweeperFunction-XYZ"})
     stack.attributes[("SubmitDeadLetterQueue", "QueueName")] = "wan-relay-SubmitDeadLetterQueue-XYZ"
     stack.attributes.update({
         (alarm, "Arn"): f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:wan-relay-{alarm}"

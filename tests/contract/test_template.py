@@ -42,6 +42,7 @@ def template() -> Template:
         "MediaBucket": "wan-relay-mediabucket-1a2b3c",
         "IdempotencyTable": "wan-relay-IdempotencyTable-XYZ",
         "ParkedTasksTable": "wan-relay-ParkedTasksTable-XYZ",
+        "SweeperFunction": "wan-relay-SweeperFunction-XYZ",
         "PollTaskFunction": "wan-relay-PollTaskFunction-XYZ",
         "PollTaskStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ",
     })
@@ -49,6 +50,7 @@ def template() -> Template:
         ("MediaBucket", "Arn"): "arn:aws:s3:::wan-relay-mediabucket-1a2b3c",
         ("IdempotencyTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/wan-relay-IdempotencyTable-XYZ",
         ("ParkedTasksTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/wan-relay-ParkedTasksTable-XYZ",
+        ("SweeperFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:wan-relay-SweeperFunction-XYZ",
         ("PollTaskFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:wan-relay-PollTaskFunction-XYZ",
         ("StateMachineLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/x:*",
         ("SubmitDeadLetterQueue", "Arn"): "arn:aws:sqs:us-east-1:123456789012:wan-relay-SubmitDeadLetterQueue",
@@ -115,7 +117,7 @@ def test_the_functions_environment_is_a_valid_relay_configuration(template: Temp
 
 def test_an_existing_bucket_is_used_as_given() -> None:
     stack = Template(parameters={**REQUIRED, "MediaBucketName": "my-media"})
-    stack.refs.update({"IdempotencyTable": "t", "ParkedTasksTable": "p"})
+    stack.refs.update({"IdempotencyTable": "t", "ParkedTasksTable": "p", "SweeperFunction": "s"})
     assert not stack.condition("CreateMediaBucket")
     assert stack.function_environment("PollTaskFunction")["MEDIA_BUCKET"] == "my-media"
 
@@ -232,7 +234,7 @@ def test_the_idempotency_table_is_keyed_by_id_with_ttl_on_expiration(template: T
 def test_every_log_group_has_a_retention_and_alarms_watch_failures(template: Template) -> None:
     resources = template.doc["Resources"]
     log_groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(log_groups) == 2 and all("RetentionInDays" in g["Properties"] for g in log_groups)
+    assert len(log_groups) == 3 and all("RetentionInDays" in g["Properties"] for g in log_groups)
     metrics = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"ExecutionsFailed", "ExecutionsTimedOut", "Errors", "TasksTimedOut"} <= metrics
 

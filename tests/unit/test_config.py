@@ -26,7 +26,8 @@ def test_a_deployed_function_has_the_narrow_allowlist_and_never_loopback_media()
 
     template = Template(parameters={
         "DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"})
-    template.refs.update({"MediaBucket": "media", "IdempotencyTable": "table", "ParkedTasksTable": "parked"})
+    template.refs.update({"MediaBucket": "media", "IdempotencyTable": "table", "ParkedTasksTable": "parked",
+                          "SweeperFunction": "sweeper"})
     config = Config.from_env(template.function_environment("PollTaskFunction"))
     assert config.allowed_media_urls == Config.from_env(BASE).allowed_media_urls
     assert config.allow_loopback_media is False

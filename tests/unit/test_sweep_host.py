@@ -314,6 +314,7 @@ def test_the_next_invocation_takes_the_lease_as_soon_as_the_last_one_releases_it
 
 def test_the_lease_is_renewed_and_says_when_the_sweeper_last_swept(account):
     world = World(EPOCH + 10)
+    account.park("video-1", EPOCH + 9, kind="video")  # running long: the sweep has a workflow to watch
     sfn = StepFunctions(world)
     host = host_for(account, world, sfn)
     seen: list[float] = []
@@ -325,6 +326,7 @@ def test_the_lease_is_renewed_and_says_when_the_sweeper_last_swept(account):
 
 def test_a_sweeper_whose_lease_was_taken_over_stops(account):
     world = World(EPOCH + 10)
+    account.park("video-1", EPOCH + 9, kind="video")
     sfn = StepFunctions(world)
     host = host_for(account, world, sfn)
 
@@ -337,6 +339,39 @@ def test_a_sweeper_whose_lease_was_taken_over_stops(account):
     host.run(EPOCH + 60)
     assert world.now <= EPOCH + 21  # at its next renewal
     assert account.lease()["holder"]["S"] == "invocation-2"  # and its release did not touch the new lease
+
+
+def test_an_idle_sweeper_ends_its_run_and_a_park_finds_it_gone(account):
+    """Nothing parked: the run ends at once (an idle account costs a start a minute, not a running
+    function); parks that all resumed: it ends after IDLE_EXIT_SECONDS, releasing its lease, so that the
+    next park wakes a new one (`Fleet.wake_sweeper`: no live lease)."""
+    from wan_relay.budget import Budget
+    from wan_relay.fleet import Fleet
+    from wan_relay.sweep_host import IDLE_EXIT_SECONDS
+
+    world = World(EPOCH + 10)
+    summary = host_for(account, world, StepFunctions(world)).run(EPOCH + 60)
+    assert summary["lease"] is True and world.now < EPOCH + 11
+
+    woken: list[float] = []
+    fleet = Fleet(dynamodb=account.dynamodb, table=TABLE, account=ACCOUNT, budget=Budget(2),
+                  clock=lambda: world.now, wake=lambda: woken.append(world.now))
+    account.park("video-1", world.now, kind="video")
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+    resumed: list[float] = []
+
+    def resume() -> None:  # the workflow was resumed and went on: nothing is parked any more
+        host.sweeper.forget("video-1")
+        account.registry.remove(account.parks()[0])
+        resumed.append(world.now)
+
+    world.at(world.now + 5, resume)
+    host.run(EPOCH + 60)
+    # idle from its last tick with a workflow watched
+    assert resumed[0] + IDLE_EXIT_SECONDS - 1 <= world.now < resumed[0] + IDLE_EXIT_SECONDS + 1
+    assert fleet.wake_sweeper() is True and woken == [world.now]  # the lease is free: a park wakes one
+    assert fleet.wake_sweeper() is False  # ... once: the other parks of a burst find it woken
 
 
 # --- one invocation after another -----------------------------------------------------------------
@@ -480,12 +515,13 @@ def test_the_function_sweeps_until_fifteen_seconds_before_its_timeout_and_answer
         for name, value in {"DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": API_KEY,
                             "IDEMPOTENCY_TABLE": TABLE, "PARKED_TABLE": PARKED, "DASHSCOPE_ACCOUNT": ACCOUNT}.items():
             monkeypatch.setenv(name, value)
+        account.park("video-1", time.time(), kind="video")  # a workflow to watch: the sweep lasts its time
         handler = load_handler(ROOT / "functions" / "sweeper")
         context = FakeContext("wan-relay-SweeperFunction", "arn:aws:lambda:us-east-1:123456789012:function:sweeper",
                               timeout_seconds=16.5)
         started = time.time()
         summary = handler({}, context)
         assert 1.0 <= time.time() - started <= 3.0  # 16.5 s left, 15 of them kept for the finish
-    assert summary["lease"] is True and summary["parked"] == 0
+    assert summary["lease"] is True and summary["parked"] == 1
     assert account.lease()["holder"]["S"] == context.aws_request_id
     assert float(account.lease()["lease_until"]["N"]) <= time.time()

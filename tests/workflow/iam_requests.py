@@ -42,6 +42,8 @@ OPERATION_ACTIONS = {
     ("s3", "ListParts"): "s3:ListMultipartUploadParts",
     ("lambda", "Invoke"): "lambda:InvokeFunction",
     ("stepfunctions", "DescribeExecution"): "states:DescribeExecution",
+    ("stepfunctions", "SendTaskSuccess"): "states:SendTaskSuccess",
+    ("stepfunctions", "SendTaskHeartbeat"): "states:SendTaskHeartbeat",
 }
 #: the call parameter that fills an ARN-format variable, where the catalogue's name differs
 FORMAT_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key"}
@@ -91,10 +93,13 @@ class Request:
 
 @dataclass
 class FunctionCalls:
-    """Records the function's AWS calls while `handler` (the function, as InProcessLambdas calls it) runs."""
+    """Records the function's AWS calls while `handler` (the function, as InProcessLambdas calls it) runs,
+    or, given `thread_name`, those of the clients made in threads of that name (the embedded sweeper's)."""
 
     calls: list[Call] = field(default_factory=list)
     scenario: str = ""
+    principal: str = "function"
+    thread_name: str | None = None
 
     def __post_init__(self) -> None:
         self._thread: int | None = None
@@ -119,13 +124,13 @@ class FunctionCalls:
 
         def created(creator: Any, *args: Any, **kwargs: Any) -> Any:
             client = create_client(creator, *args, **kwargs)
-            if recorder._thread == threading.get_ident():
+            if recorder._thread == threading.get_ident() or threading.current_thread().name == recorder.thread_name:
                 recorder._clients.add(client)
             return client
 
         def called(client: Any, operation: str, params: Mapping[str, Any]) -> Any:
             if client in recorder._clients or recorder._thread == threading.get_ident():
-                call = Call("function", client.meta.service_model.service_name, operation, dict(params),
+                call = Call(recorder.principal, client.meta.service_model.service_name, operation, dict(params),
                             client.meta.region_name, recorder.scenario)
                 with recorder._lock:
                     recorder.calls.append(call)
@@ -205,6 +210,11 @@ def requests_for(call: Call, *, account: str, principal_arn: str, partition_keys
 def _leading_keys(call: Call, partition_keys: Mapping[str, str]) -> list[str] | None:
     table = str(call.params.get("TableName", "")).rsplit("/", 1)[-1]
     key_name = partition_keys.get(table)
+    if key_name is not None and call.operation == "Query":  # the partition key's value in the key condition
+        condition = call.params.get("KeyConditionExpression", "")
+        found = re.search(rf"(?:^|\(|\s){re.escape(key_name)}\s*=\s*(:\w+)", condition)
+        values = call.params.get("ExpressionAttributeValues", {})
+        return [_attribute_value(values[found[1]])] if found and found[1] in values else None
     item = call.params.get("Key") or call.params.get("Item")
     if key_name is None or not isinstance(item, Mapping) or key_name not in item:
         return None

@@ -46,6 +46,13 @@ def parked(workflow: Workflow, count: int, within: float = 10.0) -> Parked:
             pytest.fail(f"expected {count} parks, found {len(found)}")
         time.sleep(0.02)
     assert len(found) == count
+    # moto honours a task token only once the park's invocation has returned (TaskSubmitted); AWS from
+    # the moment it issues it. A sweeper's first look comes seconds later; this test's comes at once.
+    while sum(e["type"] == "TaskSubmitted" for e in workflow.sfn.get_execution_history(
+            executionArn=found[-1].execution, maxResults=1000)["events"]) < count:
+        if time.monotonic() > deadline:
+            pytest.fail("the park's invocation did not return")
+        time.sleep(0.02)
     return found[-1]
 
 
@@ -162,3 +169,16 @@ def test_every_query_of_a_parking_stack_takes_a_slot_of_the_accounts_budget(park
     first, _ = parking.replay.query_times
     # the expired slot was replaced by one reserved in the budget, which now lies past that query
     assert int(item["next_free_us"]["N"]) > first * MICROS
+
+
+def test_a_resume_that_is_not_the_sweepers_shape_fails_the_execution_before_any_query(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+
+    park = parked(parking, 1)
+    forged = {"reason": "finished", "done": True, "event": {"status": "SUCCEEDED"}}
+    parking.sfn.send_task_success(taskToken=park.token, output=json.dumps(forged))
+
+    ended = parking.finish(execution)
+    assert (ended["status"], ended["error"]) == ("FAILED", "InvalidInput")
+    assert parking.replay.polls(IMAGE_TASK) == 0 and parking.completed_events() == []

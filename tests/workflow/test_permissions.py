@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from unittest import mock
 
@@ -174,11 +174,37 @@ def recorded() -> Iterator[Recorded]:
             with mock.patch.object(MediaBucket, "abort_stale_uploads", _listing_stale_uploads):
                 run(ORIGINAL_LISTING, {"task_id": _video(replay, "wan2.7-i2v_succeeded", "listing", ranges=False)})
 
+        # a second stack in the same account that parks (Waiting=park): the park, the budget, the wake,
+        # the sweeper's list page, resume and registry
+        fleet = deploy_embedded_stack(
+            environment={"DASHSCOPE_BASE_URL": replay.base_url, "ALLOWED_MEDIA_URLS": replay.origin},
+            lambdas=lambdas, parameters={"DashScopeApiKeySecretArn": secret}, prefix="fleet", parks=True,
+        )
+        fleet_workflow = Workflow(stack=fleet, lambdas=lambdas, replay=replay)
+        fleet_calls = FunctionCalls(principal="fleet function")
+        lambdas.wrap(fleet.function_name, fleet_calls.wrap)
+        sweeper_calls = FunctionCalls(principal="sweeper", thread_name="embedded-sweeper")
+        with fleet_calls.recording(), sweeper_calls.recording(), fleet.sweeping():
+            parked = _with_task_id(replay.rehost(sample("wan2.6-t2i_succeeded")), "parked-image")
+            replay.add_task("parked-image", parked, running_after=0.5, ends_after=1.0)
+            execution = fleet_workflow.run({"task_id": "parked-image", "kind": "image"})
+            assert execution["status"] == "SUCCEEDED", execution
+            assert "ParkTask" in fleet_workflow.visited(execution["executionArn"])
+            history = fleet_workflow.sfn.get_execution_history(executionArn=execution["executionArn"],
+                                                               maxResults=1000)
+            sfn_calls.extend(
+                replace(call, principal="fleet state machine")
+                for call in state_machine_calls(history["events"], fleet.region, "parked, resumed by the sweeper"))
+
         iam = boto3.client("iam")
+        lambda_client = workflow.stack.client("lambda")
         roles = {
-            "function": workflow.stack.client("lambda").get_function(FunctionName=stack.function_name)[
-                "Configuration"]["Role"],
+            "function": lambda_client.get_function(FunctionName=stack.function_name)["Configuration"]["Role"],
             "state machine": workflow.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)["roleArn"],
+            "fleet function": lambda_client.get_function(FunctionName=fleet.function_name)["Configuration"]["Role"],
+            "fleet state machine": workflow.sfn.describe_state_machine(
+                stateMachineArn=fleet.state_machine_arn)["roleArn"],
+            "sweeper": lambda_client.get_function(FunctionName="fleet-sweeper")["Configuration"]["Role"],
         }
         statements = {}
         for principal, arn in roles.items():
@@ -189,16 +215,17 @@ def recorded() -> Iterator[Recorded]:
                 for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]
                 for statement in iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]["Statement"]
             ]
-        table = workflow.dynamodb.describe_table(TableName=stack.idempotency_table)["Table"]
         definition = json.loads(workflow.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)[
             "definition"])
         yield Recorded(
-            calls=function_calls.calls + sfn_calls,
+            calls=function_calls.calls + fleet_calls.calls + sweeper_calls.calls + sfn_calls,
             statements=statements,
             principal_arns=roles,
             account=stack.account_id,
-            partition_keys={stack.idempotency_table: next(k["AttributeName"] for k in table["KeySchema"]
-                                                          if k["KeyType"] == "HASH")},
+            partition_keys={
+                name: next(k["AttributeName"] for k in workflow.dynamodb.describe_table(TableName=name)["Table"][
+                    "KeySchema"] if k["KeyType"] == "HASH")
+                for name in (stack.idempotency_table, fleet.idempotency_table, fleet.parked_table)},
             integrations=task_integrations(definition),
             bucket=stack.bucket,
             prefix=stack.media_prefix,
@@ -222,6 +249,17 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
         "secretsmanager:GetSecretValue", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
         "s3:ListBucket", "states:DescribeExecution",
+    }
+    # the park: the token in the registry, every GET at a slot of the account's budget, the sweeper woken
+    assert {(r.action, r.resource.rsplit("/", 1)[-1]) for r in recorded.requests()
+            if r.call.principal == "fleet function"} >= {
+        ("dynamodb:PutItem", "fleet-parked-tasks"), ("dynamodb:UpdateItem", "fleet-idempotency"),
+        ("dynamodb:GetItem", "fleet-idempotency"),
+    }
+    assert "lambda:InvokeFunction" in {r.action for r in recorded.requests() if r.call.principal == "fleet function"}
+    assert {r.action for r in recorded.requests() if r.call.principal == "sweeper"} >= {
+        "secretsmanager:GetSecretValue", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem",
+        "dynamodb:UpdateItem", "states:SendTaskSuccess",
     }
     operations = {c.operation for c in recorded.calls if c.principal == "function" and c.service == "s3"}
     assert {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject"} <= operations
@@ -261,6 +299,15 @@ MUTATIONS = {
         "state machine", _without("InvokeThePollFunction"), "lambda:InvokeFunction"),
     "the task locks' grant removed": (
         "state machine", _without("TaskLocks"), "dynamodb:PutItem"),
+    "the sweeper's resume grant removed": (
+        "sweeper", _without("ResumeParkedWorkflows"), "states:SendTaskSuccess"),
+    "the registry narrowed to another account's parks": (
+        "sweeper", _changed("ParkedWorkflows", lambda s: s["Condition"]["ForAllValues:StringEquals"].update(
+            {"dynamodb:LeadingKeys": ["another-account"]})), "dynamodb:Query"),
+    "the park's grant removed": (
+        "fleet function", _without("ParkedWorkflows"), "dynamodb:PutItem"),
+    "the wake's grant removed": (
+        "fleet function", _without("WakeTheSweeper"), "lambda:InvokeFunction"),
     "the bus narrowed to another bus": (
         "state machine", _changed("CompletionEvents", lambda s: s.update(Resource=s["Resource"] + "-other")),
         "events:PutEvents"),

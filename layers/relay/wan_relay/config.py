@@ -71,6 +71,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     account: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}\Z",
                                  description="must be 1 to 64 letters, digits, '.', '_' or '-'")] = field(
         default="default", name="DASHSCOPE_ACCOUNT")
+    #: the sweeper's function, started (asynchronously) by a park that finds no sweeper running
+    sweeper_function: str | None = field(default=None, name="SWEEPER_FUNCTION")
     #: a parked workflow not heartbeaten for this long polls on its own (the sweeper beats every third of it)
     park_watchdog_seconds: Annotated[int, Meta(ge=3, le=3600, description="must be 3 to 3600 seconds")] = field(
         default=300, name="PARK_WATCHDOG_SECONDS")

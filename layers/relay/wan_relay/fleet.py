@@ -2,9 +2,11 @@
 of its GETs, a place in the registry while it is parked, and whether the sweeper is alive.
 
 A workflow asks DashScope only at a slot of the budget, whoever made it wait: the sweeper hands a
-resumed workflow the slot it reserved for that GET (`get_at_us`); a slot missed by more than one
-budget interval is given up (sending late could crowd the next slot) and a new one is reserved; a
-workflow polling on its own (its watchdog fired, or the stack runs `WAITING=poll`) reserves its own.
+resumed workflow the slot it reserved for that GET (`get_at_us`); a slot missed by more than half a
+budget interval is given up and a new one is reserved. Queries sent up to t late after slots 1/r apart
+put at most r x (1 + t) in a second: with the budget r one under DashScope's limit, lateness up to one
+interval stays within it, and half of it is left to the network. A workflow polling on its own (its
+watchdog fired) reserves its own slot.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
 from .registry import Parked, Registry
 from .sweeper import WATCHDOG_SECONDS, after_fallback_poll
 
+#: a woken sweeper that has not taken the lease after this long (it failed to start) is woken again
+WAKE_EVERY_SECONDS = 15.0
 #: park only while the budget left outlasts the watchdog by this much: near its end a task polls on its
 #: own, so its last poll is not up to five minutes late
 PARK_MARGIN_SECONDS = 60
@@ -34,6 +38,9 @@ class Fleet:
     registry: Registry | None = None  # None: the stack does not park (WAITING=poll)
     #: ParkTask's HeartbeatSeconds: a park the sweeper has not heartbeaten for this long polls on its own
     watchdog_seconds: int = WATCHDOG_SECONDS
+    #: starts the sweeper's function (an asynchronous invoke) when a park finds no sweeper holding the
+    #: account's lease; None: nothing to wake (the schedule's next start finds the park)
+    wake: Callable[[], None] | None = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     _bucket: DynamoDBBudget = field(init=False)
@@ -49,7 +56,7 @@ class Fleet:
         """Wait until this workflow may send one GET. False: the budget is spoken for as far as it reaches
         ahead (the caller backs off as after a 429, without asking)."""
         if handed_us is not None:
-            verdict = slot_verdict(handed_us, self._now_us(), self.budget.interval_us)
+            verdict = slot_verdict(handed_us, self._now_us(), self.budget.interval_us // 2)
             too_far = handed_us - self._now_us() > self.budget.lookahead_us + MICROS  # not a slot we made
             if verdict != "expired" and not too_far:
                 self._wait_until(handed_us)
@@ -81,10 +88,32 @@ class Fleet:
         ).get("Item")
         return float(item["swept_at"]["N"]) if item and "swept_at" in item else None
 
-    def park(self, parked: Parked, *, expires_at: int) -> None:
+    def park(self, parked: Parked, *, expires_at: int) -> bool:
+        """Put the park in the registry, and wake the sweeper if none holds the lease; True if it woke it."""
         if self.registry is None:
             raise RuntimeError("this stack does not park (WAITING=poll)")
         self.registry.park(parked, expires_at=expires_at)
+        return self.wake_sweeper()
+
+    def wake_sweeper(self) -> bool:
+        """A sweeper that found nothing parked ended its invocation (an idle account costs no running
+        function); the first park after that starts one. Of the parks of a burst only one wakes it: the
+        one whose conditional write notes the wake (no live lease, no wake in the last WAKE_EVERY_SECONDS)."""
+        if self.wake is None:
+            return False
+        now = self.clock()
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table, Key={"id": {"S": f"sweeper#{self.account}"}},
+                UpdateExpression="SET woken_at = :now",
+                ConditionExpression="(attribute_not_exists(lease_until) OR lease_until <= :now) AND "
+                                    "(attribute_not_exists(woken_at) OR woken_at < :again)",
+                ExpressionAttributeValues={":now": {"N": repr(now)}, ":again": {"N": repr(now - WAKE_EVERY_SECONDS)}},
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False  # a sweeper holds the lease, or one was woken moments ago
+        self.wake()
+        return True
 
     def _now_us(self) -> int:
         return int(self.clock() * MICROS)

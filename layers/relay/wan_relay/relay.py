@@ -260,14 +260,14 @@ class Relay:
             raise InvalidInput("the park needs the state's task token")
         now = self.clock()
         lock_expiry = state.lock.expires_at if state.lock else int(now.timestamp()) + state.timeout_seconds
-        self.fleet.park(
+        woke = self.fleet.park(
             Parked(task_id=state.task_id, token=token, parked_at=now.timestamp(), kind=state.kind,
                    blind=state.blind, execution=execution if isinstance(execution, str) else None),
             expires_at=lock_expiry,
         )
         self._count("Parks")
-        logger.info("parked", extra={"blind": state.blind, "polls": state.polls})
-        return {"parked": True}
+        logger.info("parked", extra={"blind": state.blind, "polls": state.polls, "woke_sweeper": woke})
+        return {"parked": True, "woke_sweeper": woke}
 
     # --- the poll -----------------------------------------------------------------------------
 

@@ -182,7 +182,12 @@ def build_relay(
         from .fleet import Fleet
         from .registry import Registry
 
+        def wake_sweeper() -> None:
+            default_client("lambda").invoke(FunctionName=config.sweeper_function, InvocationType="Event",
+                                            Payload=b"{}")
+
         fleet = Fleet(dynamodb=dynamodb_client(), table=config.idempotency_table or "", account=config.account,
+                      wake=wake_sweeper if config.sweeper_function else None,
                       budget=Budget(rate=config.query_budget), watchdog_seconds=config.park_watchdog_seconds,
                       registry=Registry(dynamodb_client(), config.parked_table or "", config.account))
     return Relay(
@@ -207,11 +212,18 @@ def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
     """The sweeper's host for one invocation (`holder`: its request id, the lease's holder). It reads
     IDEMPOTENCY_TABLE (the budget and the lease), PARKED_TABLE (the registry), DASHSCOPE_ACCOUNT,
     DASHSCOPE_QUERY_BUDGET and the DashScope key and base URL, as the poll function does; not MEDIA_BUCKET."""
+    # the sweeper stores no media: the bucket the poll function requires is not asked of it
+    return sweep_host_from_config(
+        Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **os.environ}),
+        holder=holder, metrics=metrics)
+
+
+def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) -> SweepHost:
+    """The sweeper's host from a configuration (the embedded stack's, in local runs and tests)."""
     from .budget import Budget
     from .sweep_host import SweepHost
+    from .sweeper import SweepConfig, Sweeper
 
-    # the sweeper stores no media: the bucket the poll function requires is not asked of it
-    config = Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **os.environ})
     if not (config.idempotency_table and config.parked_table):
         raise ConfigurationError("the sweeper needs IDEMPOTENCY_TABLE (the budget, its lease) and PARKED_TABLE")
     api_key = api_key_source(config)
@@ -224,6 +236,9 @@ def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
         parked_table=config.parked_table,
         account=config.account,
         budget=Budget(config.query_budget),
+        # heartbeats every third of the parks' watchdog: two may be lost before a park falls back
+        sweeper=Sweeper(SweepConfig(rate=config.query_budget,
+                                    heartbeat_every_seconds=config.park_watchdog_seconds / 3)),
         holder=holder,
         metrics=metrics,
     )

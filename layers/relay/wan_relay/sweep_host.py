@@ -54,6 +54,13 @@ LEASE_TTL_SECONDS = 86_400
 #: Step Functions' answers to a token whose task is over: the workflow moved on (its watchdog fired, it
 #: ended, or the token is not one): SendTaskSuccess's and SendTaskHeartbeat's errors in the API reference
 DEAD_TOKEN_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+#: with nothing parked and nothing in flight for this long the invocation ends (at once if its first read
+#: finds nothing): an idle account costs a start a minute, not a running function; a park wakes it again
+#: (`wan_relay.fleet.Fleet.wake_sweeper`)
+IDLE_EXIT_SECONDS = 20.0
+#: a park this young whose heartbeat is answered InvalidToken is not taken for dead: moto takes heartbeats
+#: only once the park's invocation has returned (AWS accepts a token from the moment it is issued)
+YOUNG_PARK_SECONDS = 5.0
 LIST_THREADS = 4
 #: SendTaskSuccess and SendTaskHeartbeat calls at once (within botocore's 10 pooled connections), and
 #: heartbeats queued at most: resumes wait behind no more than a few of them
@@ -88,7 +95,8 @@ class Lease:
 
     def take(self) -> bool:
         """Take it if nobody holds it, its holder let it lapse, or it is ours already."""
-        free = "attribute_not_exists(id) OR lease_until < :now OR holder = :me"
+        # the item may exist without a lease: a park that woke the sweeper noted it there (`woken_at`)
+        free = "attribute_not_exists(lease_until) OR lease_until < :now OR holder = :me"
         return self._write(free, self._clock() + LEASE_SECONDS)
 
     def renew(self) -> bool:
@@ -160,8 +168,13 @@ class SweepHost:
         self._lists: dict[Future[Any], tuple[ListQuery, float]] = {}
         self._beats: dict[Future[Any], Parked] = {}
         self._operator_error: OperatorError | None = None
+        self._stopping = False
 
     # --- the invocation ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End the run at its next tick, as when its time is up (from another thread: a local run's end)."""
+        self._stopping = True
 
     def run(self, until: float) -> dict[str, Any]:
         """Sweep until `until` (epoch seconds), holding the account's lease; a summary of what was done.
@@ -194,9 +207,13 @@ class SweepHost:
             self._sleep(1.0)
         return True
 
+    def _idle(self) -> bool:
+        return not (self.sweeper.parked or self._lists or self._beats)
+
     def _loop(self, until: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
         next_read = next_renew = self._clock()
-        while (now := self._clock()) < until:
+        busy_at = next_read - IDLE_EXIT_SECONDS  # a first read that finds nothing ends the invocation
+        while (now := self._clock()) < until and not self._stopping:
             if now >= next_renew:
                 next_renew = now + RENEW_EVERY_SECONDS
                 if not self._renew():
@@ -211,6 +228,11 @@ class SweepHost:
                 self._settle()
                 self._heartbeat(now, aws)
                 self._act(now, lists, aws)
+                if not self._idle():
+                    busy_at = now
+                elif now - busy_at >= IDLE_EXIT_SECONDS:
+                    logger.info("nothing parked: the sweep ends until a park wakes it")
+                    return
             except (ClientError, BotoCoreError) as exc:  # DynamoDB still failing after botocore's retries
                 logger.warning("a sweep failed; trying again", extra={"code": error_code(exc) or type(exc).__name__})
             self._sleep_until(now + TICK_SECONDS)
@@ -324,7 +346,8 @@ class SweepHost:
             code = self._failure(future.exception())
             if code is None:
                 self.counts.heartbeats += 1
-            elif code in DEAD_TOKEN_CODES:
+            elif code in DEAD_TOKEN_CODES and not (
+                    code == "InvalidToken" and self._clock() - parked.parked_at < YOUNG_PARK_SECONDS):
                 self.counts.dead_tokens += 1
                 if self._parks.get(parked.task_id) is parked:
                     self._let_go(parked.task_id)

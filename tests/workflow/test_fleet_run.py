@@ -1,0 +1,58 @@
+"""The fleet end to end on the real state machine (statemachine/poll_task.asl.json on moto, the real
+handler): a burst of tasks parks, the account's sweeper (its host, as the sweeper's Lambda runs it)
+finds the ended tasks through the list endpoint and resumes their workflows, every query of the stack
+inside a budget that DashScope's own limit, set lower here, would answer 429 if it were passed."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+from wan_relay.registry import Registry
+from wan_relay_local.replay import ReplayDashScope
+
+from tests.conftest import API_KEY, sample
+
+from .conftest import deployed_workflow, recorded_sleeps
+
+TASKS = 60
+#: the account's limit as the stand-in enforces it (429 above it), and the stack's budget one under it,
+#: as the default 19 is under DashScope's 20: the margin takes what arrives a little after its slot
+LIMIT_QPS = 3
+BUDGET_QPS = 2
+DEADLINE_SECONDS = 150
+
+
+def test_a_burst_of_parked_tasks_is_relayed_once_each_without_a_single_429() -> None:
+    rng = random.Random(13)
+    with (
+        ReplayDashScope(api_key=API_KEY, rate_limit_qps=LIMIT_QPS) as replay,
+        recorded_sleeps(),
+        deployed_workflow(replay, {"Waiting": "park", "DashScopeQueryBudget": str(BUDGET_QPS)}, parks=True) as flow,
+        flow.stack.sweeping(),
+    ):
+        final = replay.rehost(sample("wan2.6-t2i_succeeded"))
+        task_ids = [f"burst-{n:02d}-{rng.getrandbits(32):08x}" for n in range(TASKS)]
+        executions = []
+        for task_id in task_ids:  # tasks submitted within a second or two, ending within 10 s
+            replay.add_task(task_id, final, running_after=0.5, ends_after=rng.uniform(3, 10))
+            executions.append(flow.stack.start({"task_id": task_id, "kind": "image", "model": "wan2.6-t2i"}))
+
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while flow.sfn.list_executions(stateMachineArn=flow.stack.state_machine_arn, statusFilter="RUNNING")[
+                "executions"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+        statuses = Counter(flow.sfn.describe_execution(executionArn=arn)["status"] for arn in executions)
+        assert statuses == {"SUCCEEDED": TASKS}
+        assert replay.throttled == 0  # not one query over the account's limit: list pages and GETs together
+        assert replay.max_queries_in_any_second() <= LIMIT_QPS
+        events = flow.completed_events()
+        assert sorted(e["detail"]["task_id"] for e in events) == sorted(task_ids)  # one event each
+        assert {e["detail"]["status"] for e in events} == {"SUCCEEDED"}
+        # one GET per task: its workflow waited parked, never polling on its own
+        assert [replay.polls(task_id) for task_id in task_ids] == [1] * TASKS
+        assert "WaitForTask" not in flow.visited(executions[0])
+        # every park was resumed and removed
+        assert list(Registry(flow.dynamodb, flow.stack.parked_table, "default").since()) == []
