@@ -17,6 +17,10 @@ from .scenarios import Timeline, sample, serve_media
 DEMO_API_KEY = "sk-demo-replay-key"
 DEMO_POLL_INTERVAL_SECONDS = 1
 DEMO_TIMEOUT_SECONDS = 300
+#: the demo's burst: images submitted at once, ending within a few seconds, relayed by a stack that
+#: parks them (Waiting=park) through the account's sweeper, with DashScope's limit and the default budget
+BURST_TASKS = 12
+BURST_LIMIT_QPS = 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,21 @@ class DemoTask:
             "poll_interval_seconds": DEMO_POLL_INTERVAL_SECONDS,
             "timeout_seconds": DEMO_TIMEOUT_SECONDS,
         }
+
+
+def script_burst(replay: ReplayDashScope, count: int = BURST_TASKS) -> list[str]:
+    """Tasks on the replay's clock (PENDING, RUNNING, SUCCEEDED 3 to 6 s after now, listed as DashScope's
+    list endpoint would list them), each with its own image; their ids."""
+    task_ids = []
+    for number in range(count):
+        task_id = f"b0257{number:03d}-0000-4000-8000-{number:012d}"
+        timeline = Timeline(datetime.now(UTC), 3 + 3 * number / count)
+        answer = timeline.final(sample("wan2.6-t2i_succeeded"))
+        answer["output"]["task_id"] = task_id
+        replay.add_task(task_id, serve_media(replay, answer, task_id), running_after=0.5,
+                        ends_after=3 + 3 * number / count)
+        task_ids.append(task_id)
+    return task_ids
 
 
 def script_demo(replay: ReplayDashScope, now: datetime | None = None) -> list[DemoTask]:

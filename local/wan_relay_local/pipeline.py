@@ -4,6 +4,7 @@ handler and the real workflow; start an execution per task, follow it, collect w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -39,8 +40,11 @@ def relay_environment(environ: Mapping[str, str]) -> dict[str, str]:
 class EmbeddedPipeline:
     """Context manager: an embedded AWS with the stack deployed, ready to relay tasks."""
 
-    def __init__(self, environment: Mapping[str, str]) -> None:
+    def __init__(self, environment: Mapping[str, str], *, parks: bool = False) -> None:
+        """`parks`: the stack's workflows park (the template's default `Waiting`) and its sweeper runs."""
         self._environment = dict(environment)
+        self._parks = parks
+        self._sweeping = contextlib.ExitStack()
         self._aws = EmbeddedAws()
         self._lambdas = InProcessLambdas()
         self.stack: EmbeddedStack | None = None
@@ -55,7 +59,10 @@ class EmbeddedPipeline:
         self._aws.__enter__()
         try:
             self._lambdas.__enter__()
-            self.stack = deploy_embedded_stack(environment=self._environment, lambdas=self._lambdas)
+            self.stack = deploy_embedded_stack(environment=self._environment, lambdas=self._lambdas,
+                                               parks=self._parks)
+            if self._parks:
+                self._sweeping.enter_context(self.stack.sweeping())
             self._clients = {name: boto3.client(name) for name in ("stepfunctions", "s3", "sqs")}
             self.events = CompletionEvents(self._clients["sqs"], self.stack.events_queue_url)
         except BaseException:
@@ -65,6 +72,7 @@ class EmbeddedPipeline:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            self._sweeping.close()
             self._lambdas.__exit__()
         finally:
             self._aws.__exit__()

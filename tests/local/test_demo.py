@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def test_demo_relays_four_tasks_and_leaves_their_events_and_media(wan_relay: Pat
 
     done = subprocess.run(
         [str(wan_relay), "demo", "--out", str(out)],
-        env=user_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env=user_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -44,6 +45,13 @@ def test_demo_relays_four_tasks_and_leaves_their_events_and_media(wan_relay: Pat
     partial = load_event(out / "a1b2c3d4-0000-4c5d-8e9f-111122223333")
     assert [f["code"] for f in partial["failures"]] == ["DataInspectionFailed"]
     assert (out / "af6efbc0-4bef-4194-8246-0a1b2c3d4e5f" / "0.mp4").stat().st_size > 100_000
+    # then a burst through the sweeper: every image relayed, one GET each and a list page or two, no 429
+    (burst,) = [line for line in done.stdout.splitlines() if line.startswith("relayed ")]
+    assert burst.startswith("relayed 12 of 12") and ", 0 answered 429," in burst
+    queries, pages = (int(n) for n in re.search(r"(\d+) DashScope queries, (\d+) of them list pages", burst).groups())
+    assert queries - pages == 12 and 1 <= pages <= 3
+    burst_events = [load_event(folder) for folder in (out / "burst").iterdir()]
+    assert sorted(e["status"] for e in burst_events) == ["SUCCEEDED"] * 12 and all(e["media"] for e in burst_events)
     # the function's own log lines are kept out of the display, in a file
     assert '"level"' not in done.stdout
     assert "task not finished" in (out / "logs" / "poll-task.log").read_text()
