@@ -165,8 +165,15 @@ $(error make $(filter package publish,$(MAKECMDGOALS)) needs S3_BUCKET=<an S3 bu
 endif
 endif
 
+# the listing's HomePageUrl and SourceCodeUrl exist once the repository is public: give them here
+# (SOURCE_CODE_URL=https://..., HOME_PAGE_URL defaults to it); tools/sar_listing.py writes them into a
+# copy of the template, template.publish.yaml, which is what gets built
+PUBLISHED_TEMPLATE := $(if $(strip $(SOURCE_CODE_URL)),template.publish.yaml,template.yaml)
+
 package: $(SAM_VENV)/.installed
-	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir .aws-sam/build
+	$(if $(strip $(SOURCE_CODE_URL)),$(BIN)/python tools/sar_listing.py --source-code-url "$(SOURCE_CODE_URL)" \
+		$(if $(strip $(HOME_PAGE_URL)),--home-page-url "$(HOME_PAGE_URL)") --out template.publish.yaml)
+	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam build --template-file $(PUBLISHED_TEMPLATE) --build-dir .aws-sam/build
 	$(PACKAGE_ENV) $(SAM_VENV)/bin/sam package --template-file .aws-sam/build/template.yaml \
 		--s3-bucket $(S3_BUCKET) --s3-prefix $(S3_PREFIX) --output-template-file $(PACKAGED)
 

@@ -227,3 +227,39 @@ def test_make_package_builds_then_packages_to_the_bucket_with_flags_the_sam_cli_
                                env={**os.environ, "SAM_CLI_TELEMETRY": "0"}, check=True).stdout
         for flag in re.findall(r"(--[a-z0-9-]+)", line.split(f"/sam {verb}", 1)[1]):
             assert re.search(rf"{flag}\b", known), f"sam {verb} has no {flag}"
+
+
+# --- the listing's addresses, given when publishing ------------------------------------------------
+
+
+def test_the_listing_gets_its_home_page_and_source_code_addresses_when_published(listing):
+    from tools.sar_listing import with_addresses
+
+    published = with_addresses(TEMPLATE.read_text(), source_code_url="https://github.com/acme/wan-relay")
+
+    parsed = json.loads(json.dumps(cfn_yaml.loads(published)))
+    assert parsed["Metadata"]["AWS::ServerlessRepo::Application"] == {
+        **listing, "HomePageUrl": "https://github.com/acme/wan-relay", "SourceCodeUrl": "https://github.com/acme/wan-relay"}
+    assert {k: v for k, v in parsed.items() if k != "Metadata"} == {
+        k: v for k, v in json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE)))).items() if k != "Metadata"}
+    home = with_addresses(TEMPLATE.read_text(), source_code_url="https://github.com/acme/wan-relay",
+                          home_page_url="https://acme.example/wan-relay")
+    assert 'HomePageUrl: "https://acme.example/wan-relay"' in home
+
+
+@pytest.mark.parametrize("address", ["http://github.com/acme/wan-relay", "github.com/acme", "https://", 'https://a/"b'])
+def test_an_address_that_is_not_public_https_is_refused(address):
+    import argparse
+
+    from tools.sar_listing import with_addresses
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        with_addresses(TEMPLATE.read_text(), source_code_url=address)
+
+
+def test_make_package_with_a_source_code_address_builds_the_template_that_carries_it():
+    done = make("-n", "package", "S3_BUCKET=my-artifacts", "SOURCE_CODE_URL=https://github.com/acme/wan-relay")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.replace("\\\n", " ").splitlines()
+    assert "tools/sar_listing.py --source-code-url \"https://github.com/acme/wan-relay\"" in lines[0]
+    assert "--template-file template.publish.yaml" in lines[1] and "/sam build" in lines[1]
