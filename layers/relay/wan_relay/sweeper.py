@@ -246,6 +246,8 @@ class _Block:
     read_at: float | None = None
     #: ended tasks a read in flight is expected to find (while the budget, not the looking, sets the pace)
     expected: float = 0.0
+    #: ends a second expected among its members, as of its last read
+    rate: float = 0.0
 
     @property
     def window(self) -> tuple[int, int, str | None]:
@@ -491,7 +493,9 @@ class Sweeper:
             pages = max(1, math.ceil(limit * self.config.list_share))
             if self._ended_count:
                 pages = max(1, math.ceil(limit * self.config.backlog_list_share))
-            if self._ended_count > self.config.rate:
+            # saturated: the watched tasks end faster than the budget resumes them
+            saturated = sum(b.rate for b in self._blocks) > self.config.rate
+            if saturated or self._ended_count > self.config.rate:
                 # more ended tasks known than a second of the budget resumes: the budget, not the
                 # looking, sets the pace. Read only the blocks most likely to hold ended tasks, enough
                 # to keep the backlog filled.
@@ -915,7 +919,9 @@ class Sweeper:
                 self._ends_found[key] /= 2
 
     def _block_look_time(self, block: _Block, now: float) -> float:
-        return self._look_time([self._watches[t] for t in block.members], now)
+        members = [self._watches[t] for t in block.members]
+        block.rate = self._ends_a_second(members, now)
+        return self._look_time(members, now)
 
     def _bounded(self, interval: float, age: float, group: list[_Watch]) -> float:
         longest = min(self.config.max_look_seconds, age * self.config.max_look_fraction)
