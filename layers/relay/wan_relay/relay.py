@@ -189,9 +189,9 @@ class Relay:
     def handle(self, event: Any, lambda_context: Any = None) -> dict[str, Any]:
         """One invocation: the next loop state as JSON. `lambda_context` bounds the transfers in time.
 
-        The workflow calls it three ways: `{"action": "start", "input": <the caller's input>, "defaults":
+        The workflow calls it four ways: `{"action": "start", "input": <the caller's input>, "defaults":
         {...}}` first, to check the input before anything is written; `{"action": "claimed", ...}` when
-        the task's lock is held by another execution; and with the loop state itself for every poll (with
+        the task's lock is held by another execution; with the loop state itself for every poll (with
         `error` set by the workflow's Catch when the previous attempt failed); and `{"action": "park",
         "token": ..., "execution": ..., "state": <the loop state>}` from ParkTask, whose task token the
         sweeper resumes."""
