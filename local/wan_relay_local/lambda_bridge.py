@@ -76,10 +76,20 @@ class InProcessLambdas:
         self._functions: dict[str, _Registered] = {}
         self._lock = threading.Lock()  # one invocation at a time: os.environ is process-wide
         self._patch: Any = None
+        #: the variables an invocation added to os.environ, removed only when the bridge closes: removing a
+        #: key while another thread copies the environment (moto's executions making clients, botocore's and
+        #: requests' proxy lookup) raises KeyError in that thread, failing its state as States.Runtime
+        self._added: set[str] = set()
         self.invocations: list[dict[str, Any]] = []
 
     def register(self, function_name: str, handler: Handler, environment: dict[str, str] | None = None) -> None:
-        self._functions[function_name] = _Registered(handler, dict(environment or {}))
+        """A function whose invocations run `handler` with `environment` set. Functions of one bridge set
+        the same variables (values may differ), so none sees a variable only another's sets."""
+        environment = dict(environment or {})
+        others = {frozenset(f.environment) for n, f in self._functions.items() if n != function_name}
+        if others and others != {frozenset(environment)}:
+            raise ValueError(f"{function_name} sets other environment variables than the functions before it")
+        self._functions[function_name] = _Registered(handler, environment)
 
     def wrap(self, function_name: str, wrapper: Callable[[Handler], Handler]) -> None:
         """Puts `wrapper(handler)` in place of a registered handler, same environment (fault injection)."""
@@ -109,10 +119,26 @@ class InProcessLambdas:
         if self._patch is not None:
             self._patch.stop()
             self._patch = None
+        with self._lock:
+            for key in self._added:
+                os.environ.pop(key, None)
+            self._added.clear()
+
+    @contextmanager
+    def _environment(self, values: dict[str, str]) -> Iterator[None]:
+        """`values` set for one invocation; a variable that was set before is put back after it (a write, safe
+        beside a reader), one that was not stays until the bridge closes."""
+        saved = {key: os.environ[key] for key in values if key in os.environ and key not in self._added}
+        self._added.update(key for key in values if key not in os.environ)
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            os.environ.update(saved)
 
     def _call(self, registered: _Registered, name: str, arn: str, body: Any, response_headers: Any) -> bytes:
         event = json.loads(body) if body else {}
-        with self._lock, _environment(registered.environment):
+        with self._lock, self._environment(registered.environment):
             record: dict[str, Any] = {"function": name, "event": event}
             try:
                 result = registered.handler(event, FakeContext(function_name=name, invoked_function_arn=arn))
@@ -126,15 +152,3 @@ class InProcessLambdas:
             return json.dumps(result).encode()
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
