@@ -40,6 +40,7 @@ from .iam_requests import (
     state_machine_calls,
     task_integrations,
 )
+from .test_fleet import parked
 
 MiB = 1024 * 1024
 ORIGINAL_LISTING = "original listing"
@@ -184,10 +185,13 @@ def recorded() -> Iterator[Recorded]:
         fleet_calls = FunctionCalls(principal="fleet function")
         lambdas.wrap(fleet.function_name, fleet_calls.wrap)
         sweeper_calls = FunctionCalls(principal="sweeper", thread_name="embedded-sweeper")
-        with fleet_calls.recording(), sweeper_calls.recording(), fleet.sweeping():
-            parked = _with_task_id(replay.rehost(sample("wan2.6-t2i_succeeded")), "parked-image")
-            replay.add_task("parked-image", parked, running_after=0.5, ends_after=1.0)
-            execution = fleet_workflow.run({"task_id": "parked-image", "kind": "image"})
+        with fleet_calls.recording(), sweeper_calls.recording():
+            answer = _with_task_id(replay.rehost(sample("wan2.6-t2i_succeeded")), "parked-image")
+            replay.add_task("parked-image", answer, running_after=0.5, ends_after=1.0)
+            started = fleet.start({"task_id": "parked-image", "kind": "image"})
+            parked(fleet_workflow, 1)  # no sweeper runs yet: the park wakes one (its async invoke) ...
+            with fleet.sweeping():  # ... which, here, is the embedded sweeper's thread
+                execution = fleet_workflow.finish(started)
             assert execution["status"] == "SUCCEEDED", execution
             assert "ParkTask" in fleet_workflow.visited(execution["executionArn"])
             history = fleet_workflow.sfn.get_execution_history(executionArn=execution["executionArn"],
