@@ -2,7 +2,8 @@
 a waiting workflow parks on its task token and asks DashScope nothing until the sweeper resumes it; a
 resume hands over the slot of the account's budget its GET is sent at; a resume for a task that still
 runs parks it again, marked blind; a park nobody heartbeats falls back to polling on its own, and parks
-again once a sweeper is alive. Here the test plays the sweeper's part (SendTaskSuccess,
+again once a sweeper is alive; every park's heartbeat is inside its timeout, and a task whose budget the
+watchdog would outlast does not park. Here the test plays the sweeper's part (SendTaskSuccess,
 SendTaskHeartbeat, the liveness item); tests/workflow/test_fleet_run.py runs the sweeper itself."""
 
 from __future__ import annotations
@@ -182,3 +183,30 @@ def test_a_resume_that_is_not_the_sweepers_shape_fails_the_execution_before_any_
     ended = parking.finish(execution)
     assert (ended["status"], ended["error"]) == ("FAILED", "InvalidInput")
     assert parking.replay.polls(IMAGE_TASK) == 0 and parking.completed_events() == []
+
+
+def test_every_park_beats_inside_its_timeout_and_a_task_near_its_budget_polls_on_its_own(
+    parking: Workflow, sleeps: Sleeps,
+) -> None:
+    # the States Language: a state's HeartbeatSeconds must be smaller than its TimeoutSeconds (moto runs
+    # either way); the park's come from the loop state, so the relay keeps the rule
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK), succeeded_image(parking))
+    roomy = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image", "timeout_seconds": 120})
+    resume(parking, parked(parking, 1), "finished")  # still runs: parked again, with less budget left
+    resume(parking, parked(parking, 2), "probe")
+    assert parking.finish(roomy)["status"] == "SUCCEEDED"
+    scheduled = [e["taskScheduledEventDetails"] for e in parking.sfn.get_execution_history(
+        executionArn=roomy, maxResults=1000)["events"] if e["type"] == "TaskScheduled"
+        and e["taskScheduledEventDetails"]["resource"] == "invoke.waitForTaskToken"]
+    assert len(scheduled) == 2
+    assert all(0 < s["heartbeatInSeconds"] < s["timeoutInSeconds"] <= 120 for s in scheduled), scheduled
+
+    # a budget the watchdog and its margin would outlast: polling on its own, its last poll is not late
+    other = "short-budget-task"
+    answer = succeeded_image(parking)
+    answer["output"]["task_id"] = other
+    parking.replay.script(other, unfinished("running", other), answer)
+    short = parking.run({"task_id": other, "kind": "image", "timeout_seconds": WATCHDOG_SECONDS + 60})
+    assert short["status"] == "SUCCEEDED"
+    assert "ParkTask" not in parking.visited(short["executionArn"])
+    assert parking.replay.polls(other) == 2
