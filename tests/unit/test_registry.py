@@ -1,6 +1,7 @@
 """The registry of parked workflows at a burst's size: DynamoDB answers a Query with at most 1 MB of items
-(moto enforces the same limit), and a task token may be 1,024 characters long (SendTaskSuccess's
-`taskToken` constraint), so a thousand parks span more than one page; the sweeper must see every one."""
+(moto enforces the same limit), and a task token may be 2,048 characters long (the `taskToken` length
+constraint of SendTaskSuccess and SendTaskHeartbeat; older pages of the reference say 1,024), so a
+thousand parks span more than one page; the sweeper must see every one."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from wan_relay.registry import Parked, Registry
 
 TABLE = "parked"
 #: the longest task token Step Functions issues (its API's length constraint)
-TOKEN_CHARACTERS = 1024
-PARKS = 1100  # about 1.2 MB of items with such tokens
+TOKEN_CHARACTERS = 2048
+PARKS = 1100  # about 2.4 MB of items with such tokens: three pages
 
 
 @pytest.fixture
