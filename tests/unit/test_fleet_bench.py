@@ -5,6 +5,10 @@ timings: no query throttled, no second over the budget, every task relayed exact
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from bench import fleet
 
@@ -51,3 +55,15 @@ def test_the_command_writes_the_scenarios_as_json(tmp_path):
     assert results["scenarios"]["images_300_in_1min"].keys() >= FIELDS
     assert results["per_task_loop"]["images_300_in_1min"].keys() >= FIELDS
     assert set(results["sweeper_hosts"]["images_300_in_1min"]) == {"lambda_loop", "state_machine_loop"}
+
+
+def test_a_run_is_the_same_whatever_the_interpreters_hash_seed():
+    # set order follows the hash seed: a sweeper deciding by it would make the benchmark's figures
+    # irreproducible (docs/BENCHMARKS.md, section 5, is generated from one run)
+    code = ("import json, sys; from bench import fleet; json.dump(fleet.run_scenario(fleet.Scenario("
+            "'videos_200_in_20s', 'video', count=200, burst_s=20.0)), sys.stdout, sort_keys=True)")
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert json.loads(runs[0])["tasks"] == 200
+    assert runs[0] == runs[1]

@@ -764,7 +764,7 @@ class Sweeper:
         block.flying = None
         block.expected = 0.0
         ended: set[str] = {t for t in block.reading if t not in block.members}  # seen ending on other pages
-        for task_id in block.reading & block.members:
+        for task_id in sorted(block.reading & block.members):  # sorted: the same run decides the same way
             watch = self._watches[task_id]
             if task_id in read.seen:
                 continue
@@ -792,7 +792,7 @@ class Sweeper:
         if younger.flying is not None or len(block.members) >= self._cap:
             return
         room = self._cap - len(block.members)
-        moving = sorted(younger.members, key=lambda t: self._watches[t].created_ms or 0)[:room]
+        moving = sorted(younger.members, key=lambda t: (self._watches[t].created_ms or 0, t))[:room]
         if not moving:
             return
         for task_id in moving:
@@ -896,18 +896,18 @@ class Sweeper:
         the blocks' reads found among running tasks of its kind and age; where they have watched too
         little yet, one end per task per age (the longer a task has run, the less likely it is to end
         in the next second)."""
-        total = 0.0
-        for watch in group:
+        def rate(watch: _Watch) -> float:
             age = max(1.0, watch.age(now))
             key = (watch.kind or "image", self._age_bucket(age))
             watched = self._exposure.get(key, 0.0)
-            total += self._ends_found[key] / watched if watched >= self.config.exposure_needed else 1 / age
-        return total
+            return self._ends_found[key] / watched if watched >= self.config.exposure_needed else 1 / age
+
+        return math.fsum(rate(watch) for watch in group)  # exact: the same whatever order the group is in
 
     def _learn(self, block: _Block, ended: set[str], elapsed: float, at: float) -> None:
         """A block read `elapsed` seconds after the last one: its members watched that long, at their age
         then, and the ones that ended meanwhile."""
-        for task_id in block.reading:
+        for task_id in sorted(block.reading):  # the halving below makes the sum depend on the order
             watch = self._watches.get(task_id)
             if watch is None or watch.created_ms is None:
                 continue
