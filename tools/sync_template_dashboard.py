@@ -134,12 +134,14 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.SWEEPER_LIST_QUERIES, "Sum", "list pages (queries)"),
                 s.own(metrics.SWEEPER_THROTTLED, "Sum", "list pages throttled (HTTP 429)"),
                 s.own(metrics.SWEEPER_RESUMES, "Sum", "workflows resumed (each takes a query for its GET)"),
-            ], width=12, unit="count"),
+            ], width=8, unit="count"),
             graph("Sweeper: parked workflows, and those that went on without it", [
                 s.own(metrics.SWEEPER_PARKED, "Maximum", "parked and watched"),
                 s.own(metrics.SWEEPER_DEAD_TOKENS, "Sum", "gone on without the sweeper (watchdog fired)",
                       yAxis="right"),
-            ], width=12, unit="workflows", right_unit="workflows"),
+            ], width=8, unit="workflows", right_unit="workflows"),
+            graph("Resumed workflows: ready this long before their handed slot",
+                  [s.own(metrics.RESUME_SLOT_LEAD, p, p) for p in ("p1", "p50", "Minimum")], width=8, unit="seconds"),
         ],
         [{"type": "alarm", "width": GRID_WIDTH, "height": 2 + 2 * ((len(s.alarms) + 3) // 4), "properties": {
             "title": "Alarms", "sortBy": "stateUpdatedTimestamp",

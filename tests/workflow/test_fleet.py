@@ -20,6 +20,7 @@ from wan_relay_local.replay import ReplayDashScope
 
 from .conftest import Sleeps, Workflow, deployed_workflow
 from .test_poll_loop import IMAGE_TASK, only_event, succeeded_image, unfinished
+from .test_task_lock import emitted_metrics
 
 WATCHDOG_SECONDS = 3  # the smallest ParkWatchdogSeconds: the fallback shows within a test's time
 
@@ -210,3 +211,17 @@ def test_every_park_beats_inside_its_timeout_and_a_task_near_its_budget_polls_on
     assert short["status"] == "SUCCEEDED"
     assert "ParkTask" not in parking.visited(short["executionArn"])
     assert parking.replay.polls(other) == 2
+
+
+def test_a_resumed_workflow_reports_how_long_before_its_slot_it_was_ready(
+    parking: Workflow, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the sweeper reserves a resume's GET slot a lead ahead (an assumption about AWS's latency): the metric
+    # shows operators whether workflows reach it in time
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+    resume(parking, parked(parking, 1), "finished", slot_in=1.5)
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+
+    lead = emitted_metrics(capsys.readouterr().out)["ResumeSlotLead"]
+    assert 0.5 < lead <= 1.5  # ready before its slot, by the lead less the resume's own way to the poll

@@ -41,6 +41,11 @@ QUERY_BUDGET_WAITS = Metric(
     "polls that waited without asking: the account's query budget was spoken for (Waiting=park)",
 )
 PARKS = Metric("Parks", "Count", "workflows parked on their task token, waiting for the sweeper (Waiting=park)")
+RESUME_SLOT_LEAD = Metric(
+    "ResumeSlotLead", "Seconds",
+    "how long before the slot the sweeper handed it a resumed workflow was ready to ask (negative: late; "
+    "more than half a budget interval late, the slot is given up)",
+)
 MEDIA_BYTES = Metric("MediaBytes", "Bytes", "bytes of media stored in S3")
 MEDIA_RETRIES = Metric(
     "MediaRetries", "Count", "media transfers tried again within a poll (a reset, a body cut short, a bad checksum)",
@@ -105,7 +110,7 @@ TASKS_COMPLETED: dict[str, Metric] = {
 
 ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
-    QUERY_BUDGET_WAITS, PARKS,
+    QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
     SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED,
 )

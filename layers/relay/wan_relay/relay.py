@@ -24,6 +24,7 @@ import msgspec
 from aws_lambda_powertools import Logger
 from msgspec.structs import replace
 
+from .budget import MICROS
 from .dashscope import DashScopeClient
 from .errors import InvalidInput, MediaRejected, MediaTransferError, ProtocolError, ThrottledError, TransientError
 from .metrics import completion_metrics
@@ -281,6 +282,8 @@ class Relay:
         resume, state = state.resume, replace(state, resume=None, mode="poll", park_timeout_seconds=None,
                                               park_heartbeat_seconds=None)
         reason = resume.reason if resume is not None and resume.Error is None else None
+        if resume is not None and resume.get_at_us is not None:  # is the sweeper's lead long enough?
+            self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
         if left > 0 and self.fleet is not None and not self.fleet.take_slot(resume.get_at_us if resume else None):
             # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
             self._count("QueryBudgetWaits")
