@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml layers/relay/requirements.txt layers/relay/wan_relay/__
 run: $(STAMP)
 	$(BIN)/wan-relay demo
 
+# the suite's tests wait on moto's executions and the loopback servers as much as they compute: one worker
+# process a core; TEST_WORKERS=0 runs them in this process (pytest-xdist's -n 0)
+TEST_WORKERS ?= 2
+
 test: $(STAMP) lint check-template
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 	@if [ -n "$(PY313)" ]; then $(MAKE) --no-print-directory test-py313; \
 	else echo "note: no python3.13 found: the relay's tests ran on $$($(BIN)/python --version) only"; fi
 
@@ -36,7 +40,7 @@ $(VENV313)/.installed: pyproject.toml layers/relay/requirements.txt
 
 .PHONY: test-py313
 test-py313: $(VENV313)/.installed
-	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/faults
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/faults
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
