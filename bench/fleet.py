@@ -100,6 +100,9 @@ SCENARIOS = (
     Scenario("images_6_per_s_30min", "image", rate=6.0),
     Scenario("videos_1_per_s_30min", "video", rate=1.0),
     Scenario("videos_3_per_s_30min", "video", rate=3.0),
+    # the edge of issue 13's unsaturated delay goal: "steady up to 15 finished tasks a second"
+    Scenario("images_15_per_s_30min", "image", rate=15.0),
+    Scenario("videos_15_per_s_30min", "video", rate=15.0),
     Scenario("images_1000_in_1min_sweeper_stops_at_30s", "image", count=1000, sweeper_stops_at=30.0),
 )
 
