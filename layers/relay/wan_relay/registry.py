@@ -102,3 +102,75 @@ class Registry:
         self._client.delete_item(
             TableName=self._table, Key={"account": {"S": self._account}, "parked": {"S": parked.key}}
         )
+
+
+#: the partition of an account's hints: DashScope's task-finished notifications, as the receiver wrote them
+HINT_PARTITION_PREFIX = "hint#"
+#: how long a hint is kept (the table's TTL) and read back by a sweeper that starts: a workflow may park
+#: after its task ended, and a sweeper's invocation may end before it resumed every hinted task
+HINT_KEPT_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Hint:
+    """DashScope said `task_id` ended with `status` (its task-finished notification). A hint, not a
+    verdict: the resumed workflow's GET decides."""
+
+    task_id: str
+    status: str
+    hinted_at: float  # epoch seconds, when the receiver took it
+    ended_at: float | None = None  # epoch seconds, the task's end as the notification gave it
+
+    @property
+    def key(self) -> str:
+        return parked_key(self.hinted_at, self.task_id)
+
+
+class Hints:
+    """The hints of one account, in the same table as its parks under a partition of their own
+    (`hint#<account>`), with the same sort key (`<hinted_at in ms>#<task_id>`): the receiver of the
+    notifications puts them, the sweeper reads them after a point in time, the TTL removes them."""
+
+    def __init__(self, client: Any, table: str, account: str) -> None:
+        self._client = client
+        self._table = table
+        self._partition = HINT_PARTITION_PREFIX + account
+
+    def put(self, hint: Hint) -> None:
+        item: dict[str, Any] = {
+            "account": {"S": self._partition},
+            "parked": {"S": hint.key},
+            "task_id": {"S": hint.task_id},
+            "status": {"S": hint.status},
+            "hinted_at": {"N": repr(hint.hinted_at)},
+            "expiration": {"N": str(int(hint.hinted_at) + HINT_KEPT_SECONDS)},
+        }
+        if hint.ended_at is not None:
+            item["ended_at"] = {"N": repr(hint.ended_at)}
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def since(self, after_ms: int) -> Iterator[Hint]:
+        """The hints taken after `after_ms`, oldest first, every page."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "account = :account AND parked > :after",
+            "ExpressionAttributeValues": {
+                ":account": {"S": self._partition},
+                ":after": {"S": f"{max(0, after_ms):013d}#\uffff"},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            answer = self._client.query(**query)
+            for item in answer.get("Items", []):
+                ended = item.get("ended_at", {}).get("N")
+                yield Hint(
+                    task_id=item["task_id"]["S"],
+                    status=item["status"]["S"],
+                    hinted_at=float(item["hinted_at"]["N"]),
+                    ended_at=float(ended) if ended is not None else None,
+                )
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return
+            query["ExclusiveStartKey"] = last

@@ -188,6 +188,11 @@ class SweepConfig:
     #: tasks created longer ago than this are probed: the list window is 24 h at most
     list_horizon_seconds: float = MAX_WINDOW_SECONDS - 600
     heartbeat_every_seconds: float = HEARTBEAT_EVERY_SECONDS
+    #: a hint (DashScope's task-finished notification) for a task not parked is kept this long, as its
+    #: workflow may park after its task ended; and at most this many (the account's other callers' tasks
+    #: are hinted too, and never park here)
+    hint_kept_seconds: float = 3600.0
+    max_hints_kept: int = 100_000
 
 
 @dataclass(eq=False)
@@ -215,6 +220,7 @@ class _Watch:
     hi: int = 0
     in_flight: tuple[int, int, str | None] | None = None
     block: _Block | None = None
+    blind: bool = False
 
     def span(self) -> tuple[int, int]:
         """The creation seconds it may have: exact once located, else the seconds before its park not
@@ -384,6 +390,8 @@ class Sweeper:
         self._ends_found: dict[tuple[str, int], float] = {}
         #: the page size DashScope actually serves (it echoes it): the documentation gives no maximum
         self._page_size = self.config.page_size
+        #: hints for tasks not parked when they came, oldest first: task id -> (hinted at, its end)
+        self._hints: dict[str, tuple[float, float]] = {}
 
     # --- the host's reports -----------------------------------------------------------------------
 
@@ -394,7 +402,7 @@ class Sweeper:
         `first_beat_at`: its first heartbeat, when not one period after the park (a host that takes
         over parks heartbeaten by its predecessor spreads their first beats over a period)."""
         self._drop(task_id)
-        watch = _Watch(task_id, kind, parked_at)
+        watch = _Watch(task_id, kind, parked_at, blind=blind)
         watch.lo, watch.hi = int(parked_at) - self.config.locate_slack_seconds[0], int(parked_at)
         self._watches[task_id] = watch
         self._unlocated.add(int(parked_at), task_id)
@@ -409,6 +417,32 @@ class Sweeper:
             # the first look locates the task and may find it ended: not before it can be (nor sooner
             # than a moment after the park, so a burst's parks share pages)
             self._schedule(watch, max(parked_at + self.config.locate_after_seconds, self._earliest_end(watch)))
+        kept = self._hints.pop(task_id, None)
+        if kept is not None:
+            self.hint(task_id, kept[0], ended_at=kept[1])
+
+    def hint(self, task_id: str, hinted_at: float, *, ended_at: float | None = None) -> bool:
+        """DashScope's task-finished notification says `task_id` ended (`hinted_at`: when it came). The
+        workflow is resumed as if the list had seen the end, and its GET decides: a wrong hint costs one
+        GET and a blind re-park. A hint older than a blind park is the one that caused it, or earlier:
+        it says nothing of the task now. A hint for a task not parked is kept for `hint_kept_seconds`
+        (its workflow may park later). Whether a watched task was ended by it."""
+        end = ended_at if ended_at is not None else hinted_at
+        watch = self._watches.get(task_id)
+        if watch is None:
+            self._hints.pop(task_id, None)
+            self._hints[task_id] = (hinted_at, end)
+            while len(self._hints) > self.config.max_hints_kept:
+                del self._hints[next(iter(self._hints))]
+            return False
+        if watch.state == "ended" or (watch.blind and hinted_at < watch.parked_at):
+            return False
+        if watch.state == "probing":
+            self._set(watch, "ended")
+            self._push(self._ended, end, watch)
+        else:
+            self._end(watch, end)
+        return True
 
     def forget(self, task_id: str) -> None:
         """The workflow is no longer parked (resumed and gone on, or ended otherwise)."""
@@ -484,6 +518,8 @@ class Sweeper:
         report `sent` are offered again by the next `plan`."""
         self._take_back_offers()
         self._listed.drop_below(int(now) - MAX_WINDOW_SECONDS)
+        while self._hints and next(iter(self._hints.values()))[0] < now - self.config.hint_kept_seconds:
+            del self._hints[next(iter(self._hints))]
         actions: list[Action] = []
         if self._ended_count < self.config.rate * self.config.backlog_seconds:
             continuations = sorted(self._continuations.values(), key=lambda q: (q.first, q.page_no))
