@@ -25,9 +25,9 @@ from wan_relay import metrics as metric_list
 from wan_relay.budget import MICROS, Budget, DynamoDBBudget, max_in_any_window
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import ConfigurationError, OperatorError
-from wan_relay.registry import Parked, Registry
+from wan_relay.registry import HINT_KEPT_SECONDS, Hint, Hints, Parked, Registry
 from wan_relay.runtime import default_client, sweep_host_from_env
-from wan_relay.sweep_host import LEASE_WAIT_SECONDS, RESUME_LEAD_SECONDS, SweepHost
+from wan_relay.sweep_host import LEASE_WAIT_SECONDS, READ_EVERY_SECONDS, RESUME_LEAD_SECONDS, TICK_SECONDS, SweepHost
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
@@ -413,6 +413,64 @@ def test_parks_written_while_it_runs_are_read_each_second_and_a_newer_park_repla
     beaten = {task for _, task in sfn.beats}
     assert beaten >= {"t-2", "t-1-second"} and "t-1-first" not in {t for at, t in sfn.beats if at > EPOCH + 32}
     assert seen["at_21"] == ["t-1", "t-2"]
+
+
+# --- DashScope's task-finished notifications (hints) ------------------------------------------------
+
+
+def test_a_hinted_task_is_resumed_within_a_read_of_its_hint_without_a_list_page(account):
+    """Images done in 3-6 s, each hinted half a second after its end (and once more, as a notification
+    delivered twice): every workflow resumed once, within a registry read and a tick of its hint, before
+    the list could even be asked (no image is looked for before 10 s), its GET finding it SUCCEEDED."""
+    world = World(EPOCH)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    hinted_at: dict[str, float] = {}
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        ids = []
+        for i in range(6):
+            task_id, created, duration = f"t-{i:02d}", EPOCH + 0.4 * i, 3 + 0.5 * i
+            replay.add_task(task_id, sample("wan2.6-t2i_succeeded"), created_at=created, ends_after=duration)
+            account.park(task_id, created + 0.5)
+            for late in (0.5, 1.7):
+                world.at(created + duration + late, lambda t=task_id, end=created + duration: (
+                    hinted_at.setdefault(t, world.now), hints.put(Hint(t, "SUCCEEDED", world.now, ended_at=end))))
+            ids.append(task_id)
+        sfn = StepFunctions(world, replay)
+        summary = host_for(account, world, sfn, replay).run(EPOCH + 40)
+    assert sorted(r["task_id"] for r in sfn.resumed) == ids
+    for resume in sfn.resumed:
+        hinted = hinted_at[resume["task_id"]]
+        assert hinted <= resume["at"] <= hinted + READ_EVERY_SECONDS + TICK_SECONDS
+    assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")
+    assert summary["hinted"] == 6 and summary["list_queries"] == 0
+    assert account.parks() == []
+
+
+def test_a_hint_taken_before_the_sweeper_started_or_before_the_park_is_not_lost(account):
+    """A task hinted while no sweeper ran (the invocation reads the last hour's hints on its first read),
+    and one hinted before its workflow parked: both resumed at once; a hint of another caller's task, and
+    one older than the hour (its task still runs), resume nothing."""
+    world = World(EPOCH + 100)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        for task_id in ("early", "parks-late"):
+            replay.add_task(task_id, sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=60)
+        replay.add_task("stale", sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=10_000)
+        account.park("early", EPOCH + 0.5)
+        hints.put(Hint("early", "SUCCEEDED", EPOCH + 61))
+        hints.put(Hint("parks-late", "SUCCEEDED", EPOCH + 62))
+        hints.put(Hint("someone-elses", "FAILED", EPOCH + 63))
+        account.park("stale", EPOCH + 0.5)
+        hints.put(Hint("stale", "SUCCEEDED", EPOCH + 100 - HINT_KEPT_SECONDS - 5))
+        world.at(EPOCH + 104, lambda: account.park("parks-late", EPOCH + 104))
+        sfn = StepFunctions(world, replay)
+        host = host_for(account, world, sfn, replay)
+        summary = host.run(EPOCH + 106)
+    resumed = {r["task_id"]: r["at"] for r in sfn.resumed}
+    assert resumed.keys() == {"early", "parks-late"}
+    assert resumed["early"] <= EPOCH + 100 + TICK_SECONDS
+    assert resumed["parks-late"] <= EPOCH + 104 + READ_EVERY_SECONDS + TICK_SECONDS
+    assert summary["hinted"] == 2
 
 
 # --- dead tokens and failed resumes ---------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The sweeper's host: runs one account's `Sweeper` (its decisions, `wan_relay.sweeper`) for one Lambda
 invocation of about a minute, and does the I/O it decides: reads the parks from the registry, takes the
 account's query budget, reads list pages from DashScope, resumes and heartbeats the parked workflows.
+It also reads the hints, DashScope's task-finished notifications (`registry.Hints`), and hands them to
+the Sweeper, which resumes a hinted task without a list page.
 
 One sweeper per account: a lease item `sweeper#<account>` in the idempotency table, taken with a
 conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive:
@@ -30,7 +32,7 @@ from . import metrics as metric_names
 from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
 from .dashscope import DashScopeClient
 from .errors import OperatorError, ThrottledError, WanRelayError
-from .registry import CURSOR_OVERLAP_MS, Parked, Registry
+from .registry import CURSOR_OVERLAP_MS, HINT_KEPT_SECONDS, Hints, Parked, Registry
 from .service_errors import error_code
 from .sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page
 
@@ -78,6 +80,9 @@ class Counts:
     resumes: int = 0
     heartbeats: int = 0
     dead_tokens: int = 0
+    #: DashScope's task-finished notifications that ended a watched task (the rest: other callers' tasks,
+    #: tasks ended already, or kept until their workflow parks)
+    hinted: int = 0
 
 
 class Lease:
@@ -152,6 +157,7 @@ class SweepHost:
     ) -> None:
         self.sweeper = sweeper or Sweeper(SweepConfig(rate=budget.rate))
         self.registry = Registry(dynamodb, parked_table, account)
+        self.hints = Hints(dynamodb, parked_table, account)
         self.lease = Lease(dynamodb, idempotency_table, account, holder or str(uuid.uuid4()), clock)
         self._bucket = DynamoDBBudget(dynamodb, idempotency_table, account, budget, clock=clock)
         self._budget = budget
@@ -165,6 +171,9 @@ class SweepHost:
         self._parks: dict[str, Parked] = {}
         self._seen: dict[str, float] = {}
         self._cursor_ms: int | None = None
+        #: the hints read lately (the overlap reads them again), and where the next read starts
+        self._hints_seen: dict[str, float] = {}
+        self._hint_cursor_ms: int | None = None
         self._lists: dict[Future[Any], tuple[ListQuery, float]] = {}
         self._beats: dict[Future[Any], Parked] = {}
         self._operator_error: OperatorError | None = None
@@ -225,6 +234,7 @@ class SweepHost:
                 if now >= next_read:
                     next_read = now + READ_EVERY_SECONDS
                     self._read_parks(now)
+                    self._read_hints(now)
                 self._settle()
                 self._heartbeat(now, aws)
                 self._act(now, lists, aws)
@@ -273,6 +283,23 @@ class SweepHost:
                               first_beat_at=first_beat)
         horizon = (self._cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
         self._seen = {key: at for key, at in self._seen.items() if at >= horizon}
+
+    def _read_hints(self, now: float) -> None:
+        """DashScope's task-finished notifications taken since the last read, each once; on the first read
+        those of the last `HINT_KEPT_SECONDS` (a hint the last invocation had no park for, or had no slot
+        left to resume, is not lost with it). Read after the parks, so a hint finds its park."""
+        if self._hint_cursor_ms is None:
+            after = round((now - HINT_KEPT_SECONDS) * 1000)
+        else:
+            after = self._hint_cursor_ms - CURSOR_OVERLAP_MS
+        fresh = [hint for hint in self.hints.since(after) if hint.key not in self._hints_seen]
+        self._hint_cursor_ms = round(now * 1000)
+        for hint in fresh:
+            self._hints_seen[hint.key] = hint.hinted_at
+            self.sweeper.hint(hint.task_id, hint.hinted_at, ended_at=hint.ended_at)
+        self.counts.hinted = self.sweeper.hinted
+        horizon = (self._hint_cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
+        self._hints_seen = {key: at for key, at in self._hints_seen.items() if at >= horizon}
 
     def _let_go(self, task_id: str) -> None:
         """The workflow is resumed, or gone on without the sweeper: neither watched nor registered."""

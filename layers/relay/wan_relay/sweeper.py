@@ -30,6 +30,7 @@ the budget and, unless a sweeper has swept recently (`after_fallback_poll`), kee
 from __future__ import annotations
 
 import bisect
+import collections
 import heapq
 import itertools
 import math
@@ -193,6 +194,17 @@ class SweepConfig:
     #: are hinted too, and never park here)
     hint_kept_seconds: float = 3600.0
     max_hints_kept: int = 100_000
+    #: while hints brought at least `pushed_share` of the last ends (of `pushed_ends_seen`, once there are
+    #: `pushed_ends_needed`), the list is the backstop for the notifications lost: a block's reads then
+    #: follow the ends no hint brought, and are bounded by these instead of `max_look_*`
+    pushed_share: float = 0.8
+    pushed_ends_seen: int = 100
+    pushed_ends_needed: int = 10
+    pushed_loss_floor: float = 0.01
+    pushed_max_look_fraction: float = 1.0
+    pushed_max_look_seconds: float = 300.0
+    #: and a task's first look waits this long after its park: most tasks are hinted before, and need none
+    pushed_first_look_seconds: dict[str, float] = field(default_factory=lambda: {"image": 30.0, "video": 180.0})
 
 
 @dataclass(eq=False)
@@ -392,6 +404,10 @@ class Sweeper:
         self._page_size = self.config.page_size
         #: hints for tasks not parked when they came, oldest first: task id -> (hinted at, its end)
         self._hints: dict[str, tuple[float, float]] = {}
+        #: hints that ended a watched task, kept ones included
+        self.hinted = 0
+        #: how the last ends were learnt: True by a hint, False by the list
+        self._recent_ends: collections.deque[bool] = collections.deque(maxlen=self.config.pushed_ends_seen)
 
     # --- the host's reports -----------------------------------------------------------------------
 
@@ -440,8 +456,10 @@ class Sweeper:
         if watch.state == "probing":
             self._set(watch, "ended")
             self._push(self._ended, end, watch)
+            self._recent_ends.append(True)
         else:
-            self._end(watch, end)
+            self._end(watch, end, hinted=True)
+        self.hinted += 1
         return True
 
     def forget(self, task_id: str) -> None:
@@ -638,11 +656,12 @@ class Sweeper:
         watch.next_probe = now + next_wait(kind=watch.kind, age_seconds=watch.age(now))
         self._push(self._probes, watch.next_probe, watch)
 
-    def _end(self, watch: _Watch, estimated_end: float) -> None:
+    def _end(self, watch: _Watch, estimated_end: float, *, hinted: bool = False) -> None:
         if watch.state in ("ended", "probing"):
             return
         self._set(watch, "ended")
         self._push(self._ended, estimated_end, watch)
+        self._recent_ends.append(hinted)
 
     def _locate(self, watch: _Watch, created_ms: int) -> None:
         if watch.created_ms is not None:
@@ -859,6 +878,9 @@ class Sweeper:
                 continue
             if watch.age(now) > self.config.list_horizon_seconds:
                 self._probe_later(watch, now)
+            elif (watch.created_ms is None and watch.misses == 0 and self.pushed
+                  and now < (later := watch.parked_at + self.config.pushed_first_look_seconds[watch.kind or "image"])):
+                self._schedule(watch, later)
             else:
                 self._make_ready(watch)
         windows: list[tuple[ListQuery, tuple[str, Any]]] = []
@@ -928,15 +950,18 @@ class Sweeper:
         return int(math.log(max(age, 1.0)) / math.log(1.2))
 
     def _ends_a_second(self, group: list[_Watch], now: float) -> float:
-        """Ends a second to expect among these running tasks: for each, the ends per task-second that
-        the blocks' reads found among running tasks of its kind and age; where they have watched too
-        little yet, one end per task per age (the longer a task has run, the less likely it is to end
-        in the next second)."""
+        """Ends a second to expect among these running tasks, that no hint will bring: for each, the ends
+        per task-second that the blocks' reads found among running tasks of its kind and age (a hinted
+        task leaves its block before the read); where they have watched too little yet, one end per task
+        per age (the longer a task has run, the less likely it is to end in the next second), times the
+        share of the last ends that no hint brought."""
+        unhinted = self._unhinted_share()
+
         def rate(watch: _Watch) -> float:
             age = max(1.0, watch.age(now))
             key = (watch.kind or "image", self._age_bucket(age))
             watched = self._exposure.get(key, 0.0)
-            return self._ends_found[key] / watched if watched >= self.config.exposure_needed else 1 / age
+            return self._ends_found[key] / watched if watched >= self.config.exposure_needed else unhinted / age
 
         return math.fsum(rate(watch) for watch in group)  # exact: the same whatever order the group is in
 
@@ -960,8 +985,24 @@ class Sweeper:
         return self._look_time(members, now)
 
     def _bounded(self, interval: float, age: float, group: list[_Watch]) -> float:
-        longest = min(self.config.max_look_seconds, age * self.config.max_look_fraction)
+        if self.pushed:
+            longest = min(self.config.pushed_max_look_seconds, age * self.config.pushed_max_look_fraction)
+        else:
+            longest = min(self.config.max_look_seconds, age * self.config.max_look_fraction)
         return max(min(interval, longest), min(self._min_look(w) for w in group))
+
+    def _unhinted_share(self) -> float:
+        """The share of ends the list must find: all of them, unless the notifications arrive; then the
+        share of the last ends they did not bring, and never less than the assumed loss."""
+        if not self.pushed:
+            return 1.0
+        return max(self.config.pushed_loss_floor, 1 - sum(self._recent_ends) / len(self._recent_ends))
+
+    @property
+    def pushed(self) -> bool:
+        """Whether the notifications arrive: hints brought most of the last ends."""
+        ends = self._recent_ends
+        return len(ends) >= self.config.pushed_ends_needed and sum(ends) >= self.config.pushed_share * len(ends)
 
 
 def after_fallback_poll(sweeper_swept_at: float | None, now: float) -> str:
