@@ -284,23 +284,25 @@ class EmbeddedStack:
         return self.start(loop_input, name=execution)
 
     @contextmanager
-    def sweeping(self, *, run_seconds: float = 60.0) -> Iterator[None]:
+    def sweeping(self, *, run_seconds: float = 60.0) -> Iterator[list[dict[str, Any]]]:
         """The account's sweeper, running in a thread while the block runs: what the schedule and a
         park's wake do in a deployment, each run started again as soon as the last one ended (its time
-        up, or nothing parked). Not through the function registry: it would hold every poll for its run."""
+        up, or nothing parked). Not through the function registry: it would hold every poll for its run.
+        Yields the runs' summaries, as each run ends (the sweeper function's answers)."""
         from wan_relay.config import Config
         from wan_relay.runtime import sweep_host_from_config
 
         config = Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **self.sweeper_environment})
         done = threading.Event()
         running: list[Any] = []
+        summaries: list[dict[str, Any]] = []
 
         def sweep() -> None:
             while not done.is_set():
                 host = sweep_host_from_config(config, holder=f"embedded-{uuid.uuid4()}")
                 running[:] = [host]
                 try:
-                    host.run(time.time() + run_seconds)
+                    summaries.append(host.run(time.time() + run_seconds))
                 except Exception:  # a run that failed is started again, as the next minute's would be
                     logger.exception("the embedded sweeper's run failed")
                 done.wait(0.2)
@@ -308,7 +310,7 @@ class EmbeddedStack:
         thread = threading.Thread(target=sweep, name="embedded-sweeper", daemon=True)
         thread.start()
         try:
-            yield
+            yield summaries
         finally:
             done.set()
             for host in running:

@@ -6,10 +6,11 @@ inside a budget that DashScope's own limit, set lower here, would answer 429 if 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 
-from wan_relay.registry import Registry
+from wan_relay.registry import Hint, Hints, Registry
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, sample
@@ -60,4 +61,51 @@ def test_a_burst_of_parked_tasks_is_relayed_once_each_without_a_single_429() -> 
         # waits unasked (WaitForTask) and takes a later slot; any other unfinished poll would be a GET more
         assert {poll["result"]["status"] for poll in flow.polls() if not poll["result"]["done"]} <= {"THROTTLED"}
         # every park was resumed and removed
+        assert list(Registry(flow.dynamodb, flow.stack.parked_table, "default").since()) == []
+
+
+def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed_once_each() -> None:
+    """Half the burst, each task's end notified (a hint in the stack's table, as the receiver of
+    DashScope's task-finished notifications writes it) a moment after it, one in ten notifications lost:
+    every task relayed once with one GET, most workflows resumed by their hint, the rest by the list."""
+    rng = random.Random(17)
+    with (
+        ReplayDashScope(api_key=API_KEY, rate_limit_qps=LIMIT_QPS) as replay,
+        recorded_sleeps(),
+        deployed_workflow(replay, {"Waiting": "park", "DashScopeQueryBudget": str(BUDGET_QPS)}, parks=True) as flow,
+        flow.stack.sweeping() as sweeps,
+    ):
+        hints = Hints(flow.dynamodb, flow.stack.parked_table, "default")
+        final = replay.rehost(sample("wan2.6-t2i_succeeded"))
+        task_ids = [f"pushed-{n:02d}-{rng.getrandbits(32):08x}" for n in range(TASKS // 2)]
+        executions, timers = [], []
+        for n, task_id in enumerate(task_ids):
+            ends_after = rng.uniform(3, 10)
+            replay.add_task(task_id, final, running_after=0.5, ends_after=ends_after)
+            executions.append(flow.stack.start({"task_id": task_id, "kind": "image", "model": "wan2.6-t2i"}))
+            if n % 10 != 9:
+                timers.append(threading.Timer(ends_after + 0.3, lambda t=task_id: hints.put(
+                    Hint(t, "SUCCEEDED", time.time()))))
+                timers[-1].start()
+
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while flow.sfn.list_executions(stateMachineArn=flow.stack.state_machine_arn, statusFilter="RUNNING")[
+                "executions"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for timer in timers:
+            timer.cancel()
+
+        statuses = Counter(flow.sfn.describe_execution(executionArn=arn)["status"] for arn in executions)
+        assert statuses == {"SUCCEEDED": len(task_ids)}
+        assert replay.throttled == 0 and replay.max_queries_in_any_second() <= LIMIT_QPS
+        events = flow.completed_events()
+        assert sorted(e["detail"]["task_id"] for e in events) == sorted(task_ids)
+        assert [replay.polls(task_id) for task_id in task_ids] == [1] * len(task_ids)
+        resumes = [poll["event"].get("resume") or {} for poll in flow.polls()]
+        assert [r for r in resumes if r.get("Error")] == []
+        # the hints reached the sweeper and resumed most workflows (the list may see an end first)
+        deadline = time.monotonic() + 40  # a run answers once nothing has been parked for 20 s
+        while sum(sweep["resumes"] for sweep in sweeps) < len(task_ids) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert sum(sweep["hinted"] for sweep in sweeps) >= len(task_ids) // 2
         assert list(Registry(flow.dynamodb, flow.stack.parked_table, "default").since()) == []
