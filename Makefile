@@ -142,7 +142,8 @@ template-sync: $(STAMP)
 # and bytecode for every module (layers/relay/Makefile)
 $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt layers/relay/Makefile \
 		tools/check_layer_bytecode.py $(wildcard layers/relay/wan_relay/*.py) \
-		$(wildcard functions/poll_task/*) $(wildcard functions/sweeper/*) $(SAM_VENV)/.installed | $(CHECKS)/.dir
+		$(wildcard functions/poll_task/*) $(wildcard functions/sweeper/*) $(wildcard functions/task_finished/*) \
+		$(SAM_VENV)/.installed | $(CHECKS)/.dir
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build --template-file template.yaml --build-dir $(CHECKS)/sam-build \
 		--cache-dir $(CHECKS)/sam-cache --cached --parallel
 	test -f $(CHECKS)/sam-build/RelayLayer/python/wan_relay/relay.py
@@ -150,6 +151,7 @@ $(CHECKS)/sam-build.ok: template.yaml layers/relay/requirements.txt layers/relay
 	$(BIN)/python tools/check_layer_bytecode.py $(CHECKS)/sam-build/RelayLayer/python cpython-313
 	test -f $(CHECKS)/sam-build/PollTaskFunction/app.py
 	test -f $(CHECKS)/sam-build/SweeperFunction/app.py
+	test -f $(CHECKS)/sam-build/TaskFinishedFunction/app.py
 	touch $@
 
 # --- publishing (docs/deploy.md, "Publish"): the deployable artifact, against a real account --------

@@ -143,6 +143,14 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
             graph("Resumed workflows: ready this long before their handed slot",
                   [s.own(metrics.RESUME_SLOT_LEAD, p, p) for p in ("p1", "p50", "Minimum")], width=8, unit="seconds"),
         ],
+        [
+            graph("Task-finished notifications (TaskFinishedTokenSecretArn): answers", [
+                s.own(metrics.TASK_FINISHED["hinted"], "Sum", "kept as hints (a final status)"),
+                s.own(metrics.TASK_FINISHED["not_final"], "Sum", "not final: nothing kept"),
+                s.own(metrics.TASK_FINISHED["rejected"], "Sum", "refused (4xx: token, method, body)"),
+                s.own(metrics.TASK_FINISHED["failed"], "Sum", "failed (5xx: delivered again)"),
+            ], width=8, unit="requests"),
+        ],
         [{"type": "alarm", "width": GRID_WIDTH, "height": 2 + 2 * ((len(s.alarms) + 3) // 4), "properties": {
             "title": "Alarms", "sortBy": "stateUpdatedTimestamp",
             "alarms": [f"${{{alarm}.Arn}}" for alarm in s.alarms],

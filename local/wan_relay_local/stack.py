@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 FUNCTION = "PollTaskFunction"
 SWEEPER = "SweeperFunction"
+#: the receiver of DashScope's task-finished notifications, when TaskFinishedTokenSecretArn is given
+RECEIVER = "TaskFinishedFunction"
 STATE_MACHINE = "PollTaskStateMachine"
 SUBMIT_EVENT = "TaskSubmitted"
 #: the secret standing in for the required DashScopeApiKeySecretArn parameter (a name, not a key)
@@ -261,6 +263,9 @@ class EmbeddedStack:
     function_environment: dict[str, str] = field(default_factory=dict)
     #: ... and the sweeper's (see `sweeping`)
     sweeper_environment: dict[str, str] = field(default_factory=dict)
+    #: ... and the receiver's, when the template has one (TaskFinishedTokenSecretArn); it is created with
+    #: its role but not registered: nothing routes HTTP to it here, a caller runs its handler
+    receiver_environment: dict[str, str] = field(default_factory=dict)
 
     def submission_input(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         """The execution input the submit rule would start for `event` (a full EventBridge event,
@@ -370,6 +375,11 @@ def deploy_embedded_stack(
     function_name, function_arn, function_env = _create_function(
         session, template, lambdas, environment, f"{prefix}-poll-task"
     )
+    receiver_env: dict[str, str] = {}
+    if template.condition(template.resource(RECEIVER)["Condition"]):
+        _, _, receiver_env = _create_function(
+            session, template, lambdas, environment, f"{prefix}-task-finished", logical_id=RECEIVER, register=False
+        )
     state_machine_arn = _create_state_machine(session, template, f"{prefix}-poll-task")
 
     completion_pattern = json.loads(template.output("CompletionEventPattern"))
@@ -400,6 +410,7 @@ def deploy_embedded_stack(
         account_id=account_id,
         function_environment=function_env,
         sweeper_environment=sweeper_env,
+        receiver_environment=receiver_env,
     )
 
 

@@ -32,11 +32,12 @@ HISTORY_LIMIT = 25_000
 EVENTS_PER_POLL = 9
 
 REQUIRED = {"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"}
+TOKEN_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:task-finished-token-AbCdEf"
 
 
 @pytest.fixture
 def template() -> Template:
-    stack = Template(parameters=REQUIRED)
+    stack = Template(parameters={**REQUIRED, "TaskFinishedTokenSecretArn": TOKEN_SECRET})
     # what a deployment would answer for the resources' Ref and GetAtt
     stack.refs.update({
         "MediaBucket": "wan-relay-mediabucket-1a2b3c",
@@ -45,6 +46,8 @@ def template() -> Template:
         "SweeperFunction": "wan-relay-SweeperFunction-XYZ",
         "PollTaskFunction": "wan-relay-PollTaskFunction-XYZ",
         "PollTaskStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ",
+        "TaskFinishedApi": "a1b2c3d4e5",
+        "TaskFinishedFunction": "wan-relay-TaskFinishedFunction-XYZ",
     })
     stack.attributes.update({
         ("MediaBucket", "Arn"): "arn:aws:s3:::wan-relay-mediabucket-1a2b3c",
@@ -165,7 +168,7 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-@pytest.mark.parametrize("logical_id", ["PollTaskFunction", "PollTaskStateMachine"])
+@pytest.mark.parametrize("logical_id", ["PollTaskFunction", "PollTaskStateMachine", "TaskFinishedFunction"])
 def test_no_wildcard_actions_and_no_wildcard_resources_where_a_name_exists(template: Template, logical_id) -> None:
     for statement in allow_statements(template, logical_id):
         actions = as_list(statement["Action"])
@@ -233,8 +236,14 @@ def test_the_idempotency_table_is_keyed_by_id_with_ttl_on_expiration(template: T
 
 def test_every_log_group_has_a_retention_and_alarms_watch_failures(template: Template) -> None:
     resources = template.doc["Resources"]
-    log_groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(log_groups) == 3 and all("RetentionInDays" in g["Properties"] for g in log_groups)
+    log_groups = {i: r for i, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert all("RetentionInDays" in g["Properties"] for g in log_groups.values())
+    # each function's own log group made first, so it has a retention, and there whenever the function is
+    named = {json.dumps(g["Properties"].get("LogGroupName")): g.get("Condition") for g in log_groups.values()}
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            name = json.dumps({"Fn::Sub": f"/aws/lambda/${{{logical_id}}}"})
+            assert name in named and named[name] == resource.get("Condition"), logical_id
     metrics = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"ExecutionsFailed", "ExecutionsTimedOut", "Errors", "TasksTimedOut"} <= metrics
 
@@ -317,3 +326,57 @@ def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided
     assert template.resolve(substitutions["EventSource"]) == DEFAULT_EVENT_SOURCE
     refused = emit["Retry"][0]
     assert refused["ErrorEquals"] == ["EventBridge.FailedEntry"]  # nothing was sent: always safe to retry
+
+
+# --- the receiver of DashScope's task-finished notifications ------------------------------------------
+
+RECEIVER = ("TaskFinishedApi", "TaskFinishedApiLogGroup", "TaskFinishedFunction", "TaskFinishedLogGroup")
+
+
+def test_the_receiver_exists_only_when_its_token_secret_is_given(template: Template) -> None:
+    assert template.condition("ReceivesTaskFinished")
+    assert not Template(parameters=REQUIRED).condition("ReceivesTaskFinished")  # the default: no public endpoint
+    conditioned = {i for i, r in template.doc["Resources"].items() if r.get("Condition") == "ReceivesTaskFinished"}
+    assert conditioned == set(RECEIVER)
+    assert template.doc["Outputs"]["TaskFinishedEndpoint"]["Condition"] == "ReceivesTaskFinished"
+    assert template.output("TaskFinishedEndpoint") == (
+        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/task-finished")
+
+
+def test_the_receiver_is_a_throttled_http_api_route_giving_payload_format_2(template: Template) -> None:
+    from wan_relay.notifications import TOKEN_HEADER
+
+    api = template.properties("TaskFinishedApi")
+    assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0 and api["DefaultRouteSettings"][
+        "ThrottlingBurstLimit"] > 0
+    assert "$context.identity.sourceIp" in api["AccessLogSettings"]["Format"]
+    assert "header" not in api["AccessLogSettings"]["Format"] and TOKEN_HEADER not in api["AccessLogSettings"]["Format"]
+    (event,) = template.properties("TaskFinishedFunction")["Events"].values()
+    assert event["Type"] == "HttpApi"
+    assert event["Properties"] == {"ApiId": {"Ref": "TaskFinishedApi"}, "Method": "POST", "Path": "/task-finished",
+                                   "PayloadFormatVersion": "2.0"}
+    function = template.properties("TaskFinishedFunction")
+    assert (ROOT / function["CodeUri"] / "app.py").is_file() and function["Layers"] == [{"Ref": "RelayLayer"}]
+    env = template.function_environment("TaskFinishedFunction")
+    assert env["TASK_FINISHED_TOKEN_SECRET"] == TOKEN_SECRET
+    assert env["PARKED_TABLE"] == "wan-relay-ParkedTasksTable-XYZ" and env["DASHSCOPE_ACCOUNT"] == "default"
+
+
+def test_the_receiver_may_read_its_token_and_write_its_accounts_hints_only(template: Template) -> None:
+    statements = {s["Sid"]: s for s in allow_statements(template, "TaskFinishedFunction")}
+    assert set(statements) == {"TaskFinishedToken", "TaskFinishedHints"}
+    assert statements["TaskFinishedToken"]["Action"] == "secretsmanager:GetSecretValue"
+    assert statements["TaskFinishedToken"]["Resource"] == TOKEN_SECRET
+    hints = statements["TaskFinishedHints"]
+    assert hints["Action"] == "dynamodb:PutItem"
+    assert hints["Resource"] == template.attributes[("ParkedTasksTable", "Arn")]
+    assert hints["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["hint#default"]}}
+
+
+def test_the_sweeper_may_read_the_hints_but_remove_only_its_parks(template: Template) -> None:
+    statements = {s["Sid"]: s for s in allow_statements(template, "SweeperFunction")}
+    assert statements["TaskFinishedHints"]["Action"] == "dynamodb:Query"
+    assert statements["TaskFinishedHints"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["hint#default"]}}
+    assert statements["ParkedWorkflows"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["default"]}}

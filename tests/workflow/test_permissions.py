@@ -23,11 +23,12 @@ import botocore.client
 import pytest
 from moto import mock_aws
 from wan_relay.ingest import MediaBucket, MediaStreamer
-from wan_relay_local.lambda_bridge import InProcessLambdas
+from wan_relay_local.lambda_bridge import FakeContext, InProcessLambdas, load_handler
 from wan_relay_local.replay import Media, PatternBody, ReplayDashScope
 from wan_relay_local.stack import deploy_embedded_stack
 
-from tests.conftest import API_KEY, sample
+from tests.conftest import API_KEY, ROOT, sample
+from tests.unit.test_notifications import notification, request
 
 from .conftest import Workflow, recorded_sleeps
 from .iam_requests import (
@@ -43,6 +44,7 @@ from .iam_requests import (
 from .test_fleet import parked
 
 MiB = 1024 * 1024
+RECEIVER_TOKEN = "T0kenOfTheReceiver0123456789abcdefABCDEF"  # a test token
 ORIGINAL_LISTING = "original listing"
 
 
@@ -176,10 +178,13 @@ def recorded() -> Iterator[Recorded]:
                 run(ORIGINAL_LISTING, {"task_id": _video(replay, "wan2.7-i2v_succeeded", "listing", ranges=False)})
 
         # a second stack in the same account that parks (Waiting=park): the park, the budget, the wake,
-        # the sweeper's list page, resume and registry
+        # the sweeper's list page, resume and registry; and the receiver of task-finished notifications
+        token = boto3.client("secretsmanager").create_secret(Name="task-finished-token",
+                                                              SecretString=RECEIVER_TOKEN)["ARN"]
         fleet = deploy_embedded_stack(
             environment={"DASHSCOPE_BASE_URL": replay.base_url, "ALLOWED_MEDIA_URLS": replay.origin},
-            lambdas=lambdas, parameters={"DashScopeApiKeySecretArn": secret}, prefix="fleet", parks=True,
+            lambdas=lambdas, parameters={"DashScopeApiKeySecretArn": secret, "TaskFinishedTokenSecretArn": token},
+            prefix="fleet", parks=True,
         )
         fleet_workflow = Workflow(stack=fleet, lambdas=lambdas, replay=replay)
         fleet_calls = FunctionCalls(principal="fleet function")
@@ -200,6 +205,16 @@ def recorded() -> Iterator[Recorded]:
                 replace(call, principal="fleet state machine")
                 for call in state_machine_calls(history["events"], fleet.region, "parked, resumed by the sweeper"))
 
+        # DashScope's notification of that task's end, as Alibaba Cloud EventBridge POSTs it to the HTTP API
+        receiver_calls = FunctionCalls(principal="receiver", scenario="task-finished notification")
+        with receiver_calls.recording(), pytest.MonkeyPatch.context() as receiver_env:
+            for name, value in fleet.receiver_environment.items():
+                receiver_env.setenv(name, value)
+            handler = receiver_calls.wrap(load_handler(ROOT / "functions" / "task_finished"))
+            answer = handler(request(notification(task_id="parked-image"), token=RECEIVER_TOKEN), FakeContext(
+                function_name="fleet-task-finished", invoked_function_arn="arn:aws:lambda:::function:x"))
+            assert answer["statusCode"] == 202, answer
+
         iam = boto3.client("iam")
         lambda_client = workflow.stack.client("lambda")
         roles = {
@@ -209,6 +224,7 @@ def recorded() -> Iterator[Recorded]:
             "fleet state machine": workflow.sfn.describe_state_machine(
                 stateMachineArn=fleet.state_machine_arn)["roleArn"],
             "sweeper": lambda_client.get_function(FunctionName="fleet-sweeper")["Configuration"]["Role"],
+            "receiver": lambda_client.get_function(FunctionName="fleet-task-finished")["Configuration"]["Role"],
         }
         statements = {}
         for principal, arn in roles.items():
@@ -222,7 +238,7 @@ def recorded() -> Iterator[Recorded]:
         definition = json.loads(workflow.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)[
             "definition"])
         yield Recorded(
-            calls=function_calls.calls + fleet_calls.calls + sweeper_calls.calls + sfn_calls,
+            calls=function_calls.calls + fleet_calls.calls + sweeper_calls.calls + receiver_calls.calls + sfn_calls,
             statements=statements,
             principal_arns=roles,
             account=stack.account_id,
@@ -265,6 +281,11 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
         "secretsmanager:GetSecretValue", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem",
         "dynamodb:UpdateItem", "states:SendTaskSuccess",
     }
+    # the receiver: its token, and the hint in its account's partition of the registry's table
+    receiver = [r for r in recorded.requests() if r.call.principal == "receiver"]
+    assert {r.action for r in receiver} == {"secretsmanager:GetSecretValue", "dynamodb:PutItem"}
+    assert {r.context["dynamodb:leadingkeys"][0] for r in receiver if r.action == "dynamodb:PutItem"} == {
+        "hint#default"}
     operations = {c.operation for c in recorded.calls if c.principal == "function" and c.service == "s3"}
     assert {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject"} <= operations
     assert "ListMultipartUploads" not in {c.operation for c in recorded.calls if c.scenario != ORIGINAL_LISTING}
@@ -308,6 +329,11 @@ MUTATIONS = {
     "the registry narrowed to another account's parks": (
         "sweeper", _changed("ParkedWorkflows", lambda s: s["Condition"]["ForAllValues:StringEquals"].update(
             {"dynamodb:LeadingKeys": ["another-account"]})), "dynamodb:Query"),
+    "the receiver's token grant removed": (
+        "receiver", _without("TaskFinishedToken"), "secretsmanager:GetSecretValue"),
+    "the receiver's hints narrowed to the account's parks": (
+        "receiver", _changed("TaskFinishedHints", lambda s: s["Condition"]["ForAllValues:StringEquals"].update(
+            {"dynamodb:LeadingKeys": ["default"]})), "'dynamodb:leadingkeys': ['hint#default']"),
     "the park's grant removed": (
         "fleet function", _without("ParkedWorkflows"), "dynamodb:PutItem"),
     "the wake's grant removed": (

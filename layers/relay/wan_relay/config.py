@@ -76,6 +76,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: a parked workflow not heartbeaten for this long polls on its own (the sweeper beats every third of it)
     park_watchdog_seconds: Annotated[int, Meta(ge=3, le=3600, description="must be 3 to 3600 seconds")] = field(
         default=300, name="PARK_WATCHDOG_SECONDS")
+    #: the receiver of DashScope's task-finished notifications: the Secrets Manager secret holding the
+    #: token the notifications' header must carry (notifications.py)
+    task_finished_token_secret: str | None = field(default=None, name="TASK_FINISHED_TOKEN_SECRET")
     #: local runs and tests only (their DashScope and media are on 127.0.0.1): media may come from loopback
     allow_loopback_media: Annotated[bool, Meta(description="must be true or false")] = field(
         default=False, name="ALLOW_LOOPBACK_MEDIA_ADDRESSES")

@@ -23,8 +23,9 @@ class Metric:
     #: what one data point means, as the dashboard and docs/deploy.md explain it
     meaning: str
     #: who puts it: the poll function (EMF lines in its log), the sweeper's function (the same, once per
-    #: invocation) or the state machine (a putMetricData state)
-    source: Literal["function", "sweeper", "state machine"] = "function"
+    #: invocation), the receiver of task-finished notifications (the same, once per request) or the state
+    #: machine (a putMetricData state)
+    source: Literal["function", "sweeper", "receiver", "state machine"] = "function"
     #: CloudWatch tells metrics apart by name and the full set of dimensions
     dimensions: tuple[str, ...] = ("service",)
 
@@ -94,6 +95,22 @@ SWEEPER_PARKED = Metric(
     source="sweeper",
 )
 
+#: one count per request the receiver of DashScope's task-finished notifications answered, by outcome
+#: (notifications.Answer.outcome)
+TASK_FINISHED: dict[str, Metric] = {
+    "hinted": Metric("TaskFinishedHints", "Count",
+                     "task-finished notifications kept as hints for the sweeper (a final status)", source="receiver"),
+    "not_final": Metric("TaskFinishedNotFinal", "Count",
+                        "authentic task-finished notifications with a status that is not final: nothing kept",
+                        source="receiver"),
+    "rejected": Metric("TaskFinishedRejected", "Count",
+                       "requests to the notifications' endpoint refused (4xx: a wrong or missing token, a wrong "
+                       "method, an oversize or malformed body)", source="receiver"),
+    "failed": Metric("TaskFinishedErrors", "Count",
+                     "notifications answered 5xx (the token's secret or the table failed): EventBridge delivers "
+                     "them again", source="receiver"),
+}
+
 #: one count per completion event, by its status
 TASKS_COMPLETED: dict[str, Metric] = {
     status: Metric(name, "Count", f"tasks that ended {status}")
@@ -113,6 +130,7 @@ ALL: tuple[Metric, ...] = (
     QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
     SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED,
+    *TASK_FINISHED.values(),
 )
 
 

@@ -242,3 +242,85 @@ def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) 
         holder=holder,
         metrics=metrics,
     )
+
+
+# --- the receiver of DashScope's task-finished notifications ------------------------------------------
+
+#: a token that does not match the cached one is checked against a fresh read at most this often per
+#: container: a rotated token works within this, and a stream of wrong tokens cannot turn into a stream
+#: of Secrets Manager reads
+TOKEN_REFRESH_SECONDS = 60
+
+
+class SecretToken:
+    """The notifications' shared token from Secrets Manager, through Powertools' cache (`max_age`); read
+    afresh on a mismatch at most every `refresh_every` seconds (notifications.TokenSource)."""
+
+    def __init__(self, secret_id: str, provider: parameters.SecretsProvider | None = None, *,
+                 max_age: int = SECRET_MAX_AGE_SECONDS, refresh_every: float = TOKEN_REFRESH_SECONDS,
+                 clock: Any = None) -> None:
+        import time
+
+        self.secret_id = secret_id
+        self._provider = provider
+        self._max_age = max_age
+        self._refresh_every = refresh_every
+        self._clock = clock or time.monotonic
+        self._refreshed_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"SecretToken({self.secret_id!r})"
+
+    def current(self) -> str:
+        return self._read(force_fetch=False)
+
+    def refreshed(self) -> str | None:
+        now = self._clock()
+        if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_every:
+            return None
+        self._refreshed_at = now
+        return self._read(force_fetch=True)
+
+    def _read(self, *, force_fetch: bool) -> str:
+        if self._provider is None:
+            self._provider = parameters.SecretsProvider(boto3_client=default_client("secretsmanager"))
+        try:
+            secret = self._provider.get(self.secret_id, max_age=self._max_age, force_fetch=force_fetch)
+        except GetParameterError as exc:
+            raise aws_error(exc, SECRETS_MANAGER, f"the read of the notifications' token {self.secret_id}") from None
+        if not isinstance(secret, str):
+            secret = bytes(secret).decode("utf-8", "replace")
+        if not secret.strip():
+            raise ConfigurationError(f"the secret in TASK_FINISHED_TOKEN_SECRET ({self.secret_id}) is empty")
+        return secret.strip()
+
+
+class StoredHints:
+    """`registry.Hints` whose DynamoDB failures are the relay's typed errors (notifications.HintStore)."""
+
+    def __init__(self, hints: Any) -> None:
+        self._hints = hints
+
+    def put(self, hint: Any) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from .service_errors import DYNAMODB
+
+        try:
+            self._hints.put(hint)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, DYNAMODB, f"the hint for task {hint.task_id}") from None
+
+
+def receiver_from_env() -> tuple[SecretToken, StoredHints]:
+    """The receiver's token and hint store. It reads TASK_FINISHED_TOKEN_SECRET, PARKED_TABLE (the hints
+    live beside the parks, partition `hint#<account>`) and DASHSCOPE_ACCOUNT; not the DashScope key nor
+    MEDIA_BUCKET: it asks DashScope nothing and stores no media."""
+    from .registry import Hints
+
+    config = Config.from_env({"MEDIA_BUCKET": "none (the receiver stores no media)",
+                              "DASHSCOPE_API_KEY": "none (the receiver asks DashScope nothing)", **os.environ})
+    if not (config.task_finished_token_secret and config.parked_table):
+        raise ConfigurationError("the receiver needs TASK_FINISHED_TOKEN_SECRET (its token) and PARKED_TABLE")
+    hints = Hints(default_client("dynamodb"), config.parked_table, config.account)
+    return SecretToken(config.task_finished_token_secret), StoredHints(hints)
