@@ -9,11 +9,15 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
-from wan_relay.registry import Hint, Hints, Registry
+from wan_relay.normalize import CHINA_TIME
+from wan_relay.notifications import FixedToken, receive
+from wan_relay.registry import Hints, Registry
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, sample
+from tests.unit.test_notifications import notification, request
 
 from .conftest import deployed_workflow, recorded_sleeps
 
@@ -65,9 +69,10 @@ def test_a_burst_of_parked_tasks_is_relayed_once_each_without_a_single_429() -> 
 
 
 def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed_once_each() -> None:
-    """Half the burst, each task's end notified (a hint in the stack's table, as the receiver of
-    DashScope's task-finished notifications writes it) a moment after it, one in ten notifications lost:
-    every task relayed once with one GET, most workflows resumed by their hint, the rest by the list."""
+    """Half the burst, each task's end notified a moment after it (DashScope's task-finished notification
+    as Alibaba Cloud EventBridge POSTs it, taken by the receiver into the stack's table), one in ten
+    notifications lost: every task relayed once with one GET, most workflows resumed by their hint, the
+    rest by the list."""
     rng = random.Random(17)
     with (
         ReplayDashScope(api_key=API_KEY, rate_limit_qps=LIMIT_QPS) as replay,
@@ -76,6 +81,12 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
         flow.stack.sweeping() as sweeps,
     ):
         hints = Hints(flow.dynamodb, flow.stack.parked_table, "default")
+        answers: list[int] = []
+
+        def notify(task_id: str) -> None:
+            ended = datetime.now(UTC).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
+            event = request(notification(task_id=task_id, task_status="SUCCEEDED", end_time=ended), token="t0ken")
+            answers.append(receive(event, tokens=FixedToken("t0ken"), hints=hints, clock=time.time).status)
         final = replay.rehost(sample("wan2.6-t2i_succeeded"))
         task_ids = [f"pushed-{n:02d}-{rng.getrandbits(32):08x}" for n in range(TASKS // 2)]
         executions, timers = [], []
@@ -84,8 +95,7 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
             replay.add_task(task_id, final, running_after=0.5, ends_after=ends_after)
             executions.append(flow.stack.start({"task_id": task_id, "kind": "image", "model": "wan2.6-t2i"}))
             if n % 10 != 9:
-                timers.append(threading.Timer(ends_after + 0.3, lambda t=task_id: hints.put(
-                    Hint(t, "SUCCEEDED", time.time()))))
+                timers.append(threading.Timer(ends_after + 0.3, notify, (task_id,)))
                 timers[-1].start()
 
         deadline = time.monotonic() + DEADLINE_SECONDS
@@ -94,6 +104,7 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
             time.sleep(0.5)
         for timer in timers:
             timer.cancel()
+        assert answers == [202] * len(timers)
 
         statuses = Counter(flow.sfn.describe_execution(executionArn=arn)["status"] for arn in executions)
         assert statuses == {"SUCCEEDED": len(task_ids)}

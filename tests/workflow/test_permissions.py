@@ -281,6 +281,9 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
         "secretsmanager:GetSecretValue", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem",
         "dynamodb:UpdateItem", "states:SendTaskSuccess",
     }
+    # the sweeper reads the parks and the hints, each in its own partition of the registry's table
+    assert {r.context["dynamodb:leadingkeys"][0] for r in recorded.requests()
+            if r.call.principal == "sweeper" and r.action == "dynamodb:Query"} == {"default", "hint#default"}
     # the receiver: its token, and the hint in its account's partition of the registry's table
     receiver = [r for r in recorded.requests() if r.call.principal == "receiver"]
     assert {r.action for r in receiver} == {"secretsmanager:GetSecretValue", "dynamodb:PutItem"}
