@@ -9,6 +9,10 @@ list, the list's windows, status filter and pages, each page one query):
 - today's per-task loop: each workflow polls its own task on `wan_relay.policy.next_wait`, backing off
   on 429 with `throttle_wait`, as `Relay.poll` does (the cost model of bench/polls.py).
 
+The `_push` scenarios add DashScope's task-finished notification to the fleet design: each task's end
+reaches the sweeper (`Sweeper.hint`) after a delivery latency, unless its notification is lost; the list
+is then the backstop for the lost ones.
+
 `python -m bench.fleet --json FILE` writes `{"scenarios": {NAME: {...}}, "per_task_loop": {...},
 "sweeper_hosts": {...}}`; `make bench` runs it with the other benchmarks (bench/run.py).
 """
@@ -26,7 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +79,30 @@ LAMBDA_LOOP_TICK_S = 0.2  # the looping sweeper wakes this often
 SM_LOOP_WAIT_S = 1  # the state machine loop: Sweep (Lambda), Wait 1 s (whole seconds), Continue? (Choice)
 SM_LOOP_OVERHEAD_S = 0.3  # transitions and the invocation around each sweep
 SM_LOOP_TRANSITIONS = 3
-PRICES = dict(polls.PRICES, dynamodb_read=0.125 / 1_000_000, scheduler_invocation=1.00 / 1_000_000)
+
+# --- DashScope's task-finished push (Alibaba Cloud EventBridge -> an HTTP API -> a hint item) ----------
+#: end to hint item: EventBridge's push plus the receiver (API Gateway HTTP API, a Lambda writing the item),
+#: lognormal: median, shortest, longest (the longest at the 99.5th percentile, clipped to it). Not
+#: measured: no latency is published for Alibaba Cloud EventBridge.
+PUSH_LATENCY_S = (1.0, 0.3, 4.0)
+#: a push that fails is retried 10-20 s later (the rule target's default retry strategy, BACKOFF_RETRY:
+#: up to 3 retries, each after a random 10-20 s): the share of notifications that take one retry
+PUSH_RETRIED_SHARE = 0.01
+PUSH_RETRY_WAIT_S = (10.0, 20.0)
+PUSH_LOST_SHARE = 0.01  # notifications that never arrive (the default for the `_push` scenarios)
+HINT_READ_EVERY_S = 1.0  # the sweeper's host reads the hint items once a second
+RECEIVER_GB = 0.125  # the receiver's Lambda: 128 MB, 50 ms billed per notification
+RECEIVER_BILLED_S = 0.05
+HINT_ITEM_BYTES = 200  # task id, status, times: one write unit each, 4 KB of items per read unit
+PRICES = dict(polls.PRICES, dynamodb_read=0.125 / 1_000_000, scheduler_invocation=1.00 / 1_000_000,
+              http_api_request=1.00 / 1_000_000)  # API Gateway HTTP API, first 300 million a month
+
+
+@dataclass(frozen=True)
+class Push:
+    """DashScope's task-finished notification: every task's end, but `lost_share` of them never arrive."""
+
+    lost_share: float = PUSH_LOST_SHARE
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,18 @@ class Scenario:
     rate: float = 0.0  # a steady stream: this many tasks a second (Poisson) for `duration_s`
     duration_s: float = 1800.0
     sweeper_stops_at: float | None = None  # the fallback: the sweeper stops for good at this time
+    push: Push | None = None  # DashScope's task-finished notification reaches the sweeper
+    start_latency_s: float = START_LATENCY_S  # submission to StartExecution
+    fleet: str | None = None  # the scenario whose tasks this one runs (the same seed, the same tasks)
+
+    @property
+    def tasks_name(self) -> str:
+        return self.fleet or self.name
+
+
+def with_push(scenario: Scenario, lost_share: float = PUSH_LOST_SHARE, suffix: str = "_push") -> Scenario:
+    """The same tasks, with DashScope's task-finished notification."""
+    return replace(scenario, name=scenario.name + suffix, push=Push(lost_share), fleet=scenario.tasks_name)
 
 
 SCENARIOS = (
@@ -105,6 +144,17 @@ SCENARIOS = (
     Scenario("videos_15_per_s_30min", "video", rate=15.0),
     Scenario("images_1000_in_1min_sweeper_stops_at_30s", "image", count=1000, sweeper_stops_at=30.0),
 )
+_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+SCENARIOS = (
+    *SCENARIOS,
+    *(with_push(_BY_NAME[name]) for name in (
+        "images_300_in_1min", "images_1000_in_1min", "images_10000_in_1min",
+        "videos_300_in_1min", "videos_1000_in_1min", "videos_10000_in_1min",
+        "videos_1_per_s_30min", "videos_3_per_s_30min", "images_15_per_s_30min", "videos_15_per_s_30min")),
+    # the list as the backstop: no notification lost, and one in ten
+    with_push(_BY_NAME["videos_3_per_s_30min"], 0.0, "_push_none_lost"),
+    with_push(_BY_NAME["videos_3_per_s_30min"], 0.10, "_push_10pct_lost"),
+)
 
 
 @dataclass
@@ -122,10 +172,17 @@ class SimTask:
         return "RUNNING" if t >= self.running_at else "PENDING"
 
 
+def clipped_lognormal(rng: random.Random, median: float, shortest: float, longest: float) -> float:
+    """Lognormal with the range's far end at the 99.5th percentile, drawn again until within the range."""
+    sigma = math.log(longest / median) / 2.576
+    value = median * math.exp(rng.gauss(0.0, sigma))
+    while not shortest <= value <= longest:
+        value = median * math.exp(rng.gauss(0.0, sigma))
+    return value
+
+
 def make_tasks(scenario: Scenario, seed: int) -> list[SimTask]:
-    rng = random.Random(f"{seed}-{scenario.name}")
-    median, shortest, longest = DURATIONS[scenario.kind]
-    sigma = math.log(longest / median) / 2.576  # the range's far end at the 99.5th percentile
+    rng = random.Random(f"{seed}-{scenario.tasks_name}")
     if scenario.count:
         starts = sorted(rng.uniform(0.0, scenario.burst_s) for _ in range(scenario.count))
     else:
@@ -135,9 +192,7 @@ def make_tasks(scenario: Scenario, seed: int) -> list[SimTask]:
             t += rng.expovariate(scenario.rate)
     tasks = []
     for i, created in enumerate(starts):
-        duration = median * math.exp(rng.gauss(0.0, sigma))
-        while not shortest <= duration <= longest:
-            duration = median * math.exp(rng.gauss(0.0, sigma))
+        duration = clipped_lognormal(rng, *DURATIONS[scenario.kind])
         pending = min(rng.expovariate(1 / PENDING_MEAN_S), duration / 2)
         final = "FAILED" if rng.random() < FAILED_SHARE else "SUCCEEDED"
         tasks.append(SimTask(f"task-{i:06d}", scenario.kind, created, created + pending, created + duration, final))
@@ -223,6 +278,21 @@ class Counts:
     fallback_polls: int = 0
 
 
+@dataclass
+class PushCounts:
+    """What the notifications did, and what the receiver spent."""
+
+    ended_tasks: int = 0  # each ended task is notified once
+    lost: int = 0
+    retried: int = 0  # delivered after one retry (10-20 s later)
+    received: int = 0  # the receiver's invocations and the endpoint's requests (a retried push twice)
+    ended_a_watch: int = 0  # a hint ended a parked task: its resume took no list page
+    before_park: int = 0  # came while its workflow had not parked yet: the sweeper keeps it for the park
+    list_first: int = 0  # came after the list had found the end: nothing to do
+    hint_reads: int = 0  # the host's reads of the hint items (a Query a second)
+    hint_read_units: int = 0
+
+
 class Events:
     def __init__(self) -> None:
         self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -268,6 +338,32 @@ class FleetRun:
         self.active_s = 0.0
         self.ticking = False
         self.deadline = max(task.end for task in tasks) + 3600.0
+        self.resumed_once: set[str] = set()
+        self.push = PushCounts() if scenario.push is not None else None
+        self.hints = self._notifications(scenario.push, seed) if scenario.push is not None else []
+        self.hints_read = 0  # hints before this index are read
+        self.next_hint_read = -math.inf
+
+    def _notifications(self, push: Push, seed: int) -> list[tuple[float, str]]:
+        """When each task's notification reaches the hint items, lost ones left out, earliest first. The
+        same draws whatever `lost_share` (the lost of a smaller share are among those of a larger one)."""
+        assert self.push is not None
+        rng = random.Random(f"{seed}-{self.scenario.tasks_name}-push")
+        arrivals = []
+        for task in self.tasks.values():
+            lost = rng.random() < push.lost_share
+            latency = clipped_lognormal(rng, *PUSH_LATENCY_S)
+            retried = rng.random() < PUSH_RETRIED_SHARE
+            if retried:
+                latency += rng.uniform(*PUSH_RETRY_WAIT_S)
+            self.push.ended_tasks += 1
+            if lost:
+                self.push.lost += 1
+                continue
+            self.push.retried += retried
+            self.push.received += 1 + retried
+            arrivals.append((task.end + latency, task.task_id))
+        return sorted(arrivals)
 
     # --- the budget (the DynamoDB item's one number, here in memory) ---
     def _reserve(self, t: float, wanted: int, not_before: float | None = None) -> list[float]:
@@ -300,6 +396,7 @@ class FleetRun:
 
     def resumed(self, t: float, task_id: str, reason: str, slot: float) -> None:
         self.counts.resumes += 1
+        self.resumed_once.add(task_id)
         self.counts.ddb_writes += 1  # the registry item goes
         self.parked.pop(task_id, None)
         self.events.at(slot, self.poll, task_id, reason)
@@ -371,6 +468,9 @@ class FleetRun:
         for task_id, parked_at, blind in self.new_parks:
             self.sweeper.park(task_id, self.tasks[task_id].kind, parked_at, blind=blind)  # type: ignore[arg-type]
         self.new_parks = []
+        if self.push is not None and t >= self.next_hint_read:
+            self.next_hint_read = t + HINT_READ_EVERY_S - 1e-9
+            self.read_hints(t)
         for task_id in self.sweeper.heartbeats(t, 1_000_000):
             self.counts.heartbeats += 1
             if task_id in self.parked:
@@ -396,6 +496,23 @@ class FleetRun:
         else:
             self.ticking = False
 
+    def read_hints(self, t: float) -> None:
+        """The host's read of the hint items that came since its last read (the receiver wrote them)."""
+        assert self.push is not None
+        first = self.hints_read
+        while self.hints_read < len(self.hints) and self.hints[self.hints_read][0] <= t:
+            self.hints_read += 1
+        self.push.hint_reads += 1
+        self.push.hint_read_units += max(1, math.ceil((self.hints_read - first) * HINT_ITEM_BYTES / 4096))
+        for arrived, task_id in self.hints[first:self.hints_read]:
+            if task_id not in self.parked and task_id not in self.resumed_once:
+                self.push.before_park += 1
+            # the notification's event time is the task's end: resumes go earliest end first
+            if self.sweeper.hint(task_id, arrived, ended_at=self.tasks[task_id].end):
+                self.push.ended_a_watch += 1
+            elif task_id in self.parked or task_id in self.resumed_once:
+                self.push.list_first += 1
+
     def list_query(self, t: float, query: ListQuery) -> None:
         page = self.dashscope.list(query, t)
         self.events.at(t + QUERY_LATENCY_S, self.list_answer, query, page, t)
@@ -408,7 +525,7 @@ class FleetRun:
 
     def run(self) -> dict[str, Any]:
         for task in self.tasks.values():
-            self.events.at(task.created + START_LATENCY_S, self.start, task)
+            self.events.at(task.created + self.scenario.start_latency_s, self.start, task)
         self.events.run()
         assert len(self.delays) == len(self.tasks), "a task was never relayed"
         if self.host == "lambda_loop":
@@ -416,8 +533,19 @@ class FleetRun:
             self.counts.sweeper_invocations += minutes
             self.counts.scheduler_invocations += minutes
             self.counts.sweeper_billed_s += self.active_s
-        return summarize(self.scenario, list(self.tasks.values()), self.dashscope, self.delays, self.counts,
-                         fleet_cost(self.counts, self.scenario.kind, len(self.tasks)))
+        result = summarize(self.scenario, list(self.tasks.values()), self.dashscope, self.delays, self.counts,
+                           fleet_cost(self.counts, self.scenario.kind, len(self.tasks), self.push))
+        if self.scenario.push is not None and self.push is not None:
+            delivered = {task_id for _, task_id in self.hints}
+            lost = [delay for task_id, delay in self.delays.items() if task_id not in delivered]
+            result["push"] = {
+                "fleet": self.scenario.tasks_name,
+                "lost_share": self.scenario.push.lost_share,
+                "lost_delay_mean_s": statistics.fmean(lost) if lost else None,
+                "lost_delay_max_s": max(lost) if lost else None,
+                "counts": asdict(self.push),
+            }
+        return result
 
 
 class PerTaskLoop:
@@ -447,7 +575,7 @@ class PerTaskLoop:
 
     def run(self) -> dict[str, Any]:
         for task in self.tasks.values():
-            self.events.at(task.created + START_LATENCY_S, self.poll, task, 0)
+            self.events.at(task.created + self.scenario.start_latency_s, self.poll, task, 0)
         self.events.run()
         counts = self.counts
         for n in self.polls.values():
@@ -459,11 +587,12 @@ class PerTaskLoop:
                          fleet_cost(counts, self.scenario.kind, len(self.tasks)))
 
 
-def fleet_cost(counts: Counts, kind: str, tasks: int) -> dict[str, float]:
+def fleet_cost(counts: Counts, kind: str, tasks: int, push: PushCounts | None = None) -> dict[str, float]:
     """Dollars per 1,000 tasks. `orchestration` is what waiting and polling cost (Step Functions, the
-    Lambda invocations and time of polls, parks and the sweeper, DynamoDB, the scheduler): the issue's
-    target. `media` is what the end of a task costs in either design (the copy's Lambda time beyond a
-    poll, S3 requests, the event)."""
+    Lambda invocations and time of polls, parks and the sweeper, DynamoDB, the scheduler; with the push,
+    its receiver: the endpoint's requests, the receiver's invocations, the hint items written and read):
+    the issue's target. `media` is what the end of a task costs in either design (the copy's Lambda time
+    beyond a poll, S3 requests, the event)."""
     per = 1000 / tasks
     sfn = counts.transitions * PRICES["sfn_transition"]
     lam = ((counts.relay_billed_s * polls.LAMBDA_GB + counts.sweeper_billed_s * SWEEPER_GB)
@@ -477,6 +606,12 @@ def fleet_cost(counts: Counts, kind: str, tasks: int) -> dict[str, float]:
         + PRICES["eventbridge_event"]
     )
     cost = {"step_functions": sfn * per, "lambda": lam * per, "dynamodb": ddb * per, "scheduler": scheduler * per}
+    if push is not None:
+        cost["push_receiver"] = per * (
+            push.received * (PRICES["http_api_request"] + PRICES["lambda_request"]
+                             + RECEIVER_BILLED_S * RECEIVER_GB * PRICES["lambda_gb_s_arm64"])
+            + (push.ended_tasks - push.lost) * PRICES["dynamodb_write"]
+            + push.hint_read_units * PRICES["dynamodb_read"])
     cost["orchestration"] = sum(cost.values())
     cost["media"] = media * per
     cost["total"] = cost["orchestration"] + cost["media"]
@@ -542,13 +677,17 @@ def measure(scenarios: tuple[Scenario, ...] = SCENARIOS, seed: int = 13, progres
         "latencies_s": {"start": START_LATENCY_S, "park": PARK_LATENCY_S, "query": QUERY_LATENCY_S,
                         "resume_lead": RESUME_LEAD_S},
         "sweeper": asdict(SweepConfig(rate=BUDGET_QPS)),
+        "push": {"latency_s": PUSH_LATENCY_S, "retried_share": PUSH_RETRIED_SHARE, "retry_wait_s": PUSH_RETRY_WAIT_S,
+                 "lost_share": PUSH_LOST_SHARE, "hint_read_every_s": HINT_READ_EVERY_S,
+                 "receiver_mb": round(RECEIVER_GB * 1024), "receiver_billed_s": RECEIVER_BILLED_S,
+                 "hint_item_bytes": HINT_ITEM_BYTES, "http_api_usd_per_million": PRICES["http_api_request"] * 1e6},
     })
     for scenario in scenarios:
         if progress:
             print(f"  {scenario.name}", file=sys.stderr, flush=True)
         fleet = run_scenario(scenario, seed)
         results.scenarios[scenario.name] = fleet
-        if scenario.sweeper_stops_at is None:
+        if scenario.sweeper_stops_at is None and scenario.push is None:  # the same tasks as their list-only run
             results.per_task_loop[scenario.name] = run_per_task_loop(scenario, seed)
             state_machine = run_scenario(scenario, seed, host="state_machine_loop")
             results.sweeper_hosts[scenario.name] = {
@@ -580,6 +719,7 @@ SATURATED = ("images_10000_in_1min", "videos_10000_in_1min")
 def _verdicts(name: str, run: dict[str, Any]) -> list[str]:
     """Issue 13's goals this scenario misses (none: an empty list)."""
     missed = []
+    name = run["push"]["fleet"] if "push" in run else name  # a push variant is judged as its fleet
     if run["throttled_share"] > 0 or run["max_queries_in_1s"] > run["budget_qps"]:
         missed.append("429 / budget")
     if run["tasks"] >= 1000 and run["queries_per_task"] > GOAL_QPT:
@@ -592,6 +732,74 @@ def _verdicts(name: str, run: dict[str, Any]) -> list[str]:
     if run["usd_per_1000"] > GOAL_USD:
         missed.append(f"> ${GOAL_USD} per 1,000")
     return missed
+
+
+def _design(run: dict[str, Any]) -> str:
+    return f"sweeper + push, {run['push']['lost_share']:.0%} lost"
+
+
+def _push_lines(results: dict[str, Any]) -> list[str]:
+    """The push variants: what the notifications did, the list as the backstop, what the receiver costs."""
+    a = results["assumptions"]["push"]
+    lines = [
+        "",
+        "### With DashScope's task-finished push",
+        "",
+        "The `_push` scenarios run the same tasks with DashScope's task-finished notification: Alibaba Cloud "
+        "EventBridge pushes each task's end (success or failure) to an HTTPS endpoint of the stack, whose "
+        "receiver writes a hint item; the sweeper's host reads the hint items once a second and hands each "
+        "to `Sweeper.hint`, which ends the watched task as a list page would (the resumed workflow's GET "
+        "decides). A hint for a task whose workflow has not parked yet is kept by the sweeper and applied "
+        "when it parks. Hinted ends are not found by block reads, so the blocks' learnt end rates fall and "
+        "the list becomes the backstop for lost notifications. Model:",
+        "",
+        f"- Delivery: from the task's end to the hint item, lognormal with median {a['latency_s'][0]} s, "
+        f"clipped to {a['latency_s'][1]}-{a['latency_s'][2]} s (the far end at the 99.5th percentile): "
+        "EventBridge's push (Model Studio's page on task-completion notifications says it is pushed as soon "
+        "as the task ends and is not rate limited; no latency is published, so this is an assumption), "
+        "a round trip to AWS, API Gateway and a warm Lambda writing one item; then up to "
+        f"{a['hint_read_every_s']:.0f} s until the host's next read. {a['retried_share']:.0%} of the pushes "
+        f"fail once and arrive after a retry {a['retry_wait_s'][0]:.0f}-{a['retry_wait_s'][1]:.0f} s later "
+        "(the EventBridge rule target's default retry strategy, BACKOFF_RETRY: up to 3 retries, each after "
+        "a random 10-20 s). End to hint read: median 1.55 s, mean 1.8 s, 95th percentile 3.1 s, 99th 4.7 s, "
+        "the retried up to 25 s.",
+        f"- Loss: each notification is lost independently with probability {a['lost_share']:.0%} (and 0% and "
+        "10% once, on the same tasks and draws), standing for pushes whose retries all fail, an endpoint "
+        "down, a rule misconfigured for a while. A lost task is found by the list.",
+        "- The notification carries the task's end (the event's time), so hinted resumes go earliest end "
+        "first; it is not a query and costs nothing of DashScope's budget.",
+        f"- Dollars, added to the orchestration: the endpoint, assumed an API Gateway HTTP API "
+        f"(${a['http_api_usd_per_million']:.2f} per million requests, us-east-1, the first 300 million a "
+        "month; a Lambda function URL would cost nothing beyond Lambda), the receiver's invocation "
+        f"({a['receiver_mb']} MB, {a['receiver_billed_s'] * 1000:.0f} ms billed), one DynamoDB write per hint "
+        f"item ({a['hint_item_bytes']} bytes, removed by TTL), and the host's Query a second (a read unit per "
+        "4 KB of items). Retried pushes are counted twice. Notifications of the account's other callers' "
+        "tasks (the rule matches the whole account's) would add the same per notification: not counted.",
+        "",
+        "What list pages remain with the push: each task's first, unfiltered look (it locates the task, and "
+        "may find it ended before its hint comes: \"list first\" below), and the block reads on their "
+        "slowest schedule (every 15% of the tasks' age, at most 60 s: `max_look_fraction`, "
+        "`max_look_seconds`), which the sweeper keeps whatever end rate it learnt: they find the lost ends. "
+        "In the saturated bursts the hints keep the backlog of known ends full, and the sweeper reads no list "
+        "page while that backlog holds 8 s of the budget (`backlog_seconds`): the lost tasks are found as "
+        "the burst drains.",
+        "",
+        "| scenario | lost | ended by a hint (of which hinted before the park) | list first | lost tasks' delay "
+        "mean / max | list pages / task | $ per 1,000 (of which the push) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, run in results["scenarios"].items():
+        if "push" not in run:
+            continue
+        push, counts = run["push"], run["push"]["counts"]
+        lost = (f"{push['lost_delay_mean_s']:.1f} / {push['lost_delay_max_s']:.1f} s"
+                if push["lost_delay_mean_s"] is not None else "-")
+        lines.append(
+            f"| {name} | {counts['lost']} of {counts['ended_tasks']} | "
+            f"{counts['ended_a_watch'] + counts['before_park']} ({counts['before_park']}) | "
+            f"{counts['list_first']} | {lost} | {run['list_queries_per_task']:.3f} | "
+            f"${run['usd_per_1000']:.3f} (${run['usd_per_1000_parts']['push_receiver']:.4f}) |")
+    return lines
 
 
 def report_lines(results: dict[str, Any]) -> list[str]:
@@ -633,15 +841,25 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "| ideal mean (at the budget) | $ per 1,000 | goals missed |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for name, run in results["scenarios"].items():
+    scenarios = results["scenarios"]
+    variants: dict[str, list[str]] = {}  # a fleet's push variants, shown under its list-only run
+    for name, run in scenarios.items():
+        if "push" in run and run["push"]["fleet"] in scenarios:
+            variants.setdefault(run["push"]["fleet"], []).append(name)
+    shown = {name for names in variants.values() for name in names}
+    for name in scenarios:
+        if name in shown:
+            continue
         today = results["per_task_loop"].get(name)
-        missed = _verdicts(name, run)
-        lines.append(
-            f"| {name} | sweeper | {run['queries_per_task']:.2f} ({run['list_queries_per_task']:.2f}) | "
-            f"{run['throttled_share']:.0%} | {run['max_queries_in_1s']} | {run['delay_mean_s']:.1f} / "
-            f"{run['delay_p95_s']:.1f} s | {run['ideal_delay_mean_s']:.1f} "
-            f"({run['ideal_at_budget_delay_mean_s']:.1f}) s | ${run['usd_per_1000']:.3f} | "
-            f"{', '.join(missed) or 'none'} |")
+        for label, row_name in [("sweeper", name)] + [(_design(scenarios[v]), v) for v in variants.get(name, [])]:
+            row = scenarios[row_name]
+            lines.append(
+                f"|{' ' + name if row_name == name else ''} | {label} | {row['queries_per_task']:.2f} "
+                f"({row['list_queries_per_task']:.2f}) | {row['throttled_share']:.0%} | {row['max_queries_in_1s']} | "
+                f"{row['delay_mean_s']:.1f} / {row['delay_p95_s']:.1f} s | " + (
+                    f"{row['ideal_delay_mean_s']:.1f} ({row['ideal_at_budget_delay_mean_s']:.1f}) s"
+                    if row_name == name else "") +
+                f" | ${row['usd_per_1000']:.3f} | {', '.join(_verdicts(row_name, row)) or 'none'} |")
         if today is not None:
             lines.append(
                 f"| | today's loop | {today['queries_per_task']:.2f} | {today['throttled_share']:.0%} | "
@@ -668,6 +886,8 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {lam['delay_mean_s']:.1f} s, ${lam['usd_per_1000']:.3f} (${lam['sweeper_usd_per_1000']:.3f}) "
             f"| {sfn['delay_mean_s']:.1f} s, ${sfn['usd_per_1000']:.3f} (${sfn['sweeper_usd_per_1000']:.3f}) |")
+    if "push" in results["assumptions"] and any("push" in run for run in results["scenarios"].values()):
+        lines += _push_lines(results)
     lines.append("")
     return lines
 

@@ -67,3 +67,48 @@ def test_a_run_is_the_same_whatever_the_interpreters_hash_seed():
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
     assert json.loads(runs[0])["tasks"] == 200
     assert runs[0] == runs[1]
+
+
+# --- DashScope's task-finished push (Sweeper.hint) ------------------------------------------------------
+VIDEOS = fleet.Scenario("videos_200_in_20s", "video", count=200, burst_s=20.0)
+
+
+def test_with_push_each_task_is_resumed_once_and_costs_about_one_query():
+    list_only = fleet.run_scenario(VIDEOS)
+    run = fleet.run_scenario(fleet.with_push(VIDEOS, lost_share=0.0))
+    assert run["counts"]["resumes"] == 200 and run["counts"]["reparks"] == 0  # a hint never resumes early
+    assert run["push"]["counts"]["ended_a_watch"] > 150  # most ends come from the hints, not the list
+    assert run["throttled_share"] == 0.0 and run["max_queries_in_1s"] <= fleet.BUDGET_QPS
+    # the hinted ends spare the list pages that would have found them: the list-only sweeper needs more
+    assert run["queries_per_task"] <= 1.25 < list_only["queries_per_task"]
+    # a hint reaches the host in about 1.5 s (median): the delay is the push's, not a block's schedule
+    assert run["delay_mean_s"] < 3.0 < list_only["delay_mean_s"]
+
+
+def test_with_notifications_lost_the_list_still_finds_every_task_soon():
+    run = fleet.run_scenario(fleet.with_push(VIDEOS, lost_share=0.10))
+    push = run["push"]
+    assert push["counts"]["lost"] >= 10
+    assert run["counts"]["resumes"] == 200  # every task relayed once, the lost ones too (the run checks it)
+    # found by a block read: blocks are read at least every 60 s (`max_look_seconds`), plus the page's and
+    # the resume's way; not left to the watchdog (300 s) or to the end of the run
+    assert push["lost_delay_max_s"] < 60 + 10
+
+
+def test_a_hint_that_comes_before_the_park_is_applied_when_the_workflow_parks():
+    # the workflows start after their tasks ended and their notifications came (images end within 120 s,
+    # a notification within 25 s): a caller's backlog, or a `Wan Task Submitted` event delivered late
+    late = fleet.Scenario("images_100_started_late", "image", count=100, burst_s=10.0, start_latency_s=150.0)
+    run = fleet.run_scenario(fleet.with_push(late, lost_share=0.0))
+    counts = run["push"]["counts"]
+    # read before the park (kept by the sweeper), or in the same read as the park (the host reads the
+    # parks first)
+    assert counts["before_park"] >= 90 and counts["before_park"] + counts["ended_a_watch"] == 100
+    assert run["list_queries_per_task"] == 0.0 and run["queries_per_task"] == 1.0  # no page to find them
+    assert run["counts"]["resumes"] == 100
+
+
+def test_push_and_list_only_run_the_same_tasks_and_the_push_is_reproducible():
+    pushed = fleet.with_push(VIDEOS)
+    assert fleet.make_tasks(pushed, 13) == fleet.make_tasks(VIDEOS, 13)
+    assert fleet.run_scenario(pushed) == fleet.run_scenario(pushed)
