@@ -776,13 +776,17 @@ def _push_lines(results: dict[str, Any]) -> list[str]:
         "4 KB of items). Retried pushes are counted twice. Notifications of the account's other callers' "
         "tasks (the rule matches the whole account's) would add the same per notification: not counted.",
         "",
-        "What list pages remain with the push: each task's first, unfiltered look (it locates the task, and "
-        "may find it ended before its hint comes: \"list first\" below), and the block reads on their "
-        "slowest schedule (every 15% of the tasks' age, at most 60 s: `max_look_fraction`, "
-        "`max_look_seconds`), which the sweeper keeps whatever end rate it learnt: they find the lost ends. "
-        "In the saturated bursts the hints keep the backlog of known ends full, and the sweeper reads no list "
-        "page while that backlog holds 8 s of the budget (`backlog_seconds`): the lost tasks are found as "
-        "the burst drains.",
+        "What list pages remain with the push. Once hints bring most of the last ends (80% of the last "
+        "100, `pushed_share`), the sweeper treats the list as the backstop for the lost ones: a task's "
+        "first, unfiltered look waits 15 s (images) or 90 s (videos) after its park, so most tasks are "
+        "hinted before it and never cost a page (\"list first\" below counts the ends a look found before "
+        "the hint came); a block is read for the ends no hint brought (the end rate its reads learn, the "
+        "share of the last ends that came unhinted where they have learnt too little), and at least every "
+        "30% of its tasks' age or 60 s (`pushed_max_look_fraction`, `pushed_max_look_seconds`), so a lost "
+        "end waits about a minute at most. When the notifications stop, the reads find ends again and "
+        "come as often as without them. In the saturated bursts the hints keep the backlog of known ends "
+        "full, and the sweeper reads no list page while that backlog holds 8 s of the budget "
+        "(`backlog_seconds`): the lost tasks are found as the burst drains.",
         "",
         "| scenario | lost | ended by a hint (of which hinted before the park) | list first | lost tasks' delay "
         "mean / max | list pages / task | $ per 1,000 (of which the push) |",
