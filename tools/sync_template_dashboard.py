@@ -134,6 +134,7 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.SWEEPER_LIST_QUERIES, "Sum", "list pages (queries)"),
                 s.own(metrics.SWEEPER_THROTTLED, "Sum", "list pages throttled (HTTP 429)"),
                 s.own(metrics.SWEEPER_RESUMES, "Sum", "workflows resumed (each takes a query for its GET)"),
+                s.own(metrics.SWEEPER_HINTED, "Sum", "of which ended by a task-finished notification"),
             ], width=8, unit="count"),
             graph("Sweeper: parked workflows, and those that went on without it", [
                 s.own(metrics.SWEEPER_PARKED, "Maximum", "parked and watched"),

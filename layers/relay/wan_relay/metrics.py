@@ -94,6 +94,11 @@ SWEEPER_PARKED = Metric(
     "SweeperParked", "Count", "workflows parked and watched when a sweeper invocation ended (read its maximum)",
     source="sweeper",
 )
+SWEEPER_HINTED = Metric(
+    "SweeperHinted", "Count",
+    "parked tasks a task-finished notification (a hint) ended before the list saw them: resumed without a list page",
+    source="sweeper",
+)
 
 #: one count per request the receiver of DashScope's task-finished notifications answered, by outcome
 #: (notifications.Answer.outcome)
@@ -129,7 +134,7 @@ ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
     QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
-    SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED,
+    SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED, SWEEPER_HINTED,
     *TASK_FINISHED.values(),
 )
 

@@ -201,6 +201,7 @@ class SweepHost:
                 wait([*self._lists, *self._beats])
                 self._settle()
                 self.lease.release()
+        self.counts.hinted = self.sweeper.hinted
         summary = {"lease": True, "parked": self.sweeper.parked, **asdict(self.counts)}
         self._emit_metrics()
         logger.info("swept", extra=summary)
@@ -412,5 +413,6 @@ class SweepHost:
             (metric_names.SWEEPER_RESUMES, self.counts.resumes),
             (metric_names.SWEEPER_DEAD_TOKENS, self.counts.dead_tokens),
             (metric_names.SWEEPER_PARKED, self.sweeper.parked),
+            (metric_names.SWEEPER_HINTED, self.counts.hinted),
         ):
             self._metrics.add_metric(name=metric.name, unit=metric.unit, value=value)
