@@ -22,10 +22,11 @@ from tests.unit.test_notifications import notification, request
 from .conftest import deployed_workflow, recorded_sleeps
 
 TASKS = 60
-#: the account's limit as the stand-in enforces it (429 above it), and the stack's budget one under it,
-#: as the default 19 is under DashScope's 20: the margin takes what arrives a little after its slot
-LIMIT_QPS = 5
-BUDGET_QPS = 4
+#: the account's limit as the stand-in enforces it (429 above it; issue 13 asks for 2 a second), and the
+#: stack's budget one under it, as the default 19 is under DashScope's 20: the margin takes what arrives a
+#: little after its slot
+LIMIT_QPS = 2
+BUDGET_QPS = 1
 DEADLINE_SECONDS = 150
 
 
