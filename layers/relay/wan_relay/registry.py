@@ -70,32 +70,15 @@ class Registry:
 
     def since(self, after_ms: int | None = None) -> Iterator[Parked]:
         """The parks whose time is after `after_ms` (all of them without it), oldest first, every page."""
-        values: dict[str, Any] = {":account": {"S": self._account}}
-        condition = "account = :account"
-        if after_ms is not None:
-            condition += " AND parked > :after"
-            values[":after"] = {"S": f"{max(0, after_ms):013d}#\uffff"}
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-            "ConsistentRead": True,
-        }
-        while True:
-            answer = self._client.query(**query)
-            for item in answer.get("Items", []):
-                yield Parked(
-                    task_id=item["task_id"]["S"],
-                    token=item["token"]["S"],
-                    parked_at=float(item["parked_at"]["N"]),
-                    kind=item.get("kind", {}).get("S"),
-                    blind=bool(item.get("blind", {}).get("BOOL", False)),
-                    execution=item.get("execution", {}).get("S"),
-                )
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                return
-            query["ExclusiveStartKey"] = last
+        for item in _items_after(self._client, self._table, self._account, after_ms):
+            yield Parked(
+                task_id=item["task_id"]["S"],
+                token=item["token"]["S"],
+                parked_at=float(item["parked_at"]["N"]),
+                kind=item.get("kind", {}).get("S"),
+                blind=bool(item.get("blind", {}).get("BOOL", False)),
+                execution=item.get("execution", {}).get("S"),
+            )
 
     def remove(self, parked: Parked) -> None:
         """Forget a park (resumed, dead or replaced); removing one already gone is not an error."""
@@ -151,26 +134,34 @@ class Hints:
 
     def since(self, after_ms: int) -> Iterator[Hint]:
         """The hints taken after `after_ms`, oldest first, every page."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "account = :account AND parked > :after",
-            "ExpressionAttributeValues": {
-                ":account": {"S": self._partition},
-                ":after": {"S": f"{max(0, after_ms):013d}#\uffff"},
-            },
-            "ConsistentRead": True,
-        }
-        while True:
-            answer = self._client.query(**query)
-            for item in answer.get("Items", []):
-                ended = item.get("ended_at", {}).get("N")
-                yield Hint(
-                    task_id=item["task_id"]["S"],
-                    status=item["status"]["S"],
-                    hinted_at=float(item["hinted_at"]["N"]),
-                    ended_at=float(ended) if ended is not None else None,
-                )
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                return
-            query["ExclusiveStartKey"] = last
+        for item in _items_after(self._client, self._table, self._partition, after_ms):
+            ended = item.get("ended_at", {}).get("N")
+            yield Hint(
+                task_id=item["task_id"]["S"],
+                status=item["status"]["S"],
+                hinted_at=float(item["hinted_at"]["N"]),
+                ended_at=float(ended) if ended is not None else None,
+            )
+
+
+def _items_after(client: Any, table: str, partition: str, after_ms: int | None) -> Iterator[dict[str, Any]]:
+    """The items of `partition` whose sort key's time is after `after_ms` (all without it), oldest first,
+    every page of the Query (a page is at most 1 MB), strongly consistent."""
+    values: dict[str, Any] = {":account": {"S": partition}}
+    condition = "account = :account"
+    if after_ms is not None:
+        condition += " AND parked > :after"
+        values[":after"] = {"S": f"{max(0, after_ms):013d}#\uffff"}
+    query: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+    while True:
+        answer = client.query(**query)
+        yield from answer.get("Items", [])
+        last = answer.get("LastEvaluatedKey")
+        if not last:
+            return
+        query["ExclusiveStartKey"] = last
