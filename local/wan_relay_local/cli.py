@@ -250,34 +250,71 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def _demo_burst(console: Any, out_dir: Path) -> bool:
     """The demo's second part: a burst of images relayed by a stack that parks its workflows, the
-    account's sweeper finding the ended tasks with the list endpoint; against DashScope's own limit."""
-    from .demo import BURST_LIMIT_QPS, DEMO_API_KEY, script_burst
+    account's sweeper finding the ended tasks with the list endpoint; against DashScope's own limit. Then
+    a second burst whose ends DashScope notifies (its task-finished notification, taken by the stack's
+    receiver): the sweeper resumes each workflow on its notification, before the list could show it."""
+    from .demo import BURST_LIMIT_QPS, BURST_TASKS, DEMO_API_KEY
     from .pipeline import EmbeddedPipeline
     from .replay import ReplayDashScope
 
     console.rule("a burst, through the sweeper (Waiting=park)")
     with ReplayDashScope(api_key=DEMO_API_KEY, rate_limit_qps=BURST_LIMIT_QPS) as replay:
-        task_ids = script_burst(replay)
         environment = {"DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY": DEMO_API_KEY,
                        "ALLOWED_MEDIA_URLS": replay.origin}
         with EmbeddedPipeline(environment, parks=True) as pipeline:
-            console.print(f"{len(task_ids)} images submitted at once; their workflows park, costing nothing "
+            console.print(f"{BURST_TASKS} images submitted at once; their workflows park, costing nothing "
                           f"while they wait, and the sweeper resumes each when the list shows it ended…")
-            executions = {task_id: pipeline.start({"task_id": task_id, "kind": "image"}) for task_id in task_ids}
-            statuses = {}
-            for task_id, execution in executions.items():
-                outcome = pipeline.follow(execution, task_id, lambda seen: None)
-                emitted = pipeline.emitted(task_id) if outcome.event else None
-                statuses[task_id] = emitted["detail"]["status"] if emitted else None
-                if emitted:
-                    pipeline.save(out_dir, emitted["detail"])
-        relayed = sum(status == "SUCCEEDED" for status in statuses.values())
-        gets = sum(replay.polls(task_id) for task_id in task_ids)
-        console.print(f"relayed {relayed} of {len(task_ids)} (events and images in {out_dir}/): "
-                      f"{len(replay.query_times)} DashScope queries, {len(replay.query_times) - gets} of them "
-                      f"list pages, {replay.throttled} answered 429, at most "
-                      f"{replay.max_queries_in_any_second()} in any second (limit {BURST_LIMIT_QPS})")
-    return relayed == len(task_ids) and replay.throttled == 0
+            listed = _burst(console, pipeline, replay, out_dir / "listed", prefix="b0257", notified=False)
+            console.print("the same with DashScope's task-finished notifications (TaskFinishedTokenSecretArn): "
+                          "each end reaches the stack's receiver a moment after it, a hint for the sweeper…")
+            notified = _burst(console, pipeline, replay, out_dir / "notified", prefix="b0258", notified=True)
+    return listed and notified
+
+
+def _burst(console: Any, pipeline: Any, replay: Any, out_dir: Path, *, prefix: str, notified: bool) -> bool:
+    """One burst of the demo's: its tasks started at once, each followed to its event; notified, each end
+    is POSTed to the receiver as Alibaba Cloud EventBridge would, 0.3 s after it."""
+    from datetime import UTC, datetime
+
+    from wan_relay.notifications import FixedToken, receive
+    from wan_relay.registry import Hints
+
+    from .demo import BURST_LIMIT_QPS, script_burst, task_finished_request
+
+    queries_before, throttled_before = len(replay.query_times), replay.throttled
+    ends = script_burst(replay, prefix=prefix)
+    timers: list[threading.Timer] = []
+    if notified:
+        token = "demo-token"  # noqa: S105 (the demo's own, on loopback)
+        hints = Hints(pipeline.stack.client("dynamodb"), pipeline.stack.parked_table, "default")
+
+        def notify(task_id: str) -> None:
+            request = task_finished_request(task_id, token, datetime.now(UTC))
+            receive(request, tokens=FixedToken(token), hints=hints, clock=time.time)
+
+        timers = [threading.Timer(ends_after + 0.3, notify, (task_id,)) for task_id, ends_after in ends.items()]
+        for timer in timers:
+            timer.start()
+    started = time.monotonic()
+    executions = {task_id: pipeline.start({"task_id": task_id, "kind": "image"}) for task_id in ends}
+    statuses = {}
+    for task_id, execution in executions.items():
+        outcome = pipeline.follow(execution, task_id, lambda seen: None)
+        emitted = pipeline.emitted(task_id) if outcome.event else None
+        statuses[task_id] = emitted["detail"]["status"] if emitted else None
+        if emitted:
+            pipeline.save(out_dir, emitted["detail"])
+    for timer in timers:
+        timer.cancel()
+    relayed = sum(status == "SUCCEEDED" for status in statuses.values())
+    gets = sum(replay.polls(task_id) for task_id in ends)
+    queries = len(replay.query_times) - queries_before
+    throttled = replay.throttled - throttled_before
+    took = time.monotonic() - started
+    console.print(f"relayed {relayed} of {len(ends)} in {took:.0f} s (events and images in {out_dir}/): "
+                  f"{queries} DashScope queries, {queries - gets} of them list pages, {throttled} answered 429, "
+                  f"at most {replay.max_queries_in_any_second()} in any second (limit {BURST_LIMIT_QPS})")
+    return relayed == len(ends) and throttled == 0
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO) -> int:

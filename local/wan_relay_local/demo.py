@@ -6,9 +6,12 @@ Only the demo shortens the waits: its tasks ask for a 1-second poll interval and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from wan_relay.normalize import CHINA_TIME
 
 from .replay import ReplayDashScope
 from .scenarios import Timeline, sample, serve_media
@@ -44,19 +47,39 @@ class DemoTask:
         }
 
 
-def script_burst(replay: ReplayDashScope, count: int = BURST_TASKS) -> list[str]:
+def script_burst(replay: ReplayDashScope, count: int = BURST_TASKS, *, prefix: str = "b0257") -> dict[str, float]:
     """Tasks on the replay's clock (PENDING, RUNNING, SUCCEEDED 3 to 6 s after now, listed as DashScope's
-    list endpoint would list them), each with its own image; their ids."""
-    task_ids = []
+    list endpoint would list them), each with its own image: their ids, and in how many seconds each ends."""
+    ends: dict[str, float] = {}
     for number in range(count):
-        task_id = f"b0257{number:03d}-0000-4000-8000-{number:012d}"
-        timeline = Timeline(datetime.now(UTC), 3 + 3 * number / count)
+        task_id = f"{prefix}{number:03d}-0000-4000-8000-{number:012d}"
+        ends_after = 3 + 3 * number / count
+        timeline = Timeline(datetime.now(UTC), ends_after)
         answer = timeline.final(sample("wan2.6-t2i_succeeded"))
         answer["output"]["task_id"] = task_id
-        replay.add_task(task_id, serve_media(replay, answer, task_id), running_after=0.5,
-                        ends_after=3 + 3 * number / count)
-        task_ids.append(task_id)
-    return task_ids
+        replay.add_task(task_id, serve_media(replay, answer, task_id), running_after=0.5, ends_after=ends_after)
+        ends[task_id] = ends_after
+    return ends
+
+
+def task_finished_request(task_id: str, token: str, ended: datetime) -> dict[str, Any]:
+    """DashScope's task-finished notification of `task_id` (Model Studio's documented event, complete, as
+    Alibaba Cloud EventBridge's HTTP target POSTs it) as the stack's HTTP API hands it to the receiver."""
+    event = {
+        "specversion": "1.0", "id": f"demo-{task_id}", "source": "acs.dashscope",
+        "type": "dashscope:System:AsyncTaskFinish", "datacontenttype": "application/json;charset=utf-8",
+        "time": ended.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "aliyuneventbusname": "default",
+        "aliyunregionid": "cn-beijing",
+        "data": {"task_id": task_id, "task_status": "SUCCEEDED",
+                 "end_time": ended.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S"),
+                 "user_api_unique_key": "apikey:v1:aigc:text2image:image-synthesis:wan2.6-t2i"},
+    }
+    return {
+        "version": "2.0", "routeKey": "POST /task-finished", "rawPath": "/task-finished", "rawQueryString": "",
+        "headers": {"content-type": "application/json;charset=utf-8", "x-wan-relay-token": token},
+        "body": json.dumps(event), "isBase64Encoded": False,
+        "requestContext": {"http": {"method": "POST", "path": "/task-finished"}, "stage": "$default"},
+    }
 
 
 def script_demo(replay: ReplayDashScope, now: datetime | None = None) -> list[DemoTask]:
