@@ -5,6 +5,7 @@ inside a budget that DashScope's own limit, set lower here, would answer 429 if 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -79,8 +80,9 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
         ReplayDashScope(api_key=API_KEY, rate_limit_qps=LIMIT_QPS) as replay,
         recorded_sleeps(),
         deployed_workflow(replay, {"Waiting": "park", "DashScopeQueryBudget": str(BUDGET_QPS)}, parks=True) as flow,
-        flow.stack.sweeping() as sweeps,
+        contextlib.ExitStack() as sweeping,
     ):
+        sweeps = sweeping.enter_context(flow.stack.sweeping())
         hints = Hints(flow.dynamodb, flow.stack.parked_table, "default")
         answers: list[int] = []
 
@@ -116,8 +118,7 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
         resumes = [poll["event"].get("resume") or {} for poll in flow.polls()]
         assert [r for r in resumes if r.get("Error")] == []
         # the hints reached the sweeper and resumed most workflows (the list may see an end first)
-        deadline = time.monotonic() + 40  # a run answers once nothing has been parked for 20 s
-        while sum(sweep["resumes"] for sweep in sweeps) < len(task_ids) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        sweeping.close()  # the sweeper's run ends and answers its summary
+        assert sum(sweep["resumes"] for sweep in sweeps) == len(task_ids)
         assert sum(sweep["hinted"] for sweep in sweeps) >= len(task_ids) // 2
         assert list(Registry(flow.dynamodb, flow.stack.parked_table, "default").since()) == []
