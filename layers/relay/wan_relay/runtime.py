@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -21,12 +22,14 @@ import requests
 # poll, so it is loaded here, in Lambda's init phase, not in that first invocation.
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import Config
 from .dashscope import DashScopeClient, PlainApiKey
 from .errors import ConfigurationError
+from .registry import Hints
 from .relay import Relay
-from .service_errors import SECRETS_MANAGER, aws_error
+from .service_errors import DYNAMODB, SECRETS_MANAGER, aws_error
 
 if TYPE_CHECKING:
     from .claims import ClaimInspector
@@ -259,8 +262,6 @@ class SecretToken:
     def __init__(self, secret_id: str, provider: parameters.SecretsProvider | None = None, *,
                  max_age: int = SECRET_MAX_AGE_SECONDS, refresh_every: float = TOKEN_REFRESH_SECONDS,
                  clock: Any = None) -> None:
-        import time
-
         self.secret_id = secret_id
         self._provider = provider
         self._max_age = max_age
@@ -302,10 +303,6 @@ class StoredHints:
         self._hints = hints
 
     def put(self, hint: Any) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from .service_errors import DYNAMODB
-
         try:
             self._hints.put(hint)
         except (ClientError, BotoCoreError) as exc:
@@ -316,8 +313,6 @@ def receiver_from_env() -> tuple[SecretToken, StoredHints]:
     """The receiver's token and hint store. It reads TASK_FINISHED_TOKEN_SECRET, PARKED_TABLE (the hints
     live beside the parks, partition `hint#<account>`) and DASHSCOPE_ACCOUNT; not the DashScope key nor
     MEDIA_BUCKET: it asks DashScope nothing and stores no media."""
-    from .registry import Hints
-
     config = Config.from_env({"MEDIA_BUCKET": "none (the receiver stores no media)",
                               "DASHSCOPE_API_KEY": "none (the receiver asks DashScope nothing)", **os.environ})
     if not (config.task_finished_token_secret and config.parked_table):
