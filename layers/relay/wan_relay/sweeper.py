@@ -456,12 +456,7 @@ class Sweeper:
             return False
         if watch.state == "ended" or (watch.blind and hinted_at < watch.parked_at):
             return False
-        if watch.state == "probing":
-            self._set(watch, "ended")
-            self._push(self._ended, end, watch)
-            self._recent_ends.append(True)
-        else:
-            self._end(watch, end, hinted=True)
+        self._end(watch, end, hinted=True)
         self.hinted += 1
         return True
 
@@ -660,7 +655,9 @@ class Sweeper:
         self._push(self._probes, watch.next_probe, watch)
 
     def _end(self, watch: _Watch, estimated_end: float, *, hinted: bool = False) -> None:
-        if watch.state in ("ended", "probing"):
+        """The task ended (a list page or a hint says so): its workflow is to be resumed. A task the list
+        cannot see (probing) is ended by a hint only: the list's view of it is not trusted."""
+        if watch.state == "ended" or (watch.state == "probing" and not hinted):
             return
         self._set(watch, "ended")
         self._push(self._ended, estimated_end, watch)
