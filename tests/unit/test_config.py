@@ -33,11 +33,13 @@ def test_a_deployed_function_has_the_narrow_allowlist_and_never_loopback_media()
     assert config.allow_loopback_media is False
     # and it parks, with the account's budget a little under DashScope's 20 a second
     assert (config.waiting, config.parked_table, config.query_budget) == ("park", "parked", 19)
+    assert config.list_page_size == 100  # the page size the integration test checks DashScope serves
 
 
 @pytest.mark.parametrize("environment", [
     {"WAITING": "sometimes"}, {"WAITING": "park"}, {"WAITING": "park", "IDEMPOTENCY_TABLE": "t"},
     {"DASHSCOPE_QUERY_BUDGET": "0"}, {"DASHSCOPE_QUERY_BUDGET": "21"}, {"DASHSCOPE_ACCOUNT": "main account"},
+    {"DASHSCOPE_LIST_PAGE_SIZE": "9"}, {"DASHSCOPE_LIST_PAGE_SIZE": "1001"},
 ])
 def test_fleet_settings_out_of_range_are_refused_by_name(environment):
     with pytest.raises(ConfigurationError) as caught:

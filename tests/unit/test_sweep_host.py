@@ -552,11 +552,13 @@ def test_the_metrics_it_emits_are_the_listed_ones(account):
 
 def test_the_host_is_built_from_the_environment_without_a_media_bucket(account, monkeypatch):
     for name, value in {"DASHSCOPE_API_KEY": API_KEY, "IDEMPOTENCY_TABLE": TABLE, "PARKED_TABLE": PARKED,
-                        "DASHSCOPE_ACCOUNT": ACCOUNT, "DASHSCOPE_QUERY_BUDGET": "7"}.items():
+                        "DASHSCOPE_ACCOUNT": ACCOUNT, "DASHSCOPE_QUERY_BUDGET": "7",
+                        "DASHSCOPE_LIST_PAGE_SIZE": "250"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MEDIA_BUCKET", raising=False)
     host = sweep_host_from_env(holder="request-1")
     assert host.lease.holder == "request-1" and host.sweeper.config.rate == 7
+    assert host.sweeper.config.page_size == 250
     monkeypatch.delenv("PARKED_TABLE")
     with pytest.raises(ConfigurationError, match="PARKED_TABLE"):
         sweep_host_from_env(holder="request-2")

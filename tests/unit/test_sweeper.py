@@ -247,6 +247,19 @@ def test_a_smaller_page_than_asked_for_is_what_it_plans_with_from_then_on():
     assert endpoint.queries < 60  # blocks of 9, not of 90 read page by page
 
 
+def test_larger_pages_where_dashscope_serves_them_read_the_same_fleet_in_fewer_queries():
+    """DashScopeListPageSize: a sweeper asking for pages of 300 where DashScope serves them reads the
+    running tasks in fewer, fuller pages than one asking for 100, and still resumes each task once."""
+    tasks = image_tasks([40.0 + (i % 30) for i in range(600)], spread=60)
+    queries = {}
+    for size in (100, 300):
+        endpoint = ListEndpoint(tasks, max_page_size=300)
+        run = drive(tasks, SweepConfig(rate=19, page_size=size), endpoint=endpoint)
+        assert run.premature == [] and run.parked == 0
+        queries[size] = endpoint.queries
+    assert queries[300] < 0.6 * queries[100], queries
+
+
 def test_while_ended_tasks_wait_for_the_budget_it_asks_for_no_list_pages():
     sweeper = Sweeper(SweepConfig(rate=2, backlog_seconds=1.0))
     for i in range(5):

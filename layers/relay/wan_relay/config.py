@@ -73,6 +73,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         default="default", name="DASHSCOPE_ACCOUNT")
     #: the sweeper's function, started (asynchronously) by a park that finds no sweeper running
     sweeper_function: str | None = field(default=None, name="SWEEPER_FUNCTION")
+    #: rows a list page of the sweeper asks for: DashScope documents no maximum; 100 is what the
+    #: integration test checks (tests/integration/test_list_endpoint.py), a larger page only once it is served
+    list_page_size: Annotated[int, Meta(ge=10, le=1000, description="must be a whole number of rows, 10 to 1000")
+                              ] = field(default=100, name="DASHSCOPE_LIST_PAGE_SIZE")
     #: a parked workflow not heartbeaten for this long polls on its own (the sweeper beats every third of it)
     park_watchdog_seconds: Annotated[int, Meta(ge=3, le=3600, description="must be 3 to 3600 seconds")] = field(
         default=300, name="PARK_WATCHDOG_SECONDS")

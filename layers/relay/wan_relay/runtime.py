@@ -214,7 +214,8 @@ def relay_from_env(metrics: Any = None) -> Relay:
 def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
     """The sweeper's host for one invocation (`holder`: its request id, the lease's holder). It reads
     IDEMPOTENCY_TABLE (the budget and the lease), PARKED_TABLE (the registry), DASHSCOPE_ACCOUNT,
-    DASHSCOPE_QUERY_BUDGET and the DashScope key and base URL, as the poll function does; not MEDIA_BUCKET."""
+    DASHSCOPE_QUERY_BUDGET, DASHSCOPE_LIST_PAGE_SIZE and the DashScope key and base URL, as the poll function
+    does; not MEDIA_BUCKET."""
     # the sweeper stores no media: the bucket the poll function requires is not asked of it
     return sweep_host_from_config(
         Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **os.environ}),
@@ -240,7 +241,7 @@ def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) 
         account=config.account,
         budget=Budget(config.query_budget),
         # heartbeats every third of the parks' watchdog: two may be lost before a park falls back
-        sweeper=Sweeper(SweepConfig(rate=config.query_budget,
+        sweeper=Sweeper(SweepConfig(rate=config.query_budget, page_size=config.list_page_size,
                                     heartbeat_every_seconds=config.park_watchdog_seconds / 3)),
         holder=holder,
         metrics=metrics,
