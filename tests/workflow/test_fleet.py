@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 from wan_relay.budget import MICROS
 from wan_relay.registry import Parked, Registry
 from wan_relay_local.replay import ReplayDashScope
@@ -225,3 +229,66 @@ def test_a_resumed_workflow_reports_how_long_before_its_slot_it_was_ready(
 
     lead = emitted_metrics(capsys.readouterr().out)["ResumeSlotLead"]
     assert 1.0 < lead <= 3.0  # ready before its slot, by the lead less the resume's own way to the poll
+
+
+# --- AWS refusing the fleet's calls past the SDK's retries ------------------------------------------
+
+
+@contextmanager
+def refusing(operation: str, code: str, applies: Callable[[dict[str, Any]], bool], times: int = 1) -> Iterator[list[str]]:
+    """The next `times` calls of `operation` whose parameters `applies` to raise `code`, as a boto3 client
+    raises it once its retries are spent: every park of an account writes one partition of the registry
+    and every poll one budget item, which a burst can throttle in AWS (moto never does)."""
+    real = BaseClient._make_api_call
+    refused: list[str] = []
+
+    def call(client: Any, name: str, params: dict[str, Any]) -> Any:
+        if name == operation and len(refused) < times and applies(params):
+            refused.append(name)
+            raise ClientError({"Error": {"Code": code, "Message": "Rate exceeded."}}, name)
+        return real(client, name, params)
+
+    with mock.patch.object(BaseClient, "_make_api_call", call):
+        yield refused
+
+
+def test_a_park_dynamodb_throttles_past_the_sdks_retries_is_waited_out_and_the_task_relayed(parking: Workflow) -> None:
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    with refusing("PutItem", "ProvisionedThroughputExceededException",
+                  lambda params: params.get("TableName") == parking.stack.parked_table) as refused:
+        execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+        ended = parking.finish(execution)
+    assert refused == ["PutItem"]
+    assert ended["status"] == "SUCCEEDED"  # not failed under an error name the workflow does not know
+    assert state_names(parking, execution)[:3] == ["FirstWait", "ParkTask", "AfterTrouble"]
+    assert only_event(parking)["status"] == "SUCCEEDED"
+
+
+def test_a_budget_slot_dynamodb_throttles_past_the_sdks_retries_is_waited_out_and_the_task_relayed(
+    parking: Workflow,
+) -> None:
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+    park = parked(parking, 1)
+    with refusing("UpdateItem", "ThrottlingException",
+                  lambda params: params.get("Key", {}).get("id", {}).get("S", "").startswith("budget#")) as refused:
+        resume(parking, park, "finished", slot_in=-5)  # a slot long gone: the poll reserves its own
+        ended = parking.finish(execution)
+    assert refused == ["UpdateItem"]
+    assert ended["status"] == "SUCCEEDED"
+    assert parking.replay.polls(IMAGE_TASK) == 1  # asked once, at a slot the retried poll reserved
+    assert only_event(parking)["status"] == "SUCCEEDED"
+
+
+def test_a_sweeper_lambda_refuses_to_wake_leaves_the_park_standing(parking: Workflow) -> None:
+    # the park is in the registry: the sweeper's schedule finds it within a minute, or the watchdog fires
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    with refusing("Invoke", "TooManyRequestsException",
+                  lambda params: "sweeper" in params.get("FunctionName", "")) as refused:
+        execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+        park = parked(parking, 1)
+    assert refused == ["Invoke"]
+    resume(parking, park, "finished")
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert state_names(parking, execution)[:3] == ["FirstWait", "ParkTask", "PollTask"]
+    assert only_event(parking)["status"] == "SUCCEEDED"

@@ -7,6 +7,12 @@ budget interval is given up and a new one is reserved. Queries sent up to t late
 put at most r x (1 + t) in a second: with the budget r one under DashScope's limit, lateness up to one
 interval stays within it, and half of it is left to the network. A workflow polling on its own (its
 watchdog fired) reserves its own slot.
+
+Every DynamoDB call here hits one item or one partition per account (the budget, the lease, the
+registry), which a burst can throttle past botocore's retries: such a failure is a TransientError (or an
+OperatorError for a refusal), the name the workflow's Retry and Catch wait out, never an unnamed error
+that would fail the execution. Waking the sweeper is best effort: the park is in the registry, and the
+sweeper's schedule starts it within a minute anyway.
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
 from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
 from .registry import Parked, Registry
+from .service_errors import DYNAMODB, aws_error, error_code
 from .sweeper import WATCHDOG_SECONDS, after_fallback_poll
+
+logger = Logger(child=True)
 
 #: a woken sweeper that has not taken the lease after this long (it failed to start) is woken again
 WAKE_EVERY_SECONDS = 15.0
@@ -61,7 +73,10 @@ class Fleet:
             if verdict != "expired" and not too_far:
                 self._wait_until(handed_us)
                 return True
-        granted = self._bucket.reserve(1).slots_us
+        try:
+            granted = self._bucket.reserve(1).slots_us
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, DYNAMODB, f"the reservation of a query slot in table {self.table}") from exc
         if not granted:
             return False
         self._wait_until(granted[0])
@@ -82,17 +97,23 @@ class Fleet:
 
     def swept_at(self) -> float | None:
         """When the account's sweeper last swept (its lease item), None if never."""
-        item = self.dynamodb.get_item(
-            TableName=self.table, Key={"id": {"S": f"sweeper#{self.account}"}},
-            ConsistentRead=True, ProjectionExpression="swept_at",
-        ).get("Item")
+        try:
+            item = self.dynamodb.get_item(
+                TableName=self.table, Key={"id": {"S": f"sweeper#{self.account}"}},
+                ConsistentRead=True, ProjectionExpression="swept_at",
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, DYNAMODB, f"the read of the sweeper's lease in table {self.table}") from exc
         return float(item["swept_at"]["N"]) if item and "swept_at" in item else None
 
     def park(self, parked: Parked, *, expires_at: int) -> bool:
         """Put the park in the registry, and wake the sweeper if none holds the lease; True if it woke it."""
         if self.registry is None:
             raise RuntimeError("this stack does not park (WAITING=poll)")
-        self.registry.park(parked, expires_at=expires_at)
+        try:
+            self.registry.park(parked, expires_at=expires_at)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, DYNAMODB, "the park's write to the registry of parked workflows") from exc
         return self.wake_sweeper()
 
     def wake_sweeper(self) -> bool:
@@ -112,7 +133,15 @@ class Fleet:
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False  # a sweeper holds the lease, or one was woken moments ago
-        self.wake()
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("the sweeper's wake could not be noted", extra={"code": error_code(exc)})
+            return False
+        try:
+            self.wake()
+        except (ClientError, BotoCoreError) as exc:
+            # noted as woken: the next park may wake it again after WAKE_EVERY_SECONDS
+            logger.warning("the sweeper could not be woken", extra={"code": error_code(exc)})
+            return False
         return True
 
     def _now_us(self) -> int:
