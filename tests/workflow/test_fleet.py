@@ -235,7 +235,8 @@ def test_a_resumed_workflow_reports_how_long_before_its_slot_it_was_ready(
 
 
 @contextmanager
-def refusing(operation: str, code: str, applies: Callable[[dict[str, Any]], bool], times: int = 1) -> Iterator[list[str]]:
+def refusing(operation: str, code: str, applies: Callable[[dict[str, Any]], bool],
+             times: int = 1) -> Iterator[list[str]]:
     """The next `times` calls of `operation` whose parameters `applies` to raise `code`, as a boto3 client
     raises it once its retries are spent: every park of an account writes one partition of the registry
     and every poll one budget item, which a burst can throttle in AWS (moto never does)."""
