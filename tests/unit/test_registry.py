@@ -52,3 +52,15 @@ def test_every_park_of_a_burst_is_read_across_the_query_pages(dynamodb: Any) -> 
     # the sweeper's incremental read: only the parks after the cursor, across pages too
     later = list(registry.since(after_ms=round((first + 1.0) * 1000)))
     assert [p.task_id for p in later] == [f"task-{n:05d}" for n in range(101, PARKS)]
+
+
+def test_a_park_reads_back_as_its_workflow_wrote_it(dynamodb: Any) -> None:
+    registry = Registry(dynamodb, TABLE, "account-a")
+    written = [
+        Parked(task_id="blind", token="t1", parked_at=1_790_000_000.25, kind="video", blind=True,
+               execution="arn:aws:states:us-east-1:123456789012:execution:poll:blind", wait_seconds=240),
+        Parked(task_id="plain", token="t2", parked_at=1_790_000_001.5),
+    ]
+    for parked in written:
+        registry.park(parked, expires_at=1_790_086_400)
+    assert list(registry.since()) == written  # the wait before its next probe included

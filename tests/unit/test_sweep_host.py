@@ -476,6 +476,21 @@ def test_a_hint_taken_before_the_sweeper_started_or_before_the_park_is_not_lost(
 # --- dead tokens and failed resumes ---------------------------------------------------------------
 
 
+def test_a_blind_park_is_probed_when_its_own_loop_would_poll_next(account):
+    """A workflow that parked again blind (its resume found the task running) wrote the wait its own loop
+    would take: the host probes it then, not a new task's first wait later (which, park after park, ran a
+    day's task into the poll cap within hours)."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19) as replay:
+        replay.add_task("old", sample("wan2.6-t2i_succeeded"), created_at=EPOCH - 7200, ends_after=10_000)
+        account.registry.park(Parked("old", "token-old", EPOCH + 10, "image", blind=True, wait_seconds=40),
+                              expires_at=int(EPOCH) + 86_400)
+        sfn = StepFunctions(world, replay)
+        host_for(account, world, sfn, replay, rate=19).run(EPOCH + 70)
+        assert [(r["task_id"], r["reason"]) for r in sfn.resumed] == [("old", "probe")]
+        assert EPOCH + 50 <= sfn.resumed[0]["at"] < EPOCH + 51
+
+
 def test_a_workflow_that_went_on_without_the_sweeper_is_forgotten_and_its_park_removed(account):
     world = World(EPOCH + 10)
     with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wan_relay.errors import ProtocolError
-from wan_relay.policy import next_wait
+from wan_relay.policy import MAX_POLLS, MAX_WAIT_SECONDS, budget_left, fit_wait, next_wait
 from wan_relay.sweeper import (
     SWEEPER_STALE_SECONDS,
     ListQuery,
@@ -83,12 +83,13 @@ def drive(tasks: list[Task], config: SweepConfig, *, grants: list[int] | None = 
     its submission, gives the sweeper what the budget grants each tick (cycling `grants`), answers its
     queries after `latency`, hands it the `hints` (virtual time, task id and, when it was taken earlier
     than delivered, that time: DashScope's task-finished notifications) when their time comes, and parks
-    a workflow again (blind) when its resume found the task running."""
+    a workflow again (blind) when its resume found the task running, with the wait its own loop would take
+    (the wait policy at the task's age), as the relay parks it."""
     sweeper = Sweeper(config)
     hints = sorted(hints or [])
     endpoint = endpoint or ListEndpoint(tasks)
     by_id = {task.task_id: task for task in tasks}
-    parks = sorted((task.created + 0.5 - EPOCH, task.task_id, False) for task in tasks)
+    parks = sorted((task.created + 0.5 - EPOCH, task.task_id, False, None) for task in tasks)
     answers: list[tuple[float, ListQuery, float]] = []
     resumes, premature = [], []
     done: set[str] = set()
@@ -97,8 +98,8 @@ def drive(tasks: list[Task], config: SweepConfig, *, grants: list[int] | None = 
     t = 0.0
     while t < until and len(done) < len(tasks):
         while parks and parks[0][0] <= t:
-            at, task_id, blind = parks.pop(0)
-            sweeper.park(task_id, "image", EPOCH + at, blind=blind)
+            at, task_id, blind, wait = parks.pop(0)
+            sweeper.park(task_id, "image", EPOCH + at, blind=blind, probe_after=wait)
         while hints and hints[0][0] <= t:
             at, task_id, *taken = hints.pop(0)
             sweeper.hint(task_id, EPOCH + (taken[0] if taken else at))
@@ -116,7 +117,8 @@ def drive(tasks: list[Task], config: SweepConfig, *, grants: list[int] | None = 
             if task.status(EPOCH + t) in ("PENDING", "RUNNING"):
                 if action.reason == "finished":
                     premature.append((action.task_id, t))
-                bisect.insort(parks, (t + 0.3, action.task_id, True))
+                wait = next_wait(kind="image", age_seconds=EPOCH + t - task.created)
+                bisect.insort(parks, (t + 0.3, action.task_id, True, wait))
             else:
                 done.add(action.task_id)
         step += 1
@@ -194,6 +196,40 @@ def test_a_task_that_ends_before_its_first_look_is_found_ended_at_that_look():
     # no look before an image can be done (10 s); found at the first look, plus the batching wait
     assert all(11 <= t - (task.created - EPOCH) <= 15 for (_, _, t), task in zip(sorted(run.resumes), tasks,
                                                                                  strict=True))
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_a_task_probed_all_day_is_polled_on_its_own_loops_schedule_through_its_whole_budget(kind):
+    """A task the list does not show, still running after a day: each probe finds it running and its
+    workflow parks again with the wait its own loop would take (the wait policy at the task's age,
+    stretched to last the budget, as the relay computes it); the sweeper probes it then. Its polls last
+    the 24 h budget within the poll cap, as in poll mode, instead of reaching the cap within hours (a
+    probe every first wait: 1.6 h for an image, and the task ended TIMED_OUT)."""
+    sweeper = Sweeper(SweepConfig(rate=19))
+    budget = 86_400
+    polls = 1  # the poll that found it running and made it blind
+    probes: list[float] = []
+
+    def park_again(at: float) -> None:
+        elapsed = at - EPOCH
+        wait = fit_wait(next_wait(kind=kind, age_seconds=elapsed), elapsed_seconds=elapsed,
+                        budget_seconds=budget, polls=polls)
+        sweeper.park("hidden", kind, at + 0.3, blind=True, probe_after=wait)
+
+    park_again(EPOCH + 10.0)
+    now = EPOCH + 10.0
+    while budget_left(elapsed_seconds=now - EPOCH, budget_seconds=budget, polls=polls + 1) > 0:
+        now += 1.0
+        for action in sweeper.plan(now, 19):
+            assert action == Resume("hidden", "probe")
+            sweeper.sent(action, now)
+            probes.append(now - EPOCH)
+            polls += 1
+            park_again(now)
+    assert polls <= MAX_POLLS
+    assert probes[-1] > budget - 600  # still polled at the end of its budget, not timed out hours before
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert max(gaps) <= MAX_WAIT_SECONDS + 2  # and never left unpolled longer than its own loop would
 
 
 def test_a_task_the_list_never_shows_is_probed_on_the_wait_policy_schedule():

@@ -105,6 +105,11 @@ def test_a_resume_for_a_task_that_still_runs_parks_it_again_as_blind(parking: Wo
     resume(parking, parked(parking, 1), "finished")  # the list was wrong: the task still runs
     again = parked(parking, 2)
     assert again.blind is True  # the sweeper probes it from now on, instead of trusting the list
+    # ... when its own loop would poll next: the wait the poll that found it running computed
+    [*_, entered] = [json.loads(e["stateEnteredEventDetails"]["input"]) for e in parking.sfn.get_execution_history(
+        executionArn=execution, maxResults=1000)["events"]
+        if e.get("stateEnteredEventDetails", {}).get("name") == "ParkTask"]
+    assert again.wait_seconds == entered["wait_seconds"] > 0
     resume(parking, again, "probe")
 
     assert parking.finish(execution)["status"] == "SUCCEEDED"

@@ -4,7 +4,8 @@ watch and whose task token it uses to resume (or heartbeat) the workflow.
 The table: partition key `account` (one sweeper per account reads its partition), sort key `parked`,
 `<parked_at in ms, 13 digits>#<task_id>`, so that the sweeper reads the parks after a point in time
 (a Query on the sort key) instead of the whole partition every second. An item carries the token, the
-task's kind, whether the list is trusted for it (`blind`), the execution, and its expiry (the table's TTL
+task's kind, whether the list is trusted for it (`blind`), the execution, the wait its own loop would
+take before its next poll (when a probe is due), and its expiry (the table's TTL
 attribute: the task's budget plus a margin, so a park nobody removes does not stay for ever).
 
 Who writes what: the workflow's park action puts an item; the sweeper deletes it when it resumes the
@@ -34,6 +35,9 @@ class Parked:
     kind: str | None = None
     blind: bool = False
     execution: str | None = None
+    #: the wait the workflow's own loop would take before its next poll (the wait policy from the task's
+    #: age, stretched to last its budget): when the sweeper probes a task the list cannot see
+    wait_seconds: int | None = None
 
     @property
     def key(self) -> str:
@@ -66,6 +70,8 @@ class Registry:
             item["kind"] = {"S": parked.kind}
         if parked.execution is not None:
             item["execution"] = {"S": parked.execution}
+        if parked.wait_seconds is not None:
+            item["wait_seconds"] = {"N": str(int(parked.wait_seconds))}
         self._client.put_item(TableName=self._table, Item=item)
 
     def since(self, after_ms: int | None = None) -> Iterator[Parked]:
@@ -78,6 +84,7 @@ class Registry:
                 kind=item.get("kind", {}).get("S"),
                 blind=bool(item.get("blind", {}).get("BOOL", False)),
                 execution=item.get("execution", {}).get("S"),
+                wait_seconds=int(item["wait_seconds"]["N"]) if "wait_seconds" in item else None,
             )
 
     def remove(self, parked: Parked) -> None:

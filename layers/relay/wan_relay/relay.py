@@ -263,7 +263,8 @@ class Relay:
         lock_expiry = state.lock.expires_at if state.lock else int(now.timestamp()) + state.timeout_seconds
         woke = self.fleet.park(
             Parked(task_id=state.task_id, token=token, parked_at=now.timestamp(), kind=state.kind,
-                   blind=state.blind, execution=execution if isinstance(execution, str) else None),
+                   blind=state.blind, execution=execution if isinstance(execution, str) else None,
+                   wait_seconds=state.wait_seconds),
             expires_at=lock_expiry,
         )
         self._count("Parks")

@@ -281,7 +281,7 @@ class SweepHost:
             kind = parked.kind if parked.kind in ("image", "video") else None
             first_beat = now + period * i / len(fresh) if first else None
             self.sweeper.park(parked.task_id, kind, parked.parked_at, blind=parked.blind,  # type: ignore[arg-type]
-                              first_beat_at=first_beat)
+                              first_beat_at=first_beat, probe_after=parked.wait_seconds)
         horizon = (self._cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
         self._seen = {key: at for key, at in self._seen.items() if at >= horizon}
 

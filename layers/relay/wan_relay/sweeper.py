@@ -236,6 +236,9 @@ class _Watch:
     in_flight: tuple[int, int, str | None] | None = None
     block: _Block | None = None
     blind: bool = False
+    #: the wait its workflow's own loop would take before the next poll: a probe is due that long after
+    #: the park (a workflow parks again after each probe, so the task's age is not the park's)
+    probe_after: float | None = None
 
     def span(self) -> tuple[int, int]:
         """The creation seconds it may have: exact once located, else the seconds before its park not
@@ -415,13 +418,16 @@ class Sweeper:
     # --- the host's reports -----------------------------------------------------------------------
 
     def park(self, task_id: str, kind: Kind | None, parked_at: float, *, created_ms: int | None = None,
-             blind: bool = False, first_beat_at: float | None = None) -> None:
+             blind: bool = False, first_beat_at: float | None = None, probe_after: float | None = None) -> None:
         """A workflow parked (its token is in the registry). `blind`: the list is not trusted for this
         task (a resume it caused found the task running): it is probed on the wait policy's schedule.
         `first_beat_at`: its first heartbeat, when not one period after the park (a host that takes
-        over parks heartbeaten by its predecessor spreads their first beats over a period)."""
+        over parks heartbeaten by its predecessor spreads their first beats over a period).
+        `probe_after`: the wait the workflow's own loop would take before its next poll (the wait policy
+        at the task's age, stretched to last its budget): a probe is due that long after the park;
+        without it, the policy's wait at the park's age."""
         self._drop(task_id)
-        watch = _Watch(task_id, kind, parked_at, blind=blind)
+        watch = _Watch(task_id, kind, parked_at, blind=blind, probe_after=probe_after)
         watch.lo, watch.hi = int(parked_at) - self.config.locate_slack_seconds[0], int(parked_at)
         self._watches[task_id] = watch
         self._unlocated.add(int(parked_at), task_id)
@@ -651,7 +657,10 @@ class Sweeper:
 
     def _probe_later(self, watch: _Watch, now: float) -> None:
         self._set(watch, "probing")
-        watch.next_probe = now + next_wait(kind=watch.kind, age_seconds=watch.age(now))
+        if watch.probe_after is not None:
+            watch.next_probe = max(now, watch.parked_at + watch.probe_after)
+        else:
+            watch.next_probe = now + next_wait(kind=watch.kind, age_seconds=watch.age(now))
         self._push(self._probes, watch.next_probe, watch)
 
     def _end(self, watch: _Watch, estimated_end: float, *, hinted: bool = False) -> None:
