@@ -19,6 +19,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from wan_relay.budget import MICROS
+from wan_relay.fleet import Fleet
 from wan_relay.registry import Parked, Registry
 from wan_relay_local.replay import ReplayDashScope
 
@@ -180,6 +181,25 @@ def test_every_query_of_a_parking_stack_takes_a_slot_of_the_accounts_budget(park
     first, _ = parking.replay.query_times
     # the expired slot was replaced by one reserved in the budget, which now lies past that query
     assert int(item["next_free_us"]["N"]) > first * MICROS
+
+
+def test_the_last_poll_of_a_task_whose_budget_ran_out_takes_a_slot_of_the_accounts_budget_too(
+    parking: Workflow,
+) -> None:
+    # a budget the watchdog would outlast: the workflow polls on its own until its budget runs out, then
+    # asks once more to decide (TIMED_OUT, or the task's end); that GET is the account's too
+    parking.replay.script(IMAGE_TASK, unfinished("running", IMAGE_TASK))
+    slots: list[bool] = []
+    take_slot = Fleet.take_slot
+
+    def counted(fleet: Fleet, handed_us: int | None = None) -> bool:
+        slots.append(take_slot(fleet, handed_us))
+        return slots[-1]
+
+    with mock.patch.object(Fleet, "take_slot", counted):
+        ended = parking.run({"task_id": IMAGE_TASK, "kind": "image", "timeout_seconds": 1})
+    assert ended["status"] == "SUCCEEDED" and only_event(parking)["status"] == "TIMED_OUT"
+    assert len(parking.replay.query_times) == len(slots) > 1 and all(slots)  # every GET at a slot granted
 
 
 def test_a_resume_that_is_not_the_sweepers_shape_fails_the_execution_before_any_query(parking: Workflow) -> None:

@@ -285,8 +285,10 @@ class Relay:
         reason = resume.reason if resume is not None and resume.Error is None else None
         if resume is not None and resume.get_at_us is not None:  # is the sweeper's lead long enough?
             self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
-        if left > 0 and self.fleet is not None and not self.fleet.take_slot(resume.get_at_us if resume else None):
-            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
+        if (self.fleet is not None and not self.fleet.take_slot(resume.get_at_us if resume else None)
+                and left > 0):
+            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked.
+            # (With the task's budget spent, the last GET decides its fate, a slot or not: it goes.)
             self._count("QueryBudgetWaits")
             throttled = state.throttled + 1
             wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
