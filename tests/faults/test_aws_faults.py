@@ -146,3 +146,28 @@ def test_an_object_whose_checksum_differs_from_the_bytes_read_is_deleted_and_ret
     assert detail["error"]["code"] == "ChecksumMismatch" and "checksum that differs" in detail["error"]["message"]
     assert len(seen) == ITEM_ATTEMPTS  # S3 did report a checksum, every time
     assert account.objects() == {}
+
+
+def test_a_hung_step_functions_endpoint_gives_the_sweeper_an_error_well_inside_its_invocations_margin(monkeypatch):
+    """An endpoint that takes the connection and never answers (a hung SendTaskHeartbeat): the sweeper's
+    client gives up within SWEEPER_CALL_SECONDS, less than the 15 s its invocation keeps after the sweep to
+    release the lease (with the default client's 60 s read timeout and five attempts it would hang for
+    minutes, past the Lambda's timeout, the lease left held)."""
+    import socket
+    import time
+
+    from botocore.exceptions import ReadTimeoutError
+    from wan_relay.runtime import SWEEPER_CALL_SECONDS, sweeper_client
+    from wan_relay_local.lambda_bridge import load_handler
+
+    from tests.conftest import ROOT
+
+    finish_seconds = load_handler(ROOT / "functions" / "sweeper", attribute="FINISH_SECONDS")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.listen(8)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        client = sweeper_client("stepfunctions")
+        started = time.monotonic()
+        with pytest.raises(ReadTimeoutError):
+            client.send_task_heartbeat(taskToken="t" * 64)
+        assert time.monotonic() - started <= SWEEPER_CALL_SECONDS < finish_seconds

@@ -122,6 +122,22 @@ def default_client(service: str) -> Any:
     return boto3.client(service, config=config)
 
 
+#: the sweeper's clients give up on a call within this (connect and read timeouts, times the attempts):
+#: a SendTaskHeartbeat or a DynamoDB read that hangs must not run its invocation past the 15 s it keeps
+#: for releasing the lease (functions/sweeper's FINISH_SECONDS); a call given up is tried again a tick later
+SWEEPER_CALL_SECONDS = 12
+
+
+def sweeper_client(service: str) -> Any:
+    """A client for the sweeper's loop: short timeouts and two attempts, so that no call outlasts
+    SWEEPER_CALL_SECONDS (the loop offers again what did not go through)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = BotoConfig(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=4)
+    return boto3.client(service, config=config)
+
+
 def default_clients() -> tuple[Any, Any]:
     """S3 and DynamoDB clients, as `default_client` makes them.
     The function needs no EventBridge client: the workflow puts the completion event."""
@@ -233,8 +249,8 @@ def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) 
     api_key = api_key_source(config)
     api_key.current()  # a secret that cannot be read fails the invocation by name, before the lease
     return SweepHost(
-        dynamodb=default_client("dynamodb"),
-        stepfunctions=default_client("stepfunctions"),
+        dynamodb=sweeper_client("dynamodb"),
+        stepfunctions=sweeper_client("stepfunctions"),
         dashscope=DashScopeClient(config.base_url, api_key),
         idempotency_table=config.idempotency_table,
         parked_table=config.parked_table,
