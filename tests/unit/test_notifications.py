@@ -292,7 +292,9 @@ def test_dynamodb_refusing_the_write_answers_500(hints: Hints, dynamodb: Any) ->
     answer = deliver(request(DOCUMENTED), hints)
 
     assert (answer.status, answer.outcome) == (500, "failed")
-    assert "AccessDeniedException" in answer.reason  # the operator reads what to fix
+    assert json.loads(answer.as_http()["body"]) == {"outcome": "failed", "reason": "the hint could not be kept",
+                                                    "task_id": TASK_ID}
+    assert "AccessDeniedException" in (answer.detail or "")  # the operator reads what to fix, in the log
     assert stored(dynamodb) == []
 
 
@@ -390,12 +392,18 @@ def test_no_event_shape_makes_the_receiver_fail(event: dict[str, Any]) -> None:
 # --- the function: its answers, its logs and its metrics -------------------------------------------------
 
 
+#: a secret's ARN as a typo or a deleted secret leaves it in TASK_FINISHED_TOKEN_SECRET
+MISSING_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wan-relay/typo-XyZ123"
+
+
 @contextlib.contextmanager
-def receiver(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The function as deployed: its handler, the token in Secrets Manager, the hints in the table."""
-    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="task-finished-token", SecretString=TOKEN)["ARN"]
-    for name, value in {"TASK_FINISHED_TOKEN_SECRET": secret, "PARKED_TABLE": TABLE, "DASHSCOPE_ACCOUNT": ACCOUNT,
+def receiver(dynamodb: Any, monkeypatch: pytest.MonkeyPatch, secret: str | None = TOKEN) -> Iterator[Any]:
+    """The function as deployed: its handler, the token in Secrets Manager (`secret`: the secret's text;
+    None: TASK_FINISHED_TOKEN_SECRET names a secret that does not exist), the hints in the table."""
+    secret_id = MISSING_SECRET if secret is None else boto3.client("secretsmanager", region_name="us-east-1"
+                                                                   ).create_secret(Name="task-finished-token",
+                                                                                   SecretString=secret)["ARN"]
+    for name, value in {"TASK_FINISHED_TOKEN_SECRET": secret_id, "PARKED_TABLE": TABLE, "DASHSCOPE_ACCOUNT": ACCOUNT,
                         "POWERTOOLS_SERVICE_NAME": "wan-relay", "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
                         "POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
@@ -424,9 +432,30 @@ def test_the_function_answers_logs_and_counts_each_outcome_without_the_token(
     output = printed.getvalue() + caplog.text + json.dumps(answers)
     assert TOKEN not in output and forged not in output and TOKEN[:20] not in output
     assert TASK_ID in output  # task ids are logged
+    answered = json.dumps(answers)  # nothing of the configuration either: the secret, the account, the table
+    assert "secretsmanager" not in answered and "task-finished-token" not in answered
+    assert ACCOUNT not in answered and TABLE not in answered
     emitted = [json.loads(line) for line in printed.getvalue().splitlines() if '"_aws"' in line]
     counted = [name for record in emitted for d in record["_aws"]["CloudWatchMetrics"] for name in
                (m["Name"] for m in d["Metrics"])]
     assert counted == [metric_names.TASK_FINISHED[o].name for o in ("hinted", "not_final", "rejected", "rejected")]
     listed = {m.name: m for m in metric_names.ALL if m.source == "receiver"}
     assert set(counted) < set(listed) and all(r["service"] == "wan-relay" for r in emitted)
+
+
+def test_a_token_secret_that_cannot_be_read_answers_5xx_naming_nothing_of_the_stack_and_logs_why(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with receiver(dynamodb, monkeypatch, secret=None) as invoke:
+        answers = [invoke(request(DOCUMENTED, token=None)), invoke(request(DOCUMENTED, token="probe"))]
+
+    # anyone can send these: no header is refused unread; any token makes the receiver read the secret, and
+    # the answer then says what failed, not which secret of which account
+    assert [a["statusCode"] for a in answers] == [401, 500]
+    assert json.loads(answers[1]["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    answered = json.dumps(answers)
+    assert "123456789012" not in answered and "typo" not in answered and "secretsmanager" not in answered
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    # the operator reads which secret and why, in the log
+    assert MISSING_SECRET in logged.detail and "ResourceNotFoundException" in logged.detail
+    assert stored(dynamodb) == []
