@@ -459,3 +459,15 @@ def test_a_token_secret_that_cannot_be_read_answers_5xx_naming_nothing_of_the_st
     # the operator reads which secret and why, in the log
     assert MISSING_SECRET in logged.detail and "ResourceNotFoundException" in logged.detail
     assert stored(dynamodb) == []
+
+
+def test_an_empty_token_secret_answers_500_somebody_has_to_fix_it(dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with receiver(dynamodb, monkeypatch, secret=" \n\t ") as invoke:
+        answer = invoke(request(DOCUMENTED))
+
+    assert answer["statusCode"] == 500  # not 503: it will not heal by itself
+    assert json.loads(answer["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "empty" in logged.detail
+    assert stored(dynamodb) == []

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from msgspec import Meta
 
-from .errors import OperatorError, WanRelayError
+from .errors import WanRelayError
 from .models import TASK_ID_PATTERN, TERMINAL_PROVIDER_STATUSES
 from .normalize import MAX_STATUS_CHARS, china_time_to_iso
 from .registry import Hint
@@ -229,7 +229,7 @@ def _ended_at(value: Any, now: float) -> float | None:
 
 
 def _failed(exc: WanRelayError, reason: str, task_id: str | None = None) -> Answer:
-    """A secret or a store that failed: 503 when it may heal (EventBridge delivers again), else 500. The
-    caller reads `reason` only."""
-    status = 500 if isinstance(exc, OperatorError) else 503
+    """A secret or a store that failed: 503 when it may heal, else 500 (somebody has to fix it: a denied read,
+    a missing or unusable secret); EventBridge delivers either again. The caller reads `reason` only."""
+    status = 503 if exc.retryable else 500
     return Answer(status, "failed", reason, task_id, detail=exc.message)
