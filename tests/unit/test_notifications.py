@@ -471,3 +471,35 @@ def test_an_empty_token_secret_answers_500_somebody_has_to_fix_it(dynamodb: Any,
     (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
     assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "empty" in logged.detail
     assert stored(dynamodb) == []
+
+
+@pytest.mark.parametrize("secret", [
+    json.dumps({"x-wan-relay-token": TOKEN}),  # the console's key/value form, keyed by the header's name
+    json.dumps({"token": f" {TOKEN}\n", "rotated": "2026-12-01"}),
+], ids=["x-wan-relay-token", "token"])
+def test_a_json_token_secret_gives_the_token_in_its_field(dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          secret: str) -> None:
+    with receiver(dynamodb, monkeypatch, secret=secret) as invoke:
+        answers = [invoke(request(DOCUMENTED)), invoke(request(DOCUMENTED, token=secret))]
+
+    assert [a["statusCode"] for a in answers] == [202, 401]  # the token, not the secret's whole text
+    assert len(stored(dynamodb)) == 1
+
+
+@pytest.mark.parametrize("secret", [
+    json.dumps({"wan-relay": TOKEN}),  # a key/value secret under another key
+    json.dumps({"x-wan-relay-token": 12345}),
+    "{" + TOKEN,  # not JSON
+], ids=["another key", "not a string", "not JSON"])
+def test_a_json_token_secret_without_the_token_answers_500_and_the_log_says_why(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, secret: str,
+) -> None:
+    with receiver(dynamodb, monkeypatch, secret=secret) as invoke:
+        answer = invoke(request(DOCUMENTED))
+
+    assert answer["statusCode"] == 500  # somebody has to fix the secret; EventBridge delivers again meanwhile
+    assert json.loads(answer["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "JSON" in logged.detail
+    assert TOKEN not in caplog.text and TOKEN[:20] not in caplog.text
+    assert stored(dynamodb) == []
