@@ -34,5 +34,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name=metric.name, unit=metric.unit, value=1)
     log = logger.warning if answer.status >= 400 else logger.info
     log("task-finished notification", extra={"status": answer.status, "outcome": answer.outcome,
-                                             "reason": answer.reason, "task_id": answer.task_id})
+                                             "reason": answer.reason, "task_id": answer.task_id,
+                                             "detail": answer.detail})
     return answer.as_http()

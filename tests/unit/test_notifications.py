@@ -127,7 +127,8 @@ def stored(dynamodb: Any) -> list[dict[str, Any]]:
 def test_the_documented_notification_is_kept_as_a_hint_the_sweeper_reads_back(hints: Hints, dynamodb: Any) -> None:
     answer = deliver(request(DOCUMENTED), hints)
 
-    assert (answer.status, answer.outcome, answer.task_id) == (202, "hinted", TASK_ID)
+    # 200: what EventBridge's HTTP sink takes for delivered (its open-source code read 202 as a failure until 2022)
+    assert (answer.status, answer.outcome, answer.task_id) == (200, "hinted", TASK_ID)
     assert list(hints.since(0)) == [Hint(task_id=TASK_ID, status="SUCCEEDED", hinted_at=NOW, ended_at=DOCUMENTED_END)]
     (item,) = stored(dynamodb)
     assert item["account"] == {"S": f"hint#{ACCOUNT}"}  # not a park of the account: the sweeper's registry
@@ -138,7 +139,7 @@ def test_the_documented_notification_is_kept_as_a_hint_the_sweeper_reads_back(hi
 
 @pytest.mark.parametrize("status", ["FAILED", "CANCELED", "UNKNOWN"])
 def test_every_final_status_is_kept(hints: Hints, status: str) -> None:
-    assert deliver(request(notification(task_status=status)), hints).status == 202
+    assert deliver(request(notification(task_status=status)), hints).status == 200
     assert [h.status for h in hints.since(0)] == [status]
 
 
@@ -154,13 +155,13 @@ def test_every_final_status_is_kept(hints: Hints, status: str) -> None:
 ])
 def test_the_end_is_kept_only_when_the_notification_gives_a_sane_one(hints: Hints, end_time: Any,
                                                                       ended_at: float | None) -> None:
-    assert deliver(request(notification(end_time=end_time)), hints).status == 202
+    assert deliver(request(notification(end_time=end_time)), hints).status == 200
     (hint,) = hints.since(0)
     assert hint.ended_at == pytest.approx(ended_at) if ended_at is not None else hint.ended_at is None
 
 
 def test_a_base64_body_is_read_as_its_bytes(hints: Hints) -> None:
-    assert deliver(request(DOCUMENTED, b64=True), hints).status == 202
+    assert deliver(request(DOCUMENTED, b64=True), hints).status == 200
     assert [h.task_id for h in hints.since(0)] == [TASK_ID]
 
 
@@ -174,9 +175,9 @@ def test_a_status_that_is_not_final_is_taken_and_nothing_is_kept(hints: Hints, d
 
 def test_a_notification_delivered_twice_resumes_its_workflow_once(hints: Hints) -> None:
     # EventBridge delivers again after a 5xx or a lost answer: two hints, which the sweeper takes as one end
-    assert deliver(request(DOCUMENTED), hints).status == 202
+    assert deliver(request(DOCUMENTED), hints).status == 200
     assert receive(request(DOCUMENTED), tokens=FixedToken(TOKEN), hints=StoredHints(hints),
-                   clock=lambda: NOW + 1).status == 202
+                   clock=lambda: NOW + 1).status == 200
     read = list(hints.since(0))
     assert [h.task_id for h in read] == [TASK_ID, TASK_ID]
 
@@ -243,7 +244,7 @@ def test_the_token_is_compared_by_hmac_compare_digest_on_bytes(hints: Hints, mon
     monkeypatch.setattr(hmac, "compare_digest", says_equal)
     answer = deliver(request(DOCUMENTED, token="anything at all"), hints)
 
-    assert answer.status == 202
+    assert answer.status == 200
     assert compared == [(b"anything at all", TOKEN.encode())]
 
 
@@ -282,7 +283,7 @@ def test_dynamodb_failing_past_the_sdks_retries_answers_503_so_eventbridge_deliv
 
     assert (answer.status, answer.outcome, answer.task_id) == (503, "failed", TASK_ID)
     assert stored(dynamodb) == []
-    assert deliver(request(DOCUMENTED), hints).status == 202  # the redelivery, once DynamoDB is back
+    assert deliver(request(DOCUMENTED), hints).status == 200  # the redelivery, once DynamoDB is back
     assert len(stored(dynamodb)) == 1
 
 
@@ -292,7 +293,9 @@ def test_dynamodb_refusing_the_write_answers_500(hints: Hints, dynamodb: Any) ->
     answer = deliver(request(DOCUMENTED), hints)
 
     assert (answer.status, answer.outcome) == (500, "failed")
-    assert "AccessDeniedException" in answer.reason  # the operator reads what to fix
+    assert json.loads(answer.as_http()["body"]) == {"outcome": "failed", "reason": "the hint could not be kept",
+                                                    "task_id": TASK_ID}
+    assert "AccessDeniedException" in (answer.detail or "")  # the operator reads what to fix, in the log
     assert stored(dynamodb) == []
 
 
@@ -307,11 +310,11 @@ def test_a_rotated_token_is_taken_at_once_and_wrong_tokens_do_not_become_secret_
     reads = Injected(secrets, "GetSecretValue", 200, b"", times=0)  # counts the reads, answers none itself
     now = [0.0]
     tokens = SecretToken(arn, parameters.SecretsProvider(boto3_client=secrets), clock=lambda: now[0])
-    assert deliver(request(DOCUMENTED), hints, tokens).status == 202
+    assert deliver(request(DOCUMENTED), hints, tokens).status == 200
     rotated = TOKEN[::-1]
     secrets.put_secret_value(SecretId=arn, SecretString=rotated)
 
-    assert deliver(request(DOCUMENTED, token=rotated), hints, tokens).status == 202  # within the cache's age
+    assert deliver(request(DOCUMENTED, token=rotated), hints, tokens).status == 200  # within the cache's age
     assert deliver(request(DOCUMENTED, token=TOKEN), hints, tokens).status == 401  # the old one no longer
     for _ in range(20):
         assert deliver(request(DOCUMENTED, token="forged"), hints, tokens).status == 401
@@ -374,7 +377,8 @@ def test_no_request_makes_the_receiver_fail_or_answer_5xx(body: str, b64: bool, 
     answer = receive(event, tokens=FixedToken(TOKEN), hints=kept, clock=lambda: NOW)
 
     assert 200 <= answer.status < 500
-    assert (answer.outcome == "hinted") == bool(kept.hints) == (answer.status == 202)
+    assert (answer.outcome == "hinted") == bool(kept.hints)
+    assert answer.status == 200 or not kept.hints
     assert all(h.task_id == answer.task_id for h in kept.hints)
 
 
@@ -390,12 +394,18 @@ def test_no_event_shape_makes_the_receiver_fail(event: dict[str, Any]) -> None:
 # --- the function: its answers, its logs and its metrics -------------------------------------------------
 
 
+#: a secret's ARN as a typo or a deleted secret leaves it in TASK_FINISHED_TOKEN_SECRET
+MISSING_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wan-relay/typo-XyZ123"
+
+
 @contextlib.contextmanager
-def receiver(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The function as deployed: its handler, the token in Secrets Manager, the hints in the table."""
-    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="task-finished-token", SecretString=TOKEN)["ARN"]
-    for name, value in {"TASK_FINISHED_TOKEN_SECRET": secret, "PARKED_TABLE": TABLE, "DASHSCOPE_ACCOUNT": ACCOUNT,
+def receiver(dynamodb: Any, monkeypatch: pytest.MonkeyPatch, secret: str | None = TOKEN) -> Iterator[Any]:
+    """The function as deployed: its handler, the token in Secrets Manager (`secret`: the secret's text;
+    None: TASK_FINISHED_TOKEN_SECRET names a secret that does not exist), the hints in the table."""
+    secret_id = MISSING_SECRET if secret is None else boto3.client("secretsmanager", region_name="us-east-1"
+                                                                   ).create_secret(Name="task-finished-token",
+                                                                                   SecretString=secret)["ARN"]
+    for name, value in {"TASK_FINISHED_TOKEN_SECRET": secret_id, "PARKED_TABLE": TABLE, "DASHSCOPE_ACCOUNT": ACCOUNT,
                         "POWERTOOLS_SERVICE_NAME": "wan-relay", "POWERTOOLS_METRICS_NAMESPACE": "WanRelay",
                         "POWERTOOLS_LOG_LEVEL": "DEBUG", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
@@ -419,14 +429,79 @@ def test_the_function_answers_logs_and_counts_each_outcome_without_the_token(
             invoke(request({"source": "acs.dashscope"})),
         ]
 
-    assert [a["statusCode"] for a in answers] == [202, 200, 401, 400]
+    assert [a["statusCode"] for a in answers] == [200, 200, 401, 400]
     assert len(stored(dynamodb)) == 1
     output = printed.getvalue() + caplog.text + json.dumps(answers)
     assert TOKEN not in output and forged not in output and TOKEN[:20] not in output
     assert TASK_ID in output  # task ids are logged
+    answered = json.dumps(answers)  # nothing of the configuration either: the secret, the account, the table
+    assert "secretsmanager" not in answered and "task-finished-token" not in answered
+    assert ACCOUNT not in answered and TABLE not in answered
     emitted = [json.loads(line) for line in printed.getvalue().splitlines() if '"_aws"' in line]
     counted = [name for record in emitted for d in record["_aws"]["CloudWatchMetrics"] for name in
                (m["Name"] for m in d["Metrics"])]
     assert counted == [metric_names.TASK_FINISHED[o].name for o in ("hinted", "not_final", "rejected", "rejected")]
     listed = {m.name: m for m in metric_names.ALL if m.source == "receiver"}
     assert set(counted) < set(listed) and all(r["service"] == "wan-relay" for r in emitted)
+
+
+def test_a_token_secret_that_cannot_be_read_answers_5xx_naming_nothing_of_the_stack_and_logs_why(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with receiver(dynamodb, monkeypatch, secret=None) as invoke:
+        answers = [invoke(request(DOCUMENTED, token=None)), invoke(request(DOCUMENTED, token="probe"))]
+
+    # anyone can send these: no header is refused unread; any token makes the receiver read the secret, and
+    # the answer then says what failed, not which secret of which account
+    assert [a["statusCode"] for a in answers] == [401, 500]
+    assert json.loads(answers[1]["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    answered = json.dumps(answers)
+    assert "123456789012" not in answered and "typo" not in answered and "secretsmanager" not in answered
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    # the operator reads which secret and why, in the log
+    assert MISSING_SECRET in logged.detail and "ResourceNotFoundException" in logged.detail
+    assert stored(dynamodb) == []
+
+
+def test_an_empty_token_secret_answers_500_somebody_has_to_fix_it(dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with receiver(dynamodb, monkeypatch, secret=" \n\t ") as invoke:
+        answer = invoke(request(DOCUMENTED))
+
+    assert answer["statusCode"] == 500  # not 503: it will not heal by itself
+    assert json.loads(answer["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "empty" in logged.detail
+    assert stored(dynamodb) == []
+
+
+@pytest.mark.parametrize("secret", [
+    json.dumps({"x-wan-relay-token": TOKEN}),  # the console's key/value form, keyed by the header's name
+    json.dumps({"token": f" {TOKEN}\n", "rotated": "2026-12-01"}),
+], ids=["x-wan-relay-token", "token"])
+def test_a_json_token_secret_gives_the_token_in_its_field(dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          secret: str) -> None:
+    with receiver(dynamodb, monkeypatch, secret=secret) as invoke:
+        answers = [invoke(request(DOCUMENTED)), invoke(request(DOCUMENTED, token=secret))]
+
+    assert [a["statusCode"] for a in answers] == [200, 401]  # the token, not the secret's whole text
+    assert len(stored(dynamodb)) == 1
+
+
+@pytest.mark.parametrize("secret", [
+    json.dumps({"wan-relay": TOKEN}),  # a key/value secret under another key
+    json.dumps({"x-wan-relay-token": 12345}),
+    "{" + TOKEN,  # not JSON
+], ids=["another key", "not a string", "not JSON"])
+def test_a_json_token_secret_without_the_token_answers_500_and_the_log_says_why(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, secret: str,
+) -> None:
+    with receiver(dynamodb, monkeypatch, secret=secret) as invoke:
+        answer = invoke(request(DOCUMENTED))
+
+    assert answer["statusCode"] == 500  # somebody has to fix the secret; EventBridge delivers again meanwhile
+    assert json.loads(answer["body"]) == {"outcome": "failed", "reason": "the token could not be checked"}
+    (logged,) = [r for r in caplog.records if getattr(r, "outcome", None) == "failed"]
+    assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "JSON" in logged.detail
+    assert TOKEN not in caplog.text and TOKEN[:20] not in caplog.text
+    assert stored(dynamodb) == []

@@ -10,7 +10,9 @@ workflow's GET decides, so a forged one costs a query and a blind re-park, never
 Pure: no AWS SDK here. The token source and the hint store are given (runtime.py builds them); they raise
 the relay's typed errors (errors.py) when Secrets Manager or DynamoDB fail, which answer 5xx, so that
 EventBridge delivers again (a second hint for the same end is harmless: the sweeper ignores a hint for a
-task it already ended).
+task it already ended). A 5xx says only what could not be done: the error's own message (it names the
+secret and the account) is the answer's `detail`, for the log, never for the caller, who may have sent
+no token at all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from msgspec import Meta
 
-from .errors import OperatorError, WanRelayError
+from .errors import WanRelayError
 from .models import TASK_ID_PATTERN, TERMINAL_PROVIDER_STATUSES
 from .normalize import MAX_STATUS_CHARS, china_time_to_iso
 from .registry import Hint
@@ -77,13 +79,15 @@ class FixedToken:
 @dataclass(frozen=True)
 class Answer:
     """What the receiver answers: the HTTP status, an outcome for the metrics, a reason in a few words
-    (never the token, never the body), and the task id when a valid one was read."""
+    (never the token, never the body, nothing of the configuration), the task id when a valid one was read,
+    and for the log only, the `detail` of a failure (it may name the secret, never its value)."""
 
     status: int
     outcome: Literal["hinted", "not_final", "rejected", "failed"]
     reason: str
     task_id: str | None = None
     headers: Mapping[str, str] | None = None
+    detail: str | None = None
 
     def as_http(self) -> dict[str, Any]:
         """The answer in the shape HTTP API (payload format 2.0) and function URLs take."""
@@ -121,7 +125,7 @@ def receive(event: Mapping[str, Any], *, tokens: TokenSource, hints: HintStore, 
     try:
         authentic = _authentic(_header(event, TOKEN_HEADER), tokens)
     except WanRelayError as exc:
-        return _failed(exc)
+        return _failed(exc, "the token could not be checked")
     if not authentic:
         return Answer(401, "rejected", f"missing or wrong {TOKEN_HEADER}")
     body = _body(event)
@@ -142,8 +146,10 @@ def receive(event: Mapping[str, Any], *, tokens: TokenSource, hints: HintStore, 
     try:
         hints.put(hint)
     except WanRelayError as exc:
-        return _failed(exc, data.task_id)
-    return Answer(202, "hinted", "kept for the sweeper", data.task_id)
+        return _failed(exc, "the hint could not be kept", data.task_id)
+    # 200, not 202: Alibaba Cloud EventBridge's HTTP sink, as its open-source code (apache/rocketmq-connect) had it
+    # until late 2022, took anything but 200 for a failure and delivers a failure again for up to a day
+    return Answer(200, "hinted", "kept for the sweeper", data.task_id)
 
 
 def _method(event: Mapping[str, Any]) -> str | None:
@@ -224,7 +230,8 @@ def _ended_at(value: Any, now: float) -> float | None:
     return seconds
 
 
-def _failed(exc: WanRelayError, task_id: str | None = None) -> Answer:
-    """A secret or a store that failed: 503 when it may heal (EventBridge delivers again), else 500."""
-    status = 500 if isinstance(exc, OperatorError) else 503
-    return Answer(status, "failed", exc.message, task_id)
+def _failed(exc: WanRelayError, reason: str, task_id: str | None = None) -> Answer:
+    """A secret or a store that failed: 503 when it may heal, else 500 (somebody has to fix it: a denied read,
+    a missing or unusable secret); EventBridge delivers either again. The caller reads `reason` only."""
+    status = 503 if exc.retryable else 500
+    return Answer(status, "failed", reason, task_id, detail=exc.message)

@@ -49,20 +49,24 @@ _KEY_FIELDS = ("DASHSCOPE_API_KEY", "api_key", "apiKey", "key")
 
 def api_key_from_secret_string(value: str) -> str:
     """A secret holds the key either as plain text or as JSON with one of the usual field names."""
+    return text_from_secret_string(value, "DASHSCOPE_API_KEY_SECRET", _KEY_FIELDS)
+
+
+def text_from_secret_string(value: str, variable: str, fields: tuple[str, ...]) -> str:
+    """A secret's text, plain or in one of `fields` of a JSON object (what the console's key/value form
+    stores); anything else is a ConfigurationError naming `variable`, never the value."""
     value = value.strip()
     if value.startswith("{"):
         try:
             data = json.loads(value)
         except ValueError:
-            raise ConfigurationError("the secret in DASHSCOPE_API_KEY_SECRET is not valid JSON") from None
-        for name in _KEY_FIELDS:
+            raise ConfigurationError(f"the secret in {variable} is not valid JSON") from None
+        for name in fields:
             if isinstance(data, dict) and isinstance(data.get(name), str) and data[name].strip():
                 return data[name].strip()
-        raise ConfigurationError(
-            "the secret in DASHSCOPE_API_KEY_SECRET holds JSON without a DASHSCOPE_API_KEY or api_key field"
-        )
+        raise ConfigurationError(f"the secret in {variable} holds JSON without a {' or '.join(fields[:2])} field")
     if not value:
-        raise ConfigurationError("the secret in DASHSCOPE_API_KEY_SECRET is empty")
+        raise ConfigurationError(f"the secret in {variable} is empty")
     return value
 
 
@@ -270,11 +274,14 @@ def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) 
 #: container: a rotated token works within this, and a stream of wrong tokens cannot turn into a stream
 #: of Secrets Manager reads
 TOKEN_REFRESH_SECONDS = 60
+#: the fields a JSON token secret may keep it in (the header's name, as the console's key/value form invites)
+_TOKEN_FIELDS = ("x-wan-relay-token", "token")
 
 
 class SecretToken:
     """The notifications' shared token from Secrets Manager, through Powertools' cache (`max_age`); read
-    afresh on a mismatch at most every `refresh_every` seconds (notifications.TokenSource)."""
+    afresh on a mismatch at most every `refresh_every` seconds (notifications.TokenSource). The secret holds
+    it as plain text, or as JSON in a `x-wan-relay-token` or `token` field."""
 
     def __init__(self, secret_id: str, provider: parameters.SecretsProvider | None = None, *,
                  max_age: int = SECRET_MAX_AGE_SECONDS, refresh_every: float = TOKEN_REFRESH_SECONDS,
@@ -308,9 +315,7 @@ class SecretToken:
             raise aws_error(exc, SECRETS_MANAGER, f"the read of the notifications' token {self.secret_id}") from None
         if not isinstance(secret, str):
             secret = bytes(secret).decode("utf-8", "replace")
-        if not secret.strip():
-            raise ConfigurationError(f"the secret in TASK_FINISHED_TOKEN_SECRET ({self.secret_id}) is empty")
-        return secret.strip()
+        return text_from_secret_string(secret, f"TASK_FINISHED_TOKEN_SECRET ({self.secret_id})", _TOKEN_FIELDS)
 
 
 class StoredHints:
