@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from wan_relay import metrics as metric_list
@@ -27,10 +28,20 @@ from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import ConfigurationError, OperatorError
 from wan_relay.registry import HINT_KEPT_SECONDS, Hint, Hints, Parked, Registry
 from wan_relay.runtime import default_client, sweep_host_from_env
-from wan_relay.sweep_host import LEASE_WAIT_SECONDS, READ_EVERY_SECONDS, RESUME_LEAD_SECONDS, TICK_SECONDS, SweepHost
+from wan_relay.sweep_host import (
+    BEAT_MARGIN_SECONDS,
+    LEASE_WAIT_SECONDS,
+    READ_EVERY_SECONDS,
+    RESUME_LEAD_SECONDS,
+    RESUME_RETRY_MAX_SECONDS,
+    TICK_SECONDS,
+    SweepHost,
+)
+from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
+from tests.faults.aws_faults import Refused, error
 
 # 2026-01-09 17:18:17 in China
 EPOCH = 1_767_950_297.0
@@ -101,8 +112,8 @@ class Answering:
 
 class StepFunctions:
     """SendTaskSuccess and SendTaskHeartbeat, recorded; a resumed workflow sends its GET at the slot it
-    was handed; tokens told dead answer TaskTimedOut; `throttle` answers ThrottlingException that many
-    times (botocore's retries spent)."""
+    was handed; tokens told dead, and tokens of workflows resumed (their task closed), answer TaskTimedOut
+    as in AWS; `throttle` answers ThrottlingException that many times (botocore's retries spent)."""
 
     def __init__(self, world: World, replay: ReplayDashScope | None = None) -> None:
         self.world, self.replay = world, replay
@@ -127,6 +138,7 @@ class StepFunctions:
             task_id = taskToken.removeprefix("token-")
             answer = json.loads(output)
             self.resumed.append({"task_id": task_id, "at": self.world.now, **answer})
+            self.dead.add(taskToken)
         if self.replay is not None:
             self.world.at(answer["get_at_us"] / MICROS, lambda: self._get(task_id))
         return {}
@@ -324,6 +336,62 @@ def test_the_lease_is_renewed_and_says_when_the_sweeper_last_swept(account):
     assert seen and max(seen) <= 10.5  # renewed every ten seconds: the workflows see a live sweeper
 
 
+class LeaseWritesRefused:
+    """DynamoDB refuses the writes of the sweeper's lease item (throttled past botocore's retries) that
+    `refusing(request)` picks; the budget's and the registry's calls go through."""
+
+    def __init__(self, client: Any, refusing: Callable[[dict[str, Any]], bool]) -> None:
+        self.refused = 0
+        self._refusing = refusing
+        client.meta.events.register_first("before-call.dynamodb.UpdateItem", self._answer)
+
+    def _answer(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        request = json.loads(params["body"])
+        if request["Key"]["id"]["S"] != f"sweeper#{ACCOUNT}" or not self._refusing(request):
+            return None
+        self.refused += 1
+        parsed = {**error("ProvisionedThroughputExceededException", "throttled"),
+                  "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://injected.invalid", 400, {}, None), parsed
+
+
+def test_a_lease_renewal_dynamodb_refuses_is_tried_again_at_the_next_tick_and_the_sweep_goes_on(account):
+    """The renewals due at 10 s and 20 s into the run are refused for 12 s: tried again each tick, the
+    lease is renewed before its last 5 s and the sweeper sweeps to its end (tried again only 10 s later,
+    it would have stopped 25 s into its minute)."""
+    world = World(EPOCH + 10)
+    account.park("video-1", EPOCH + 9, kind="video")
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+    lease = LeaseWritesRefused(account.dynamodb, lambda _: EPOCH + 19 <= world.now < EPOCH + 31)
+    host.run(EPOCH + 70)
+    assert world.now >= EPOCH + 70 - TICK_SECONDS  # swept to its end
+    assert lease.refused > 2  # tried every tick while refused
+    assert account.lease()["holder"]["S"] == "invocation-1"
+
+
+def test_a_lease_release_dynamodb_refuses_still_ends_the_invocation_with_its_summary_and_metrics(account):
+    """The lease lapses by itself within 30 s; the invocation's metrics are not lost with it."""
+    from aws_lambda_powertools import Metrics
+
+    from tests.contract.test_dashboard import emf_series
+
+    world = World(EPOCH + 10)
+    metrics = Metrics(namespace="WanRelay", service="wan-relay")
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        burst(replay, account, 3)
+        host = host_for(account, world, StepFunctions(world, replay), replay, metrics=metrics)
+        release = LeaseWritesRefused(account.dynamodb, lambda request: (  # the write that ends the lease now
+            request["ExpressionAttributeValues"][":until"] == request["ExpressionAttributeValues"][":now"]))
+        summary = host.run(EPOCH + 70)
+    assert release.refused == 1 and summary["lease"] is True and summary["resumes"] == 3
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics.flush_metrics()
+    values = {name: seen["values"] for (_, name, _), seen in emf_series(printed.getvalue()).items()}
+    assert values["SweeperResumes"] == [3]
+
+
 def test_a_sweeper_whose_lease_was_taken_over_stops(account):
     world = World(EPOCH + 10)
     account.park("video-1", EPOCH + 9, kind="video")
@@ -394,6 +462,62 @@ def test_a_new_invocation_reads_every_park_and_spreads_their_first_heartbeats_ov
     instants = [round(at * MICROS) for at in beats]
     assert len([at for at in beats if at < started + 1]) <= 5  # not all at once: 3 a second is the spread
     assert max_in_any_window(instants, 5 * MICROS) <= 30  # the loop's ticks bunch them a little, no more
+
+
+def test_invocations_of_a_minute_one_after_another_heartbeat_every_parked_workflow_within_a_period(account):
+    """The schedule's invocations, as the Lambda runs them: a new host each minute, each sweeping at most
+    60 s, the next one taking the lease as the last one lets it go. Workflows parked before the first,
+    a burst of 100 during it, and one every 4 s throughout (videos running long): each is heartbeaten
+    within a heartbeat period of its park and of its last beat (its watchdog is three periods), whatever
+    its place in the registry and whenever in an invocation it parked."""
+    from functions.sweeper.app import SWEEP_SECONDS
+
+    world = World(EPOCH)
+    parked_at: dict[str, float] = {}
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19, max_page_size=100) as replay:
+
+        def park(task_id: str, at: float) -> None:
+            replay.add_task(task_id, sample("running"), created_at=at - 0.5, ends_after=10_000)
+            account.park(task_id, at, kind="video")
+            parked_at[task_id] = at
+
+        for i in range(50):
+            park(f"before-{i:03d}", EPOCH - 10 + i * 0.2)
+        for i in range(100):
+            world.at(EPOCH + 1 + i * 0.5, lambda i=i: park(f"burst-{i:03d}", world.now))
+        for i in range(60):
+            world.at(EPOCH + 2 + i * 4, lambda i=i: park(f"trickle-{i:03d}", world.now))
+        sfn = StepFunctions(world, replay)
+        handover = 1.0  # the next minute's invocation takes the lease a second after the last one's end
+        for k in range(4):
+            started = EPOCH + k * (SWEEP_SECONDS + handover)
+            world.sleep(started - world.now)
+            host = host_for(account, world, sfn, replay, rate=19, holder=f"invocation-{k}")
+            summary = host.run(started + SWEEP_SECONDS)
+            assert summary["lease"] is True and summary["dead_tokens"] == 0 and summary["resumes"] == 0
+    ended = world.now
+    beats: dict[str, list[float]] = {}
+    for at, task_id in sfn.beats:
+        beats.setdefault(task_id, []).append(at)
+    gaps = {task_id: max(b - a for a, b in itertools.pairwise([at, *sorted(beats.get(task_id, [])), ended]))
+            for task_id, at in parked_at.items()}
+    assert len(parked_at) == 210 and max(gaps.values()) <= HEARTBEAT_EVERY_SECONDS, \
+        sorted(gaps.items(), key=lambda item: -item[1])[:5]
+
+
+def test_more_parks_than_sixteen_heartbeats_a_tick_can_beat_are_beaten_soon_and_under_the_quota(account):
+    """A minute's spread of 10,000 parks asks about 180 heartbeats a second; sixteen a tick (0.2 s) would
+    send 80. Here 1,000 parks due within 2 s (a run of 7 s): each beaten once, before the run ends, and
+    never more in a second than Step Functions refills for SendTaskHeartbeat in most regions (300)."""
+    world = World(EPOCH + 400)
+    for i in range(1000):
+        account.park(f"p-{i:04d}", EPOCH + i * 0.3, kind="video")
+    sfn = StepFunctions(world)
+    started = world.now
+    host_for(account, world, sfn, rate=19).run(started + 2 + BEAT_MARGIN_SECONDS)
+    assert sorted(task for _, task in sfn.beats) == [f"p-{i:04d}" for i in range(1000)]  # each once
+    instants = [round(at * MICROS) for at, _ in sfn.beats]
+    assert max_in_any_window(instants, MICROS) <= 300
 
 
 def test_parks_written_while_it_runs_are_read_each_second_and_a_newer_park_replaces_an_older_one(account):
@@ -511,7 +635,7 @@ def test_a_heartbeat_answered_task_timed_out_lets_the_workflow_go(account):
     account.park("alive", EPOCH, kind="video")
     sfn.dead = {"token-gone"}
     host = host_for(account, world, sfn)
-    summary = host.run(EPOCH + 100)  # the first beats, spread over the period: "alive" first, "gone" 50 s later
+    summary = host.run(EPOCH + 100)  # the first beats, spread over the run: each beaten once
     assert [task for _, task in sfn.beats] == ["alive"]
     assert summary["dead_tokens"] == 1 and summary["parked"] == 1
     assert [p.task_id for p in account.parks()] == ["alive"]
@@ -527,6 +651,67 @@ def test_a_resume_step_functions_keeps_refusing_is_offered_again_and_sent_once(a
         assert sorted(r["task_id"] for r in sfn.resumed) == ids
         assert summary["resumes"] == 3 and account.parks() == []
         assert replay.throttled == 0
+
+
+def test_a_resume_step_functions_refuses_for_a_while_backs_off_and_leaves_the_budget_to_the_polls(account):
+    """SendTaskSuccess answered AccessDenied for half a minute (a role changed, then fixed): each resume is
+    tried again after 2, 4, 8... seconds, not every tick, so the slots it reserves for its GET are few and
+    a workflow polling on its own from the same budget gets its slots; once Step Functions accepts again,
+    each workflow is resumed once."""
+    class RefusingUntil(StepFunctions):
+        refused_until = EPOCH + 70
+        tries = 0
+
+        def send_task_success(self, *, taskToken: str, output: str) -> dict:
+            if self.world.now < self.refused_until:
+                self.tries += 1
+                raise self._error("AccessDeniedException", "SendTaskSuccess")
+            return super().send_task_success(taskToken=taskToken, output=output)
+
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2, max_page_size=100) as replay:
+        ids = burst(replay, account, 5)  # ended by EPOCH + 30
+        replay.add_task("other", sample("running"), ends_after=10_000)
+        sfn = RefusingUntil(world, replay)
+        bucket = DynamoDBBudget(account.dynamodb, TABLE, ACCOUNT, Budget(2), clock=world)
+        rival = {"asked": 0, "granted": 0}
+
+        def rival_poll() -> None:
+            rival["asked"] += 1
+            rival["granted"] += len(bucket.reserve(1).slots_us)
+            if world.now < EPOCH + 68:
+                world.at(world.now + 1.5, rival_poll)
+
+        world.at(EPOCH + 32, rival_poll)
+        summary = host_for(account, world, sfn, replay).run(EPOCH + 140)
+        assert rival["asked"] >= 20 and rival["granted"] == rival["asked"]
+        assert sfn.tries <= 5 * 6  # 2, 4, 8, 16 s... apart: a handful each in the half minute
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids  # each once, once accepted
+        assert all(sfn.refused_until <= r["at"] <= sfn.refused_until + RESUME_RETRY_MAX_SECONDS for r in sfn.resumed)
+        assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED") and summary["resumes"] == 5
+        assert replay.throttled == 0
+
+
+def test_a_park_whose_delete_fails_does_not_stop_the_resumes_being_reported_and_is_deleted_later(account):
+    """Ten images ending in the same second, resumed in one batch; DynamoDB refuses the first DeleteItem
+    of their parks (throttled past botocore's retries): every resume is still reported, so none is sent
+    twice (a second SendTaskSuccess on a closed token), and the park left over is deleted at the next
+    read."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19, max_page_size=100) as replay:
+        ids = [f"t-{i}" for i in range(10)]
+        for task_id in ids:
+            replay.add_task(task_id, sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=20)
+            account.park(task_id, EPOCH + 0.5)
+        deletes = Refused(account.dynamodb, "DeleteItem", 400,
+                          error("ProvisionedThroughputExceededException", "throttled"), times=1)
+        sfn = StepFunctions(world, replay)
+        summary = host_for(account, world, sfn, replay, rate=19).run(EPOCH + 60)
+        assert deletes.calls == 1
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids  # each once
+        assert summary["resumes"] == 10 and summary["dead_tokens"] == 0
+        assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")
+        assert account.parks() == []
 
 
 def test_a_key_dashscope_refuses_fails_the_invocation_after_the_lease_is_released(account):

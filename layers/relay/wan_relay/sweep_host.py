@@ -7,7 +7,9 @@ the Sweeper, which resumes a hinted task without a list page.
 One sweeper per account: a lease item `sweeper#<account>` in the idempotency table, taken with a
 conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive:
 `sweeper.after_fallback_poll`) and released at the end. An invocation remembers nothing of the last one:
-it reads every park on its first read and spreads their first heartbeats over one heartbeat period.
+it reads every park on its first read and spreads their first heartbeats over the time it has left (at
+most a heartbeat period), each park at its own place in the spread (`beat_phase`), the same in every
+invocation: one minute's invocation beats a park about a minute after the last one did.
 
 List pages go to DashScope at their budget slots from a small thread pool (a slow answer does not hold
 up the next slot); the answers, and every other report to the Sweeper, are given from the loop's thread
@@ -18,10 +20,12 @@ the slot reserved `RESUME_LEAD_SECONDS` ahead: the resumed workflow's poll sends
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
+import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,6 +64,8 @@ DEAD_TOKEN_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"
 #: finds nothing): an idle account costs a start a minute, not a running function; a park wakes it again
 #: (`wan_relay.fleet.Fleet.wake_sweeper`)
 IDLE_EXIT_SECONDS = 20.0
+#: the first beats a run plans fall this long before its end: the ones due last are sent before it ends
+BEAT_MARGIN_SECONDS = 5.0
 #: a park this young whose heartbeat is answered InvalidToken is not taken for dead: moto takes heartbeats
 #: only once the park's invocation has returned (AWS accepts a token from the moment it is issued)
 YOUNG_PARK_SECONDS = 5.0
@@ -68,6 +74,23 @@ LIST_THREADS = 4
 #: heartbeats queued at most: resumes wait behind no more than a few of them
 AWS_THREADS = 8
 HEARTBEATS_IN_FLIGHT = 16
+#: heartbeats sent a second at most (in bursts of at most HEARTBEAT_BURST), topped up as they are
+#: answered: under Step Functions' SendTaskHeartbeat refill (300 a second in most regions, 500 in the
+#: largest, from a bucket of 1,500 / 3,000); a minute's spread of 10,000 parks asks about 180 a second
+HEARTBEATS_PER_SECOND = 250
+HEARTBEAT_BURST = 50
+#: a resume Step Functions refused (not for a dead token: AccessDenied, a 5xx, throttling past botocore's
+#: retries) is not given a slot of the budget again for this long, doubled at each refusal up to the cap:
+#: a refusal that lasts does not spend the slots the workflows' own polls need
+RESUME_RETRY_SECONDS = 2.0
+RESUME_RETRY_MAX_SECONDS = 60.0
+
+
+def beat_phase(task_id: str) -> float:
+    """Where in a spread of first heartbeats a task's beat falls, in [0, 1): a hash of its id, so the same
+    in every invocation whatever else is parked (a place in the registry's order moves as parks come and
+    go), and parks spread evenly."""
+    return zlib.crc32(task_id.encode()) / 2**32
 
 
 @dataclass
@@ -178,6 +201,14 @@ class SweepHost:
         self._beats: dict[Future[Any], Parked] = {}
         self._operator_error: OperatorError | None = None
         self._stopping = False
+        self._until = math.inf
+        #: resumes Step Functions refused, by task id: how many times, and not before when again
+        self._refused: dict[str, tuple[int, float]] = {}
+        #: parks whose DeleteItem failed: tried again at the next read
+        self._undeleted: list[Parked] = []
+        #: heartbeats that may be sent now (HEARTBEATS_PER_SECOND), as of when
+        self._beat_allowance = float(HEARTBEAT_BURST)
+        self._beat_allowance_at = clock()
 
     # --- the invocation ---------------------------------------------------------------------------
 
@@ -190,6 +221,7 @@ class SweepHost:
         Without the lease (another sweeper holds it past the wait) it returns at once, having done nothing.
         An operator error DashScope answered (a refused key) is raised at the end, after the lease is
         released, so that the invocation fails under its name."""
+        self._until = until
         if not self._take_lease(min(until, self._clock() + LEASE_WAIT_SECONDS)):
             logger.info("another sweeper holds the account's lease")
             return {"lease": False, "parked": 0, **asdict(self.counts)}
@@ -199,15 +231,25 @@ class SweepHost:
                 self._loop(until, lists, aws)
             finally:
                 wait([*self._lists, *self._beats])
-                self._settle()
-                self.lease.release()
+                # each step on its own: DynamoDB failing one (throttled past botocore's retries) must not
+                # keep the lease held for its 30 s, nor lose the invocation's metrics
+                self._finally("report the answers", self._settle)
+                self._finally("release the lease", self.lease.release)
         self.counts.hinted = self.sweeper.hinted
         summary = {"lease": True, "parked": self.sweeper.parked, **asdict(self.counts)}
-        self._emit_metrics()
+        self._finally("emit the metrics", self._emit_metrics)
         logger.info("swept", extra=summary)
         if self._operator_error is not None:
             raise self._operator_error
         return summary
+
+    @staticmethod
+    def _finally(step: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("a step of the sweep's end failed",
+                           extra={"step": step, "code": error_code(exc) or type(exc).__name__})
 
     def _take_lease(self, give_up_at: float) -> bool:
         """The previous minute's invocation releases the lease at its end: ask once a second until then."""
@@ -225,9 +267,11 @@ class SweepHost:
         busy_at = next_read - IDLE_EXIT_SECONDS  # a first read that finds nothing ends the invocation
         while (now := self._clock()) < until and not self._stopping:
             if now >= next_renew:
-                next_renew = now + RENEW_EVERY_SECONDS
-                if not self._renew():
+                renewed = self._renew()
+                if renewed is None:
                     return
+                if renewed:  # else tried again at the next tick
+                    next_renew = now + RENEW_EVERY_SECONDS
             if now >= self.lease.until - LEASE_MARGIN_SECONDS:
                 logger.warning("the sweeper's lease could not be renewed in time; stopping")
                 return
@@ -237,7 +281,6 @@ class SweepHost:
                     self._read_parks(now)
                     self._read_hints(now)
                 self._settle()
-                self._heartbeat(now, aws)
                 self._act(now, lists, aws)
                 if not self._idle():
                     busy_at = now
@@ -246,40 +289,50 @@ class SweepHost:
                     return
             except (ClientError, BotoCoreError) as exc:  # DynamoDB still failing after botocore's retries
                 logger.warning("a sweep failed; trying again", extra={"code": error_code(exc) or type(exc).__name__})
-            self._sleep_until(now + TICK_SECONDS)
+            self._beat_until(now + TICK_SECONDS, aws)
 
-    def _renew(self) -> bool:
+    def _renew(self) -> bool | None:
+        """True if renewed, False if it could not be (tried again at the next tick: the lease lasts
+        LEASE_SECONDS), None if another sweeper took it."""
         try:
             if self.lease.renew():
                 return True
-        except (ClientError, BotoCoreError) as exc:  # the lease lasts LEASE_SECONDS: try again next tick
+        except (ClientError, BotoCoreError) as exc:
             logger.warning("the lease could not be renewed", extra={"code": error_code(exc) or type(exc).__name__})
-            return True
+            return False
         logger.warning("another sweeper took the account's lease; stopping")
-        return False
+        return None
 
     # --- the registry -----------------------------------------------------------------------------
 
     def _read_parks(self, now: float) -> None:
         """The parks written since the last read (all of them on the first), each once; a task parked
         again replaces its older park. A park read on the first read is one the previous invocation may
-        have heartbeaten lately or not at all: first beats spread over the next heartbeat period."""
+        have heartbeaten lately or not at all, and one whose first beat (a period after its park) would
+        come after this run is one the next invocation may beat only late in its own spread: both are
+        beaten at their place (`beat_phase`) in a spread over what is left of this run (at most a period),
+        so that no park waits longer than a period and the hand-over between two beats."""
+        undeleted, self._undeleted = self._undeleted, []
+        for parked in undeleted:
+            self._delete(parked)
         first = self._cursor_ms is None
         after = None if first else self._cursor_ms - CURSOR_OVERLAP_MS  # type: ignore[operator]
         fresh = [parked for parked in self.registry.since(after) if parked.key not in self._seen]
         self._cursor_ms = round(now * 1000)
         period = self.sweeper.config.heartbeat_every_seconds
-        for i, parked in enumerate(fresh):
+        spread = max(0.0, min(period, self._until - BEAT_MARGIN_SECONDS - now))
+        for parked in fresh:
             self._seen[parked.key] = parked.parked_at
             known = self._parks.get(parked.task_id)
             if known is not None and known.parked_at >= parked.parked_at:
-                self.registry.remove(parked)  # an older park of a task that parked again since
+                self._delete(parked)  # an older park of a task that parked again since
                 continue
             if known is not None:
-                self.registry.remove(known)
+                self._delete(known)
             self._parks[parked.task_id] = parked
             kind = parked.kind if parked.kind in ("image", "video") else None
-            first_beat = now + period * i / len(fresh) if first else None
+            late = parked.parked_at + period > now + spread
+            first_beat = now + spread * beat_phase(parked.task_id) if first or late else None
             self.sweeper.park(parked.task_id, kind, parked.parked_at, blind=parked.blind,  # type: ignore[arg-type]
                               first_beat_at=first_beat, probe_after=parked.wait_seconds)
         horizon = (self._cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
@@ -305,9 +358,21 @@ class SweepHost:
     def _let_go(self, task_id: str) -> None:
         """The workflow is resumed, or gone on without the sweeper: neither watched nor registered."""
         self.sweeper.forget(task_id)
+        self._refused.pop(task_id, None)
         parked = self._parks.pop(task_id, None)
         if parked is not None:
+            self._delete(parked)
+
+    def _delete(self, parked: Parked) -> None:
+        """Remove a park from the registry; if DynamoDB fails (throttled past botocore's retries), try again
+        at the next read. The task is not watched any more either way: a park left over is read again only
+        by the next invocation, whose heartbeat or resume meets a dead token and removes it (or its TTL)."""
+        try:
             self.registry.remove(parked)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("a park could not be deleted; tried again at the next read",
+                           extra={"code": error_code(exc) or type(exc).__name__})
+            self._undeleted.append(parked)
 
     # --- the budget's slots -----------------------------------------------------------------------
 
@@ -315,7 +380,8 @@ class SweepHost:
         """Plan, reserve, and carry out what the budget grants, in plan order (list pages, then resumes)."""
         actions = self.sweeper.plan(now, self._budget.capacity)
         queries = [a for a in actions if isinstance(a, ListQuery)]
-        resumes = [a for a in actions if isinstance(a, Resume)]
+        # a resume refused lately waits, unsent (the next plan offers it again), without a slot
+        resumes = [a for a in actions if isinstance(a, Resume) and self._refused.get(a.task_id, (0, now))[1] <= now]
         query_slots = self._bucket.reserve(len(queries)).slots_us if queries else ()
         resume_slots: tuple[int, ...] = ()
         if resumes and len(query_slots) == len(queries):
@@ -348,8 +414,11 @@ class SweepHost:
         elif code in DEAD_TOKEN_CODES:
             self.counts.dead_tokens += 1
             self._let_go(resume.task_id)
-        else:  # not reported sent: the next plan offers it again
-            logger.warning("a resume failed; it is offered again", extra={"code": code})
+        else:  # not reported sent: the next plan offers it again, sent once the back-off is over
+            refusals = self._refused.get(resume.task_id, (0, 0.0))[0] + 1
+            wait_for = min(RESUME_RETRY_MAX_SECONDS, RESUME_RETRY_SECONDS * 2 ** (refusals - 1))
+            self._refused[resume.task_id] = (refusals, self._clock() + wait_for)
+            logger.warning("a resume failed; it is offered again", extra={"code": code, "after_seconds": wait_for})
 
     @staticmethod
     def _failure(exc: BaseException | None) -> str | None:
@@ -362,13 +431,36 @@ class SweepHost:
 
     # --- heartbeats and list answers --------------------------------------------------------------
 
-    def _heartbeat(self, now: float, aws: ThreadPoolExecutor) -> None:
-        for task_id in self.sweeper.heartbeats(now, max(0, HEARTBEATS_IN_FLIGHT - len(self._beats))):
+    def _heartbeat(self, aws: ThreadPoolExecutor) -> None:
+        """Send the heartbeats due, as many as HEARTBEATS_IN_FLIGHT and HEARTBEATS_PER_SECOND allow."""
+        now = self._clock()
+        elapsed = max(0.0, now - self._beat_allowance_at)
+        self._beat_allowance = min(float(HEARTBEAT_BURST), self._beat_allowance + elapsed * HEARTBEATS_PER_SECOND)
+        self._beat_allowance_at = now
+        room = min(int(self._beat_allowance), HEARTBEATS_IN_FLIGHT - len(self._beats))
+        due = self.sweeper.heartbeats(now, max(0, room))
+        self._beat_allowance -= len(due)
+        for task_id in due:
             parked = self._parks[task_id]
             self._beats[aws.submit(self._sfn.send_task_heartbeat, taskToken=parked.token)] = parked
 
+    def _beat_until(self, instant: float, aws: ThreadPoolExecutor) -> None:
+        """Until the next tick, send the heartbeats due, more as those in flight are answered (sixteen a
+        tick would be 80 a second: at most 4,400 parks in a minute's spread)."""
+        while True:
+            self._heartbeat(aws)
+            if not self._beats or (ahead := instant - self._clock()) <= 0:
+                break
+            wait(self._beats, timeout=ahead, return_when=FIRST_COMPLETED)
+            self._settle_beats()
+        self._sleep_until(instant)
+
     def _settle(self) -> None:
         """Report the list answers and heartbeats that came back (from the loop's thread)."""
+        self._settle_beats()
+        self._settle_lists()
+
+    def _settle_beats(self) -> None:
         for future in [f for f in self._beats if f.done()]:
             parked = self._beats.pop(future)
             code = self._failure(future.exception())
@@ -381,6 +473,8 @@ class SweepHost:
                     self._let_go(parked.task_id)
             else:  # the next beat is a period later, well inside the watchdog
                 logger.warning("a heartbeat failed", extra={"code": code})
+
+    def _settle_lists(self) -> None:
         for future in [f for f in self._lists if f.done()]:
             query, at = self._lists.pop(future)
             try:
