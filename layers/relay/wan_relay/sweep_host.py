@@ -317,7 +317,9 @@ class SweepHost:
             self._delete(parked)
         first = self._cursor_ms is None
         after = None if first else self._cursor_ms - CURSOR_OVERLAP_MS  # type: ignore[operator]
-        fresh = [parked for parked in self.registry.since(after) if parked.key not in self._seen]
+        # the first read takes the whole partition: eventually consistent, half the read units (a park too
+        # recent for it is in the next read, strongly consistent, which goes back CURSOR_OVERLAP_MS)
+        fresh = [parked for parked in self.registry.since(after, consistent=not first) if parked.key not in self._seen]
         self._cursor_ms = round(now * 1000)
         period = self.sweeper.config.heartbeat_every_seconds
         spread = max(0.0, min(period, self._until - BEAT_MARGIN_SECONDS - now))
