@@ -32,9 +32,11 @@ from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
     LEASE_WAIT_SECONDS,
     READ_EVERY_SECONDS,
+    RENEW_EVERY_SECONDS,
     RESUME_LEAD_SECONDS,
     RESUME_RETRY_MAX_SECONDS,
     TICK_SECONDS,
+    Lease,
     SweepHost,
 )
 from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS
@@ -304,6 +306,44 @@ def test_while_another_sweeper_holds_the_lease_a_second_one_waits_then_does_noth
     assert summary["lease"] is False and summary["list_queries"] == 0
     assert LEASE_WAIT_SECONDS - 1 <= world.now - started <= LEASE_WAIT_SECONDS  # asked once a second, then gave up
     assert sfn.beats == [] and account.lease()["holder"]["S"] == "invocation-1"
+
+
+def test_a_sweeper_hands_its_lease_over_at_its_next_renewal_to_a_start_that_asks_for_it(account):
+    """A start a park woke runs out of step with the schedule: the schedule's next start, waiting for the
+    lease, asks for it, and the woken run gives it up at its next renewal (within RENEW_EVERY_SECONDS),
+    so the waiting start sweeps on instead of giving up after LEASE_WAIT_SECONDS and leaving the account
+    without a sweeper until the start after."""
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    account.park("t-1", EPOCH, kind="video")  # something to watch: the run would go on to its end
+    woken = host_for(account, world, sfn, holder="woken")
+    scheduled = Lease(account.dynamodb, TABLE, ACCOUNT, "scheduled", world)
+    world.at(EPOCH + 30, scheduled.ask)
+    summary = woken.run(EPOCH + 70)
+    assert summary["lease"] is True
+    assert EPOCH + 30 < world.now <= EPOCH + 30 + RENEW_EVERY_SECONDS + 1  # handed over, not at its end
+    world.sleep(1.0)
+    assert scheduled.take()  # released: the asker's next try, a second later, takes it
+
+
+def test_a_start_that_asks_for_the_lease_takes_it_from_a_holder_out_of_step_and_sweeps(account):
+    world = World(EPOCH + 10)
+    sfn = StepFunctions(world)
+    account.park("t-1", EPOCH, kind="video")
+    woken = Lease(account.dynamodb, TABLE, ACCOUNT, "woken", world)
+    assert woken.take()
+
+    def renewal() -> None:  # what the woken run does every RENEW_EVERY_SECONDS
+        if woken.renew() and woken.asked:
+            woken.release()
+        else:
+            world.at(world.now + RENEW_EVERY_SECONDS, renewal)
+
+    world.at(EPOCH + 14, renewal)
+    scheduled = host_for(account, world, sfn, holder="scheduled")
+    summary = scheduled.run(EPOCH + 40)
+    assert summary["lease"] is True and sfn.beats  # it swept, its first beats sent
+    assert account.lease()["holder"]["S"] == "scheduled"
 
 
 def test_the_next_invocation_takes_the_lease_as_soon_as_the_last_one_releases_it(account):

@@ -110,7 +110,14 @@ class Counts:
 
 class Lease:
     """The account's one-sweeper lease: an item `sweeper#<account>` (key attribute `id`) with `holder`,
-    `lease_until` and `swept_at` (epoch seconds) and the table's TTL attribute `expiration`."""
+    `lease_until` and `swept_at` (epoch seconds) and the table's TTL attribute `expiration`; `asked_at`
+    when a start waits for it.
+
+    The hand-over: a start that finds the lease held asks for it (`ask`, once a second while it waits),
+    and the holder gives it up at its next renewal (`asked`). The schedule's starts come a minute apart and
+    each sweeps a minute, so they hand over at once; a start a park woke comes at any second, and without
+    the hand-over the schedule's next start, waiting LEASE_WAIT_SECONDS, gave up before the woken one
+    ended, leaving the account without a sweeper until the start after (up to 45 s: found in review)."""
 
     def __init__(self, client: Any, table: str, account: str, holder: str, clock: Callable[[], float]) -> None:
         self._client = client
@@ -120,16 +127,30 @@ class Lease:
         self._clock = clock
         #: until when this holder holds it, as far as it knows (0: not held)
         self.until = 0.0
+        #: when this holder took it, and whether a start asked for it since (as of the last renewal)
+        self.taken_at: float | None = None
+        self.asked = False
 
     def take(self) -> bool:
         """Take it if nobody holds it, its holder let it lapse, or it is ours already."""
         # the item may exist without a lease: a park that woke the sweeper noted it there (`woken_at`)
         free = "attribute_not_exists(lease_until) OR lease_until < :now OR holder = :me"
-        return self._write(free, self._clock() + LEASE_SECONDS)
+        taken = self._write(free, self._clock() + LEASE_SECONDS)
+        if taken and self.taken_at is None:
+            self.taken_at = self._clock()
+        return taken
 
     def renew(self) -> bool:
-        """Hold it longer, and say the sweeper swept now; False if another holder has it."""
+        """Hold it longer, and say the sweeper swept now; False if another holder has it. `asked` then
+        says whether a start asked for it since this holder took it."""
         return self._write("holder = :me", self._clock() + LEASE_SECONDS)
+
+    def ask(self) -> None:
+        """Say a start waits for it (a write of `asked_at` alone: the holder's conditions are untouched)."""
+        self._client.update_item(
+            TableName=self._table, Key=self._key, UpdateExpression="SET asked_at = :now",
+            ExpressionAttributeValues={":now": {"N": repr(self._clock())}},
+        )
 
     def release(self) -> None:
         self._write("holder = :me", None)
@@ -138,7 +159,7 @@ class Lease:
     def _write(self, condition: str, until: float | None) -> bool:
         now = self._clock()
         try:
-            self._client.update_item(
+            answer = self._client.update_item(
                 TableName=self._table, Key=self._key,
                 UpdateExpression="SET holder = :me, lease_until = :until, swept_at = :now, expiration = :expires",
                 ConditionExpression=condition,
@@ -148,6 +169,7 @@ class Lease:
                     ":now": {"N": repr(now)},
                     ":expires": {"N": str(int(now) + LEASE_TTL_SECONDS)},
                 },
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -155,6 +177,9 @@ class Lease:
             return False
         if until is not None:
             self.until = until
+        asked_at = answer.get("Attributes", {}).get("asked_at", {}).get("N")
+        self.asked = (asked_at is not None and self.taken_at is not None and float(asked_at) > self.taken_at
+                      and now - float(asked_at) <= LEASE_WAIT_SECONDS)
         return True
 
 
@@ -256,6 +281,11 @@ class SweepHost:
         while not self.lease.take():
             if self._clock() + 1.0 > give_up_at:
                 return False
+            try:
+                self.lease.ask()  # a holder a park woke, out of step with the schedule, hands it over
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("the lease could not be asked for",
+                               extra={"code": error_code(exc) or type(exc).__name__})
             self._sleep(1.0)
         return True
 
@@ -293,9 +323,13 @@ class SweepHost:
 
     def _renew(self) -> bool | None:
         """True if renewed, False if it could not be (tried again at the next tick: the lease lasts
-        LEASE_SECONDS), None if another sweeper took it."""
+        LEASE_SECONDS), None if another sweeper took it or a start asked for it (the run ends and
+        releases it)."""
         try:
             if self.lease.renew():
+                if self.lease.asked:
+                    logger.info("a start waits for the account's lease; handing it over")
+                    return None
                 return True
         except (ClientError, BotoCoreError) as exc:
             logger.warning("the lease could not be renewed", extra={"code": error_code(exc) or type(exc).__name__})
