@@ -27,7 +27,8 @@ from .conftest import Sleeps, Workflow, deployed_workflow
 from .test_poll_loop import IMAGE_TASK, only_event, succeeded_image, unfinished
 from .test_task_lock import emitted_metrics
 
-WATCHDOG_SECONDS = 3  # the smallest ParkWatchdogSeconds: the fallback shows within a test's time
+WATCHDOG_SECONDS = 3  # the configuration's smallest (the template's MinValue, 60, is not checked by the embedded
+# stack): the fallback shows within a test's time
 
 
 @pytest.fixture
