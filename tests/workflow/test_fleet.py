@@ -203,18 +203,21 @@ def test_the_last_poll_of_a_task_whose_budget_ran_out_takes_a_slot_of_the_accoun
     assert len(parking.replay.query_times) == len(slots) > 1 and all(slots)  # every GET at a slot granted
 
 
-def test_a_resume_that_is_not_the_sweepers_shape_fails_the_execution_before_any_query(parking: Workflow) -> None:
+def test_a_resume_that_is_not_the_sweepers_shape_is_taken_as_a_park_without_one_and_the_get_decides(
+    parking: Workflow,
+) -> None:
+    # whoever holds the token may send any output; failing the execution would fail every redrive alike
+    # (a redrive runs PollTask again with the same input), and the lock would keep the task from a restart
     parking.replay.script(IMAGE_TASK, succeeded_image(parking))
     execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
 
     park = parked(parking, 1)
-    forged = {"reason": "finished", "done": True, "event": {"status": "SUCCEEDED"}}
+    forged = {"reason": "finished", "done": True, "event": {"status": "FAILED"}}
     parking.sfn.send_task_success(taskToken=park.token, output=json.dumps(forged))
 
-    ended = parking.finish(execution)
-    assert (ended["status"], ended["error"]) == ("FAILED", "InvalidInput")
-    assert parking.replay.polls(IMAGE_TASK) == 0 and parking.completed_events() == []
-
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+    assert parking.replay.polls(IMAGE_TASK) == 1  # one GET, at a slot of its own: DashScope's answer decides
+    assert only_event(parking)["status"] == "SUCCEEDED"  # not the forged one
 
 def test_every_park_beats_inside_its_timeout_and_a_task_near_its_budget_polls_on_its_own(
     parking: Workflow, sleeps: Sleeps,

@@ -37,6 +37,7 @@ from .models import (
     LoopState,
     MediaRef,
     Prompt,
+    Resume,
     StoredMedia,
     Task,
     TaskLock,
@@ -136,9 +137,26 @@ def parse_input(event: Any, defaults: dict[str, Any] | None = None) -> LoopInput
     return _convert({**msgspec.to_builtins(loop_input), **fill}, LoopInput, "loop input") if fill else loop_input
 
 
+#: the park's end the relay takes a resume that is not the sweeper's shape for: as if its watchdog fired
+UNREADABLE_RESUME = "UnreadableResume"
+
+
 def parse_state(event: Any) -> LoopState:
-    """The loop state the workflow hands back; a clear InvalidInput before any request is made."""
-    return _convert(event, LoopState, "loop input")
+    """The loop state the workflow hands back; a clear InvalidInput before any request is made.
+
+    A resume that is not the sweeper's shape (SendTaskSuccess with some other output: a tool, a person,
+    a forger holding the token) is taken as a park that ended without one, as when its watchdog fires:
+    the workflow polls at a slot of its own and the GET decides. Failing the execution instead would fail
+    every redrive the same way (a redrive runs the state again with the same input), and the task's lock
+    would keep it from being started again."""
+    try:
+        return _convert(event, LoopState, "loop input")
+    except InvalidInput:
+        if not (isinstance(event, dict) and event.get("resume") is not None):
+            raise
+        state = _convert({**event, "resume": None}, LoopState, "loop input")
+    logger.warning("a resume that is not the sweeper's was taken as a park without one")
+    return replace(state, resume=Resume(Error=UNREADABLE_RESUME))
 
 
 @dataclass
