@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -393,6 +394,58 @@ class LeaseWritesRefused:
         parsed = {**error("ProvisionedThroughputExceededException", "throttled"),
                   "ResponseMetadata": {"HTTPStatusCode": 400}}
         return AWSResponse("https://injected.invalid", 400, {}, None), parsed
+
+
+def test_a_lease_take_dynamodb_refuses_is_tried_again_a_second_later_and_the_sweep_goes_on(account):
+    world = World(EPOCH + 10)
+    account.park("t-1", EPOCH, kind="video")
+    sfn = StepFunctions(world)
+    host = host_for(account, world, sfn)
+    refused = LeaseWritesRefused(account.dynamodb, lambda request: "attribute_not_exists(lease_until)"
+                                 in request.get("ConditionExpression", "") and refused.refused < 1)
+    summary = host.run(EPOCH + 40)  # not failed: the invocation's minute would have gone unswept
+    assert refused.refused == 1 and summary["lease"] is True and sfn.beats
+
+
+def test_an_ask_from_a_start_that_stopped_waiting_does_not_end_the_holders_run(account):
+    """A start asks for the lease, then gives up (its 15 s are over) while the holder's renewals are
+    refused; the holder, renewing again, finds the ask stale and sweeps on to its end: handing over to
+    nobody would leave the account without a sweeper until the next start."""
+    world = World(EPOCH + 10)
+    account.park("t-1", EPOCH, kind="video")
+    host = host_for(account, world, StepFunctions(world), holder="woken")
+    gone = Lease(account.dynamodb, TABLE, ACCOUNT, "gone", world)
+    for second in range(25, 40):  # its asks, a second apart, then no more
+        world.at(EPOCH + second, gone.ask)
+    LeaseWritesRefused(account.dynamodb, lambda request: EPOCH + 28 <= world.now < EPOCH + 42
+                       and request["ExpressionAttributeValues"].get(":me", {}).get("S") == "woken")
+    host.run(EPOCH + 70)
+    assert world.now >= EPOCH + 70
+
+
+def test_a_handed_over_lease_is_released_before_the_calls_in_flight_are_waited_for(account, monkeypatch):
+    """A list page or a heartbeat may still be in flight when the holder hands over (a page may take its
+    10 s): the asker, waiting at most LEASE_WAIT_SECONDS, must not wait for it too. The run's last wait
+    for its calls in flight comes after the release."""
+    from wan_relay import sweep_host
+
+    world = World(EPOCH + 10)
+    account.park("t-1", EPOCH, kind="video")
+    host = host_for(account, world, StepFunctions(world), holder="woken")
+    asker = Lease(account.dynamodb, TABLE, ACCOUNT, "scheduled", world)
+    for second in range(31, 46):
+        world.at(EPOCH + second, asker.ask)
+    held_at_waits: list[bool] = []
+    real_wait = sweep_host.wait
+
+    def recorded_wait(futures: Any, *args: Any, **kwargs: Any) -> Any:
+        held_at_waits.append(float(account.lease()["lease_until"]["N"]) > world.now)
+        return real_wait(futures, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_host, "wait", recorded_wait)
+    host.run(EPOCH + 70)
+    assert world.now < EPOCH + 45  # handed over
+    assert held_at_waits[-1] is False  # the last wait, for the calls in flight, after the release
 
 
 def test_a_lease_renewal_dynamodb_refuses_is_tried_again_at_the_next_tick_and_the_sweep_goes_on(account):
@@ -822,7 +875,6 @@ def test_the_host_is_built_from_the_environment_without_a_media_bucket(account, 
 
 
 def test_the_function_sweeps_until_fifteen_seconds_before_its_timeout_and_answers_a_summary(account, monkeypatch):
-    import time
 
     from wan_relay_local.lambda_bridge import FakeContext, load_handler
 

@@ -296,6 +296,24 @@ def test_larger_pages_where_dashscope_serves_them_read_the_same_fleet_in_fewer_q
     assert queries[300] < 0.6 * queries[100], queries
 
 
+def test_a_resume_the_host_could_not_send_is_deferred_and_the_ones_behind_it_go_first():
+    """Step Functions refused a resume: the host defers it; the next plans offer the ended tasks behind it
+    (it would otherwise take a plan's first places until its back-off ended), then it again."""
+    sweeper = Sweeper(SweepConfig(rate=2))
+    for i in range(4):
+        sweeper.park(f"t{i}", "image", EPOCH, created_ms=EPOCH * 1000)
+    [query] = sweeper.plan(EPOCH + 12, 10)
+    sweeper.sent(query, EPOCH + 12)
+    sweeper.on_page(query, Page(tuple(Row(f"t{i}", "SUCCEEDED", EPOCH * 1000, (EPOCH + 5 + i) * 1000)
+                                      for i in range(4)), 4, 1, 100), EPOCH + 12)
+    assert sweeper.plan(EPOCH + 13, 2) == [Resume("t0", "finished"), Resume("t1", "finished")]
+    sweeper.defer("t0", EPOCH + 20)  # refused; t1 went
+    sweeper.sent(Resume("t1", "finished"), EPOCH + 13)
+    assert sweeper.plan(EPOCH + 14, 2) == [Resume("t2", "finished"), Resume("t3", "finished")]
+    assert sweeper.plan(EPOCH + 15, 2) == [Resume("t2", "finished"), Resume("t3", "finished")]  # not sent yet
+    assert sweeper.plan(EPOCH + 20, 2) == [Resume("t0", "finished"), Resume("t2", "finished")]
+
+
 def test_while_ended_tasks_wait_for_the_budget_it_asks_for_no_list_pages():
     sweeper = Sweeper(SweepConfig(rate=2, backlog_seconds=1.0))
     for i in range(5):

@@ -53,6 +53,8 @@ READ_EVERY_SECONDS = 1.0
 LEASE_SECONDS = 30.0
 RENEW_EVERY_SECONDS = 10.0
 LEASE_WAIT_SECONDS = 15.0
+#: a start waiting for the lease asks for it once a second: an ask older than this is from one that gave up
+ASK_FRESH_SECONDS = 2.5
 #: a lease this close to its end, not renewed, stops the loop: another sweeper may take it at its end
 LEASE_MARGIN_SECONDS = 5.0
 #: the lease item's TTL: a day after its last write
@@ -179,7 +181,7 @@ class Lease:
             self.until = until
         asked_at = answer.get("Attributes", {}).get("asked_at", {}).get("N")
         self.asked = (asked_at is not None and self.taken_at is not None and float(asked_at) > self.taken_at
-                      and now - float(asked_at) <= LEASE_WAIT_SECONDS)
+                      and now - float(asked_at) <= ASK_FRESH_SECONDS)
         return True
 
 
@@ -255,11 +257,13 @@ class SweepHost:
             try:
                 self._loop(until, lists, aws)
             finally:
-                wait([*self._lists, *self._beats])
-                # each step on its own: DynamoDB failing one (throttled past botocore's retries) must not
-                # keep the lease held for its 30 s, nor lose the invocation's metrics
-                self._finally("report the answers", self._settle)
+                # released first: a start waiting for it (LEASE_WAIT_SECONDS) must not wait for this run's
+                # calls in flight (a list page may take its 10 s); their answers only settle this run's
+                # books. Each step on its own: DynamoDB failing one (throttled past the client's tries)
+                # must not keep the lease held for its 30 s, nor lose the invocation's metrics.
                 self._finally("release the lease", self.lease.release)
+                wait([*self._lists, *self._beats])
+                self._finally("report the answers", self._settle)
         self.counts.hinted = self.sweeper.hinted
         summary = {"lease": True, "parked": self.sweeper.parked, **asdict(self.counts)}
         self._finally("emit the metrics", self._emit_metrics)
@@ -278,7 +282,7 @@ class SweepHost:
 
     def _take_lease(self, give_up_at: float) -> bool:
         """The previous minute's invocation releases the lease at its end: ask once a second until then."""
-        while not self.lease.take():
+        while not self._try_take():
             if self._clock() + 1.0 > give_up_at:
                 return False
             try:
@@ -288,6 +292,13 @@ class SweepHost:
                                extra={"code": error_code(exc) or type(exc).__name__})
             self._sleep(1.0)
         return True
+
+    def _try_take(self) -> bool:
+        try:
+            return self.lease.take()
+        except (ClientError, BotoCoreError) as exc:  # throttled past the client's tries: a second later
+            logger.warning("the lease could not be taken", extra={"code": error_code(exc) or type(exc).__name__})
+            return False
 
     def _idle(self) -> bool:
         return not (self.sweeper.parked or self._lists or self._beats)
@@ -365,6 +376,7 @@ class SweepHost:
                 continue
             if known is not None:
                 self._delete(known)
+            self._refused.pop(parked.task_id, None)  # a new park, a new token: no back-off inherited
             self._parks[parked.task_id] = parked
             kind = parked.kind if parked.kind in ("image", "video") else None
             late = parked.parked_at + period > now + spread
@@ -454,6 +466,7 @@ class SweepHost:
             refusals = self._refused.get(resume.task_id, (0, 0.0))[0] + 1
             wait_for = min(RESUME_RETRY_MAX_SECONDS, RESUME_RETRY_SECONDS * 2 ** (refusals - 1))
             self._refused[resume.task_id] = (refusals, self._clock() + wait_for)
+            self.sweeper.defer(resume.task_id, self._clock() + wait_for)  # the resumes behind it go first
             logger.warning("a resume failed; it is offered again", extra={"code": code, "after_seconds": wait_for})
 
     @staticmethod

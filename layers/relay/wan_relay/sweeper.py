@@ -239,6 +239,8 @@ class _Watch:
     #: the wait its workflow's own loop would take before the next poll: a probe is due that long after
     #: the park (a workflow parks again after each probe, so the task's age is not the park's)
     probe_after: float | None = None
+    #: its resume is not offered before this (the host's resume was refused: `defer`)
+    not_before: float = 0.0
 
     def span(self) -> tuple[int, int]:
         """The creation seconds it may have: exact once located, else the seconds before its park not
@@ -466,6 +468,13 @@ class Sweeper:
         self.hinted += 1
         return True
 
+    def defer(self, task_id: str, until: float) -> None:
+        """The host could not resume `task_id` (Step Functions refused): its resume is not offered again
+        before `until`, and the resumes behind it go first meanwhile."""
+        watch = self._watches.get(task_id)
+        if watch is not None:
+            watch.not_before = until
+
     def forget(self, task_id: str) -> None:
         """The workflow is no longer parked (resumed and gone on, or ended otherwise)."""
         self._drop(task_id)
@@ -568,10 +577,10 @@ class Sweeper:
                     self._offered[query] = offer
                 else:
                     self._give_back(offer)
-        for resume, key in self._pop_resumes(self._ended, "ended", "finished", None, limit - len(actions)):
+        for resume, key in self._pop_resumes(self._ended, "ended", "finished", None, now, limit - len(actions)):
             actions.append(resume)
             self._offered[resume] = ("ended", key)
-        for resume, key in self._pop_resumes(self._probes, "probing", "probe", now, limit - len(actions)):
+        for resume, key in self._pop_resumes(self._probes, "probing", "probe", now, now, limit - len(actions)):
             actions.append(resume)
             self._offered[resume] = ("probing", key)
         return actions
@@ -613,14 +622,23 @@ class Sweeper:
         return watch if watch is not None and watch.version == entry[2] and watch.state == state else None
 
     def _pop_resumes(self, heap: list[tuple[float, int, int, str]], state: str, reason: str,
-                     now: float | None, limit: int) -> list[tuple[Resume, float]]:
+                     due: float | None, now: float, limit: int) -> list[tuple[Resume, float]]:
+        """Up to `limit` resumes from `heap`, in its order, of entries due by `due` (None: all); the ones
+        deferred past `now` stay in it."""
         taken: list[tuple[Resume, float]] = []
-        while heap and len(taken) < limit and (now is None or heap[0][0] <= now):
+        deferred = []
+        while heap and len(taken) < limit and (due is None or heap[0][0] <= due):
             entry = heapq.heappop(heap)
             watch = self._valid(entry, state)
-            if watch is not None:
-                watch.version += 1  # out of the heap until given back
-                taken.append((Resume(watch.task_id, reason), entry[0]))
+            if watch is None:
+                continue
+            if watch.not_before > now:
+                deferred.append(entry)
+                continue
+            watch.version += 1  # out of the heap until given back
+            taken.append((Resume(watch.task_id, reason), entry[0]))
+        for entry in deferred:
+            heapq.heappush(heap, entry)
         return taken
 
     def _take_back_offers(self) -> None:
