@@ -11,6 +11,7 @@ from wan_relay.relay import ITEM_ATTEMPTS, ITEM_RETRY_CAP_SECONDS
 from wan_relay_local.replay import Media, PatternBody
 
 from tests.conftest import BUCKET, completion, sample
+from tests.faults.aws_faults import Refused, error
 
 
 def iter_urls(value):
@@ -239,3 +240,22 @@ def test_parts_go_to_s3_with_their_crc32_and_are_not_hashed_again_to_sign_them(r
     assert state["status"] == "SUCCEEDED" and len(sent) == 3
     signed = [(h["X-Amz-Content-SHA256"], bool(h.get("x-amz-checksum-crc32"))) for h in sent]
     assert signed == [("UNSIGNED-PAYLOAD", True)] * 3
+
+
+def test_the_last_poll_of_a_task_whose_budget_ran_out_asks_though_dynamodb_refuses_its_budget_slot(
+    replay, account, make_relay,
+):
+    """With Waiting=park every GET takes a slot of the account's budget (an item in DynamoDB). The last
+    poll of a task whose budget ran out decides its fate: DynamoDB refusing that slot (throttled past the
+    SDK's retries) must not end the task unasked; the GET goes, slot or not."""
+    relay = make_relay(idempotent=True, WAITING="park", PARKED_TABLE="parked")
+    answer = sample("running")
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+    refused = Refused(account.dynamodb, "UpdateItem", 400, error("ThrottlingException", "Rate exceeded."), times=1)
+
+    state = relay.handle(start(task_id, kind="image", timeout_seconds=1, polls=3,
+                               started_at=iso_z(datetime.now(UTC) - timedelta(seconds=5))))
+    assert refused.calls == 1  # the slot's reservation was refused ...
+    assert replay.polls(task_id) == 1  # ... and DashScope was asked all the same
+    assert completion(state)["status"] == "TIMED_OUT"

@@ -303,10 +303,8 @@ class Relay:
         reason = resume.reason if resume is not None and resume.Error is None else None
         if resume is not None and resume.get_at_us is not None:  # is the sweeper's lead long enough?
             self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
-        if (self.fleet is not None and not self.fleet.take_slot(resume.get_at_us if resume else None)
-                and left > 0):
-            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked.
-            # (With the task's budget spent, the last GET decides its fate, a slot or not: it goes.)
+        if self.fleet is not None and not self._slot(resume, left) and left > 0:
+            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
             self._count("QueryBudgetWaits")
             throttled = state.throttled + 1
             wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
@@ -350,6 +348,18 @@ class Relay:
                             park_heartbeat_seconds=self.fleet.watchdog_seconds)
         logger.info("task not finished", extra={"status": task.status, "mode": state.mode, "polls": polls})
         return state
+
+    def _slot(self, resume: Resume | None, left: float) -> bool:
+        """A slot of the account's budget for this poll's GET (waited for); False if none is to be had.
+        With the task's budget spent, the last GET decides its fate: it goes, a slot or not, even when
+        DynamoDB cannot be asked for one."""
+        assert self.fleet is not None
+        try:
+            return self.fleet.take_slot(resume.get_at_us if resume else None)
+        except TransientError:
+            if left > 0:
+                raise
+            return False
 
     def _setback(self, state: LoopState, polls: int, elapsed: float, left: float, error: ErrorInfo) -> LoopState:
         """DashScope could not be asked this time (an outage, an unreadable answer): trouble within the
