@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -195,6 +196,10 @@ def recorded() -> Iterator[Recorded]:
             replay.add_task("parked-image", answer, running_after=0.5, ends_after=1.0)
             started = fleet.start({"task_id": "parked-image", "kind": "image"})
             parked(fleet_workflow, 1)  # no sweeper runs yet: the park wakes one (its async invoke) ...
+            # ... while the last minute's run still holds the lease for 2.5 s: the new run asks for it
+            fleet_workflow.dynamodb.put_item(TableName=fleet.idempotency_table, Item={
+                "id": {"S": "sweeper#default"}, "holder": {"S": "the-last-minutes-run"},
+                "lease_until": {"N": repr(time.time() + 2.5)}})
             with fleet.sweeping():  # ... which, here, is the embedded sweeper's thread
                 execution = fleet_workflow.finish(started)
             assert execution["status"] == "SUCCEEDED", execution
@@ -281,6 +286,9 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
         "secretsmanager:GetSecretValue", "dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetItem",
         "dynamodb:UpdateItem", "states:SendTaskSuccess",
     }
+    # it asked for the lease the last minute's run held (a write of `asked_at` on the lease's item)
+    assert any(c.principal == "sweeper" and c.operation == "UpdateItem"
+               and c.params.get("UpdateExpression") == "SET asked_at = :now" for c in recorded.calls)
     # the sweeper reads the parks and the hints, each in its own partition of the registry's table
     assert {r.context["dynamodb:leadingkeys"][0] for r in recorded.requests()
             if r.call.principal == "sweeper" and r.action == "dynamodb:Query"} == {"default", "hint#default"}
