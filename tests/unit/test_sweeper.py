@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from wan_relay.errors import ProtocolError
 from wan_relay.policy import MAX_POLLS, MAX_WAIT_SECONDS, budget_left, fit_wait, next_wait
 from wan_relay.sweeper import (
+    MAX_WINDOW_SECONDS,
     SWEEPER_STALE_SECONDS,
     ListQuery,
     Page,
@@ -312,6 +313,90 @@ def test_a_resume_the_host_could_not_send_is_deferred_and_the_ones_behind_it_go_
     assert sweeper.plan(EPOCH + 14, 2) == [Resume("t2", "finished"), Resume("t3", "finished")]
     assert sweeper.plan(EPOCH + 15, 2) == [Resume("t2", "finished"), Resume("t3", "finished")]  # not sent yet
     assert sweeper.plan(EPOCH + 20, 2) == [Resume("t0", "finished"), Resume("t2", "finished")]
+
+
+def test_a_task_another_window_locates_while_its_own_is_read_is_still_watched_and_resumed():
+    """B parked 4.4 s after its creation (a cold start), so its own first window misses it; the window of
+    A, in flight at the same time, shows B's row (its end second, asked for on purpose). B's own window then
+    settles it as located elsewhere: it is watched in a block and resumed when it ends (it stayed "flying",
+    never read again nor resumed, until its park timed out a day later)."""
+    sweeper = Sweeper(SweepConfig(rate=10))
+    sweeper.park("A", "image", EPOCH + 0.7)
+    [a_window] = sweeper.plan(EPOCH + 12.7, 10)
+    sweeper.sent(a_window, EPOCH + 12.7)  # its answer is slow
+    sweeper.park("B", "image", EPOCH + 5.5)
+    [b_window] = sweeper.plan(EPOCH + 17.5, 10)
+    sweeper.sent(b_window, EPOCH + 17.5)
+    sweeper.on_page(a_window, Page((Row("B", "RUNNING", (EPOCH + 1) * 1000 + 100),
+                                    Row("A", "RUNNING", EPOCH * 1000 + 200)), 2, 1, 100), EPOCH + 12.7)
+    sweeper.on_page(b_window, Page((), 0, 1, 100), EPOCH + 17.5)  # B is not in its own window
+    t = EPOCH + 18.0
+    while not (reads := [q for q in sweeper.plan(t, 10) if isinstance(q, ListQuery)]):
+        t += 0.5
+        assert t < EPOCH + 120, "B is never read again"
+    [block] = reads
+    assert block.status == "RUNNING" and block.first <= EPOCH + 1 <= block.last
+    sweeper.sent(block, t)
+    sweeper.on_page(block, Page((Row("A", "RUNNING", EPOCH * 1000 + 200),), 1, 1, 100), t)  # B ended
+    assert Resume("B", "finished") in sweeper.plan(t + 0.2, 10)
+
+
+def test_a_later_page_that_fails_is_asked_again_without_starting_the_window_over():
+    """Pages answered 429 now and then (the account's other callers): a window of several pages is read
+    through, page by page, instead of from its first page again at each failure."""
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=2))
+    for i in range(4):
+        sweeper.park(f"t{i}", "image", EPOCH + 0.5)
+    [first] = sweeper.plan(EPOCH + 12, 10)
+    sweeper.sent(first, EPOCH + 12)
+    rows = [Row(f"t{i}", "RUNNING", EPOCH * 1000 + 100 * i) for i in reversed(range(4))]
+    sweeper.on_page(first, Page(tuple(rows[:2]), 4, 1, 2), EPOCH + 12)
+    [second] = sweeper.plan(EPOCH + 12.2, 10)
+    assert second.page_no == 2
+    sweeper.sent(second, EPOCH + 12.2)
+    sweeper.failed(second, EPOCH + 12.2)  # throttled
+    assert sweeper.plan(EPOCH + 12.4, 10) == [second]  # page 2 again, not page 1
+    sweeper.sent(second, EPOCH + 12.4)
+    sweeper.on_page(second, Page(tuple(rows[2:]), 4, 2, 2), EPOCH + 12.4)
+    assert all(sweeper._watches[f"t{i}"].state == "blocked" for i in range(4))  # the window was read through
+
+
+def test_a_located_task_absent_from_an_unordered_window_of_several_pages_is_not_taken_for_ended():
+    """Rows out of order across pages (the order is undocumented): a row may have moved between pages, so
+    the absence of a located task from such a window says nothing; it is looked for again, not resumed."""
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=2))
+    sweeper.park("p", "image", EPOCH + 0.5, created_ms=EPOCH * 1000 + 300)
+    [first] = sweeper.plan(EPOCH + 12, 10)
+    assert first.status is None and first.first <= EPOCH <= first.last
+    sweeper.sent(first, EPOCH + 12)
+    sweeper.on_page(first, Page((Row("x1", "RUNNING", EPOCH * 1000 + 500), Row("x2", "RUNNING", EPOCH * 1000 + 100)),
+                                3, 1, 2), EPOCH + 12)
+    [second] = sweeper.plan(EPOCH + 12.2, 10)
+    sweeper.sent(second, EPOCH + 12.2)
+    later_row = Row("x3", "RUNNING", EPOCH * 1000 + 900)  # after an older one: not newest first
+    sweeper.on_page(second, Page((later_row,), 3, 2, 2), EPOCH + 12.2)
+    assert not [a for a in sweeper.plan(EPOCH + 12.4, 10) if isinstance(a, Resume)]
+    assert sweeper._watches["p"].state == "scheduled"
+
+
+def test_tasks_created_more_than_a_day_apart_are_never_read_in_one_window():
+    """DashScope refuses a window of more than 24 hours (the replay answers 400): a block never stretches
+    to cover running tasks created further apart (it did, and the window was refused at every read)."""
+    created = {"A": EPOCH * 1000 + 500, "B": (EPOCH + 86_500) * 1000 + 500}
+    sweeper = Sweeper(SweepConfig(rate=19))
+    sweeper.park("A", "video", EPOCH + 1.0, created_ms=created["A"])
+    windows = []
+    for t in [EPOCH + 61.0 + 30 * i for i in range(5)] + [EPOCH + 86_561.0 + 30 * i for i in range(5)]:
+        if t > EPOCH + 86_501 and "B" not in sweeper._watches:
+            sweeper.park("B", "video", EPOCH + 86_501.0, created_ms=created["B"])
+        for query in [a for a in sweeper.plan(t, 19) if isinstance(a, ListQuery)]:
+            sweeper.sent(query, t)
+            windows.append(query)
+            rows = tuple(Row(task_id, "RUNNING", ms) for task_id, ms in created.items()
+                         if task_id in sweeper._watches and query.first <= ms // 1000 <= query.last + 1)
+            sweeper.on_page(query, Page(rows, len(rows), 1, 100), t)
+    assert any(q.first <= EPOCH + 86_500 <= q.last for q in windows)  # B was read ...
+    assert all(q.last + 1 - q.first <= MAX_WINDOW_SECONDS for q in windows)  # ... never with A in one window
 
 
 def test_while_ended_tasks_wait_for_the_budget_it_asks_for_no_list_pages():

@@ -46,12 +46,18 @@ from .policy import EARLIEST_FINISH_SECONDS, next_wait
 #: what DashScope's list accepts in one window: start_time and end_time at most 24 hours apart
 MAX_WINDOW_SECONDS = 24 * 3600
 
+#: a block's window spans less than this: DashScope refuses a window of more than 24 hours
+MAX_BLOCK_SECONDS = MAX_WINDOW_SECONDS - 1
+
 #: the park state's HeartbeatSeconds: a workflow the sweeper has not heartbeaten for this long polls itself
 WATCHDOG_SECONDS = 300
 #: the sweeper heartbeats every parked workflow this often (well inside the watchdog)
 HEARTBEAT_EVERY_SECONDS = 100
 #: a sweeper that swept within this long is alive: a fallback poll that finds the task running parks again
 SWEEPER_STALE_SECONDS = 120
+#: block reads in a row that cannot tell whether a member still runs (its row at a page boundary) before
+#: its workflow is resumed for a probe
+UNSURE_READS_BEFORE_PROBE = 4
 
 
 def china_stamp(epoch_seconds: int) -> str:
@@ -400,6 +406,9 @@ class Sweeper:
         self._pages: dict[tuple[int, int, str | None], int] = {}
         #: windows being read, and when their first page was asked
         self._flying: dict[tuple[int, int, str | None], float] = {}
+        #: the tasks an unfiltered window in flight was asked for: settled by it whatever is learnt of
+        #: them meanwhile (another window may locate one outside it)
+        self._window_members: dict[tuple[int, int, str | None], list[str]] = {}
         self._flying_blocks: dict[tuple[int, int, str | None], _Block] = {}
         #: actions offered by the last `plan` and not reported sent yet, with what to give back
         self._offered: dict[Action, Any] = {}
@@ -497,13 +506,22 @@ class Sweeper:
             block.reading = frozenset(block.members)
             self._flying_blocks[action.window] = block
             return
+        members = []
         for watch in self._covered(action):
             if watch.state in ("scheduled", "ready", "taken"):
                 self._set(watch, "flying")
                 watch.in_flight = action.window
+                members.append(watch.task_id)
+        self._window_members[action.window] = members
 
     def failed(self, query: ListQuery, at: float) -> None:
-        """A list query got no usable answer (throttled, an error): its window is read again later."""
+        """A list query got no usable answer (throttled, an error): its window is read again later. A
+        later page of a window is asked again, the pages read kept (the boundary between two pages is
+        judged whatever time passed between them): starting the window over at each failure, a window of
+        many pages would seldom be read through while some pages fail."""
+        if query.page_no > 1 and query.window in self._reads:
+            self._continuations[query.window] = query
+            return
         self._continuations.pop(query.window, None)
         self._reads.pop(query.window, None)
         self._pages.pop(query.window, None)
@@ -513,9 +531,8 @@ class Sweeper:
             block.flying = None
             self._schedule_block(block, at + min(self.config.min_look_seconds.values()))
             return
-        for watch in self._covered(query):
-            if watch.state == "flying" and watch.in_flight == query.window:
-                self._schedule(watch, at + self._min_look(watch))
+        for watch in self._window_watches(query):
+            self._schedule(watch, at + self._min_look(watch))
 
     def on_page(self, query: ListQuery, page: Page, at: float) -> None:
         """A page of `query`'s window, as DashScope answered it at `at`."""
@@ -751,14 +768,22 @@ class Sweeper:
             self._settle_block(block, read, pages, at)
             return
         slack = self.config.locate_slack_seconds
-        for watch in self._covered(query):
-            if watch.state != "flying" or watch.in_flight != query.window:
-                continue  # not covered when the query went out: its absence says nothing
+        for watch in self._window_watches(query):
+            first, last = watch.span()
+            if not (query.first <= first and last <= query.last):
+                # located outside this window meanwhile (another window showed it): it says nothing of it
+                if watch.next_look == -1.0:
+                    self._join_block(watch, at)
+                else:
+                    self._schedule(watch, max(self._look_time([watch], at), self._earliest_end(watch)))
+                continue
             if watch.task_id in read.seen:
                 if watch.next_look == -1.0:
                     self._join_block(watch, at)
                 else:  # PENDING
                     self._schedule(watch, max(self._look_time([watch], at), self._earliest_end(watch)))
+            elif watch.created_ms is not None and read.may_have_missed(watch.created_ms, pages):
+                self._schedule(watch, at + self._min_look(watch))  # at a page boundary: looked for again
             elif watch.created_ms is not None:
                 # located, and gone from a window that shows every status: the list lost it (expired);
                 # the workflow's poll finds out what became of it
@@ -779,6 +804,12 @@ class Sweeper:
                 if watch.state == "ready":
                     self._make_ready(watch)
 
+    def _window_watches(self, query: ListQuery) -> list[_Watch]:
+        """The watches still flying in `query`'s unfiltered window: those it was asked for and not settled
+        otherwise since (ended by another page, a hint, forgotten, parked again)."""
+        watches = [self._watches.get(task_id) for task_id in self._window_members.pop(query.window, ())]
+        return [w for w in watches if w is not None and w.state == "flying" and w.in_flight == query.window]
+
     # --- blocks of running tasks ------------------------------------------------------------------
 
     def _join_block(self, watch: _Watch, now: float) -> None:
@@ -790,7 +821,8 @@ class Sweeper:
         if home is None:
             neighbours = [b for b in (self._blocks[i] if i >= 0 else None,
                                       self._blocks[i + 1] if i + 1 < len(self._blocks) else None)
-                          if b is not None and b.flying is None and len(b.members) < self._cap]
+                          if b is not None and b.flying is None and len(b.members) < self._cap
+                          and max(b.last, second) - min(b.first, second) < MAX_BLOCK_SECONDS]
             if neighbours:
                 home = min(neighbours, key=lambda b: min(abs(b.first - second), abs(b.last - second)))
                 home.first, home.last = min(home.first, second), max(home.last, second)
@@ -875,7 +907,7 @@ class Sweeper:
             return
         room = self._cap - len(block.members)
         moving = sorted(younger.members, key=lambda t: (self._watches[t].created_ms or 0, t))[:room]
-        if not moving:
+        if not moving or (self._watches[moving[-1]].created_ms or 0) // 1000 - block.first >= MAX_BLOCK_SECONDS:
             return
         for task_id in moving:
             younger.members.discard(task_id)
