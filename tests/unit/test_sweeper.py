@@ -379,6 +379,20 @@ def test_a_located_task_absent_from_an_unordered_window_of_several_pages_is_not_
     assert sweeper._watches["p"].state == "scheduled"
 
 
+def test_a_task_whose_row_stays_at_a_page_boundary_of_its_block_is_found_ended_in_its_own_second():
+    """Another caller's long tasks fill a page or more of the block's seconds: once our task ends, its row
+    would sit between the same two pages of the RUNNING window at every read, which can never show it
+    gone. After two such reads it is read unfiltered in its own second, whose rows no longer change."""
+    others = [Task(f"other-{i:02d}", EPOCH + 0.01 * (i + 1), EPOCH, EPOCH + 9000) for i in range(19)]
+    ours = Task("ours", EPOCH + 0.095, EPOCH + 1, EPOCH + 40)  # newest first: the first row of page 2
+    endpoint = ListEndpoint([*others, ours], max_page_size=10)
+    run = drive([ours], SweepConfig(rate=10, page_size=10), endpoint=endpoint, until=600)
+    [(task_id, reason, at)] = run.resumes
+    assert (task_id, reason) == ("ours", "finished")
+    assert at < 40 + 30  # two more block reads and one page, not the next invocation's fresh look
+    assert run.parked == 0
+
+
 def test_tasks_created_more_than_a_day_apart_are_never_read_in_one_window():
     """DashScope refuses a window of more than 24 hours (the replay answers 400): a block never stretches
     to cover running tasks created further apart (it did, and the window was refused at every read)."""

@@ -56,8 +56,9 @@ HEARTBEAT_EVERY_SECONDS = 100
 #: a sweeper that swept within this long is alive: a fallback poll that finds the task running parks again
 SWEEPER_STALE_SECONDS = 120
 #: block reads in a row that cannot tell whether a member still runs (its row at a page boundary) before
-#: its workflow is resumed for a probe
-UNSURE_READS_BEFORE_PROBE = 4
+#: it is looked for in an unfiltered window of its own creation second: the rows of a second past do not
+#: change, so that window shows its row whatever its status
+UNSURE_READS_BEFORE_LOOK = 2
 
 
 def china_stamp(epoch_seconds: int) -> str:
@@ -237,6 +238,8 @@ class _Watch:
     next_look: float = 0.0
     next_probe: float = 0.0
     misses: int = 0
+    #: block reads in a row that may have hidden it at a page boundary
+    unsure: int = 0
     lo: int = 0  # while not located: the creation seconds it may have
     hi: int = 0
     in_flight: tuple[int, int, str | None] | None = None
@@ -881,10 +884,17 @@ class Sweeper:
         for task_id in sorted(block.reading & block.members):  # sorted: the same run decides the same way
             watch = self._watches[task_id]
             if task_id in read.seen:
-                continue
-            if watch.created_ms is not None and not read.may_have_missed(watch.created_ms, pages):
+                watch.unsure = 0
+            elif watch.created_ms is not None and not read.may_have_missed(watch.created_ms, pages):
                 self._end(watch, ((watch.alive_at or at) + at) / 2)
                 ended.add(task_id)
+            else:
+                watch.unsure += 1
+                if watch.unsure >= UNSURE_READS_BEFORE_LOOK:
+                    # the same boundary at every read (a page or more of another caller's long tasks in
+                    # the block's seconds): its own second, unfiltered, shows its row whatever its status
+                    watch.unsure = 0
+                    self._schedule(watch, at)
         if block.read_at is not None and at > block.read_at:
             self._learn(block, ended, at - block.read_at, at)
         block.read_at = at
