@@ -617,3 +617,30 @@ def test_a_crowded_account_each_ended_task_is_resumed_exactly_once_and_never_ear
     assert run.premature == []
     finished = [task_id for task_id, reason, _ in run.resumes if reason == "finished"]
     assert len(finished) == len(set(finished)) == len(ours)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32), page_size=st.integers(min_value=2, max_value=8))
+def test_beside_another_callers_long_tasks_each_end_is_found_by_the_list_within_two_minutes(seed, page_size):
+    """Another caller's tasks that run for an hour or more share the seconds of ours, on pages of a few
+    rows: a RUNNING window of those seconds never empties, and its page boundaries stay where they are.
+    Each of our ended tasks is still found ended by the list, well before the next sweeper invocation's
+    fresh look (a minute) would have to rescue it."""
+    rng = random.Random(seed)
+    others = []
+    for i in range(rng.randint(page_size, 40)):
+        created = EPOCH + rng.uniform(0, 5)
+        others.append(Task(f"other-{i:03d}", created, created + 0.5, created + rng.uniform(3600, 9000)))
+    ours = []
+    for i in range(rng.randint(1, 40)):
+        created = EPOCH + rng.uniform(0, 5)
+        ours.append(Task(f"task-{i:03d}", created, created + rng.uniform(0, 2), created + rng.uniform(8, 120),
+                         rng.choice(["SUCCEEDED", "FAILED"])))
+    run = drive(ours, SweepConfig(rate=6, page_size=page_size),
+                endpoint=ListEndpoint(others + ours, max_page_size=page_size), until=900)
+    assert run.premature == []
+    ends = {task.task_id: task.end - EPOCH for task in ours}
+    found = {task_id: at for task_id, reason, at in run.resumes if reason == "finished"}
+    assert sorted(found) == sorted(ends)  # every one, once (a dict keeps one per task: counted below)
+    assert len(run.resumes) == len(ours)
+    assert max(at - ends[task_id] for task_id, at in found.items()) < 120
