@@ -393,6 +393,27 @@ def test_a_task_whose_row_stays_at_a_page_boundary_of_its_block_is_found_ended_i
     assert run.parked == 0
 
 
+def test_a_page_shorter_than_its_total_says_proves_no_absence():
+    """A last page with fewer rows than the page size and the total promise (a page served smaller than
+    the size it echoes, or a list that changed between its count and its rows): the rows it did not show
+    are not known, so a located task missing from it is looked for again, not resumed as ended."""
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=4))
+    sweeper.park("p", "image", EPOCH + 0.5, created_ms=EPOCH * 1000 + 300)
+    [query] = sweeper.plan(EPOCH + 20, 10)
+    sweeper.sent(query, EPOCH + 20)
+    shown = (Row("x2", "RUNNING", EPOCH * 1000 + 900), Row("x1", "RUNNING", EPOCH * 1000 + 500))
+    sweeper.on_page(query, Page(shown, 6, 1, 4), EPOCH + 20)  # 2 rows of a page of 4, of 6
+    assert not [a for a in sweeper.plan(EPOCH + 20.2, 10) if isinstance(a, Resume)]
+    assert sweeper._watches["p"].state == "scheduled"
+    # the rows not shown are older than those shown (newest first): a task newer than them was not hidden
+    sweeper.park("q", "image", EPOCH + 0.5, created_ms=EPOCH * 1000 + 950)
+    [query] = sweeper.plan(EPOCH + 22, 10)
+    sweeper.sent(query, EPOCH + 22)
+    sweeper.on_page(query, Page(shown, 6, 1, 4), EPOCH + 22)
+    assert [a.task_id for a in sweeper.plan(EPOCH + 22.2, 10) if isinstance(a, Resume)] == ["q"]
+    assert sweeper._watches["p"].state == "scheduled"
+
+
 def test_tasks_created_more_than_a_day_apart_are_never_read_in_one_window():
     """DashScope refuses a window of more than 24 hours (the replay answers 400): a block never stretches
     to cover running tasks created further apart (it did, and the window was refused at every read)."""

@@ -375,6 +375,15 @@ class _WindowRead:
                 self.unsure.append((self.boundary_ms, window_ms[1]))
         if created:
             self.boundary_ms = created[-1]
+        if page.last and (page.page_no - 1) * page.page_size + len(page.rows) < page.total:
+            # fewer rows than the page size and the total say (a list that changed between its count and
+            # its rows, or a page smaller than the size it echoes): what was not shown is not known
+            if not created or self.direction == 0:
+                self.unsure.append(window_ms)
+            elif self.direction < 0:
+                self.unsure.append((window_ms[0], created[-1]))
+            else:
+                self.unsure.append((created[-1], window_ms[1]))
 
     def may_have_missed(self, created_ms: int, pages: int) -> bool:
         if pages > 1 and not self.ordered:
