@@ -406,12 +406,51 @@ def test_a_page_shorter_than_its_total_says_proves_no_absence():
     assert not [a for a in sweeper.plan(EPOCH + 20.2, 10) if isinstance(a, Resume)]
     assert sweeper._watches["p"].state == "scheduled"
     # the rows not shown are older than those shown (newest first): a task newer than them was not hidden
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=4))
     sweeper.park("q", "image", EPOCH + 0.5, created_ms=EPOCH * 1000 + 950)
-    [query] = sweeper.plan(EPOCH + 22, 10)
-    sweeper.sent(query, EPOCH + 22)
-    sweeper.on_page(query, Page(shown, 6, 1, 4), EPOCH + 22)
-    assert [a.task_id for a in sweeper.plan(EPOCH + 22.2, 10) if isinstance(a, Resume)] == ["q"]
-    assert sweeper._watches["p"].state == "scheduled"
+    [query] = sweeper.plan(EPOCH + 20, 10)
+    sweeper.sent(query, EPOCH + 20)
+    sweeper.on_page(query, Page(shown, 6, 1, 4), EPOCH + 20)
+    assert [a for a in sweeper.plan(EPOCH + 20.2, 10) if isinstance(a, Resume)] == [Resume("q", "finished")]
+
+
+def test_a_located_task_a_list_keeps_not_showing_costs_two_looks_then_its_get_decides():
+    """Every answer for its window is a page smaller than it says (a row of a page of 3, total 3) and
+    never shows the task: after two looks its workflow is resumed for its GET to decide, as for a task the
+    list lost, instead of being looked for again, a page every few seconds, until its park times out."""
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=3))
+    created_ms = EPOCH * 1000 + 852
+    sweeper.park("p", "image", EPOCH + 0.5, created_ms=created_ms)
+    pages, resumes, t = 0, [], EPOCH + 0.5
+    while not resumes and t < EPOCH + 3600:
+        for action in sweeper.plan(t, 10):
+            sweeper.sent(action, t)
+            if isinstance(action, Resume):
+                resumes.append(action)
+            else:
+                pages += 1
+                newer = Row("x-newer", "RUNNING", created_ms + 700)
+                sweeper.on_page(action, Page((newer,), 3, action.page_no, 3), t)
+        t += 0.5
+    assert resumes == [Resume("p", "finished")]
+    assert pages == 2
+
+
+def test_an_empty_last_page_hides_only_the_rows_after_the_ones_shown():
+    """Page 1 full and newest first, page 2 empty while the total promises a row more (a stale count):
+    a row not shown can only be older than page 1's last, so a task newer than that, absent from page 1,
+    has ended."""
+    sweeper = Sweeper(SweepConfig(rate=10, page_size=3))
+    sweeper.park("p", "image", EPOCH + 0.5, created_ms=EPOCH * 1000 + 950)
+    [query] = sweeper.plan(EPOCH + 20, 10)
+    sweeper.sent(query, EPOCH + 20)
+    rows = tuple(Row(f"x{i}", "RUNNING", EPOCH * 1000 + ms) for i, ms in enumerate((999, 980, 900)))
+    sweeper.on_page(query, Page(rows, 4, 1, 3), EPOCH + 20)
+    [second] = sweeper.plan(EPOCH + 20.2, 10)
+    assert second.page_no == 2
+    sweeper.sent(second, EPOCH + 20.2)
+    sweeper.on_page(second, Page((), 4, 2, 3), EPOCH + 20.2)
+    assert [a for a in sweeper.plan(EPOCH + 20.4, 10) if isinstance(a, Resume)] == [Resume("p", "finished")]
 
 
 def test_tasks_created_more_than_a_day_apart_are_never_read_in_one_window():

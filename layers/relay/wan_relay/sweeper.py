@@ -55,9 +55,10 @@ WATCHDOG_SECONDS = 300
 HEARTBEAT_EVERY_SECONDS = 100
 #: a sweeper that swept within this long is alive: a fallback poll that finds the task running parks again
 SWEEPER_STALE_SECONDS = 120
-#: block reads in a row that cannot tell whether a member still runs (its row at a page boundary) before
-#: it is looked for in an unfiltered window of its own creation second: the rows of a second past do not
-#: change, so that window shows its row whatever its status
+#: reads in a row that cannot tell whether a located task is still there (its row at a page boundary, on a
+#: page shorter than it says, or rows out of order) before the next step: a block member is looked for in
+#: an unfiltered window of its own creation second (the rows of a second past do not change, so that
+#: window shows its row whatever its status); a task such windows keep not showing is resumed for its GET
 UNSURE_READS_BEFORE_LOOK = 2
 
 
@@ -378,12 +379,12 @@ class _WindowRead:
         if page.last and (page.page_no - 1) * page.page_size + len(page.rows) < page.total:
             # fewer rows than the page size and the total say (a list that changed between its count and
             # its rows, or a page smaller than the size it echoes): what was not shown is not known
-            if not created or self.direction == 0:
+            if self.boundary_ms is None or self.direction == 0:
                 self.unsure.append(window_ms)
             elif self.direction < 0:
-                self.unsure.append((window_ms[0], created[-1]))
+                self.unsure.append((window_ms[0], self.boundary_ms))
             else:
-                self.unsure.append((created[-1], window_ms[1]))
+                self.unsure.append((self.boundary_ms, window_ms[1]))
 
     def may_have_missed(self, created_ms: int, pages: int) -> bool:
         if pages > 1 and not self.ordered:
@@ -790,12 +791,20 @@ class Sweeper:
                     self._schedule(watch, max(self._look_time([watch], at), self._earliest_end(watch)))
                 continue
             if watch.task_id in read.seen:
+                watch.unsure = 0
                 if watch.next_look == -1.0:
                     self._join_block(watch, at)
                 else:  # PENDING
                     self._schedule(watch, max(self._look_time([watch], at), self._earliest_end(watch)))
             elif watch.created_ms is not None and read.may_have_missed(watch.created_ms, pages):
-                self._schedule(watch, at + self._min_look(watch))  # at a page boundary: looked for again
+                watch.unsure += 1
+                if watch.unsure < UNSURE_READS_BEFORE_LOOK:
+                    self._schedule(watch, at + self._min_look(watch))  # at a page boundary: looked for again
+                else:
+                    # a list that keeps not showing it (pages smaller than they say, rows out of order):
+                    # its workflow's GET decides, as for a task the list lost
+                    watch.unsure = 0
+                    self._end(watch, at)
             elif watch.created_ms is not None:
                 # located, and gone from a window that shows every status: the list lost it (expired);
                 # the workflow's poll finds out what became of it
@@ -890,6 +899,7 @@ class Sweeper:
         block.flying = None
         block.expected = 0.0
         ended: set[str] = {t for t in block.reading if t not in block.members}  # seen ending on other pages
+        unknown: set[str] = set()  # may be hidden by a page boundary: neither an end nor a task-second seen
         for task_id in sorted(block.reading & block.members):  # sorted: the same run decides the same way
             watch = self._watches[task_id]
             if task_id in read.seen:
@@ -898,6 +908,7 @@ class Sweeper:
                 self._end(watch, ((watch.alive_at or at) + at) / 2)
                 ended.add(task_id)
             else:
+                unknown.add(task_id)
                 watch.unsure += 1
                 if watch.unsure >= UNSURE_READS_BEFORE_LOOK:
                     # the same boundary at every read (a page or more of another caller's long tasks in
@@ -905,7 +916,7 @@ class Sweeper:
                     watch.unsure = 0
                     self._schedule(watch, at)
         if block.read_at is not None and at > block.read_at:
-            self._learn(block, ended, at - block.read_at, at)
+            self._learn(block, ended, at - block.read_at, at, unknown)
         block.read_at = at
         block.reading = frozenset()
         if not block.members:
@@ -1043,12 +1054,12 @@ class Sweeper:
 
         return math.fsum(rate(watch) for watch in group)  # exact: the same whatever order the group is in
 
-    def _learn(self, block: _Block, ended: set[str], elapsed: float, at: float) -> None:
+    def _learn(self, block: _Block, ended: set[str], elapsed: float, at: float, unknown: set[str]) -> None:
         """A block read `elapsed` seconds after the last one: its members watched that long, at their age
-        then, and the ones that ended meanwhile."""
+        then, and the ones that ended meanwhile (not the `unknown`, which the read could not tell)."""
         for task_id in sorted(block.reading):  # the halving below makes the sum depend on the order
             watch = self._watches.get(task_id)
-            if watch is None or watch.created_ms is None:
+            if watch is None or watch.created_ms is None or task_id in unknown:
                 continue
             key = (watch.kind or "image", self._age_bucket(watch.age(at) - elapsed / 2))
             self._exposure[key] = self._exposure.get(key, 0.0) + elapsed
