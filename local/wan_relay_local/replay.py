@@ -214,14 +214,18 @@ class _QuietServer(ThreadingHTTPServer):
     """Connections the fault scripts cut on purpose are not worth a traceback on stderr. Plain connections
     are stamped by the kernel on arrival (Linux), where it can."""
 
+    def server_bind(self) -> None:
+        super().server_bind()
+        if _SO_TIMESTAMPNS is not None:  # on the listening socket: a connection has it from its first byte
+            with contextlib.suppress(OSError):  # no stamps: the handler's clock
+                self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
         if _SO_TIMESTAMPNS is None or type(connection) is not socket.socket:  # TLS: the handler's clock
             return connection, address
         stamped = _StampedSocket(connection.family, connection.type, connection.proto, fileno=connection.detach())
         stamped.settimeout(connection.gettimeout())
-        with contextlib.suppress(OSError):  # no stamps: the handler's clock
-            stamped.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         return stamped, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
