@@ -11,11 +11,15 @@ Used by the local demo and by the tests; it is never part of the Lambda layer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import math
 import re
+import socket
+import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -183,11 +187,58 @@ def _list_int(value: str | None, name: str, default: int) -> int:
     return int(value)
 
 
+#: Linux's SO_TIMESTAMPNS (asm-generic: x86-64 and arm64), which Python's socket module does not name
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35) if sys.platform == "linux" else None
+_TIMESPEC = struct.Struct("@ll")
+
+
+class _StampedSocket(socket.socket):
+    """A plain connection that notes when the kernel received the bytes of its latest read: a request's
+    arrival, however long its handler thread then waits for the interpreter (the replay shares its
+    process, and the GIL, with everything the tests run)."""
+
+    received_at: float | None = None
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        size, ancillary, _, _ = self.recvmsg_into([view[: nbytes or len(view)]],
+                                                  socket.CMSG_SPACE(_TIMESPEC.size), flags)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                seconds, nanos = _TIMESPEC.unpack_from(data)
+                self.received_at = seconds + nanos / 1e9
+        return size
+
+
 class _QuietServer(ThreadingHTTPServer):
-    """Connections the fault scripts cut on purpose are not worth a traceback on stderr."""
+    """Connections the fault scripts cut on purpose are not worth a traceback on stderr. Plain connections
+    are stamped by the kernel on arrival (Linux), where it can."""
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        if _SO_TIMESTAMPNS is not None:  # on the listening socket: a connection has it from its first byte
+            with contextlib.suppress(OSError):  # no stamps: the handler's clock
+                self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if _SO_TIMESTAMPNS is None or type(connection) is not socket.socket:  # TLS: the handler's clock
+            return connection, address
+        stamped = _StampedSocket(connection.family, connection.type, connection.proto, fileno=connection.detach())
+        stamped.settimeout(connection.gettimeout())
+        return stamped, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return
+
+
+@dataclass(frozen=True)
+class Query:
+    """A task or list query as the limiter saw it: when it arrived, what it asked, whether it was refused."""
+
+    arrived_at: float
+    target: str  # path and query string
+    throttled: bool
 
 
 EXPIRED_XML = (
@@ -227,6 +278,7 @@ class ReplayDashScope:
         self.requests: list[dict[str, Any]] = []
         #: when each task or list query arrived (throttled ones too), and how many were throttled
         self.query_times: list[float] = []
+        self.queries: list[Query] = []
         self.throttled = 0
         #: in whole microseconds, as max_queries_in_any_second counts them: epoch floats one second apart
         #: can differ by a little less than 1.0
@@ -298,6 +350,18 @@ class ReplayDashScope:
         with self._lock:
             times = [round(moment * MICROS) for moment in self.query_times]
         return max_in_any_window(times)
+
+    def crowding(self) -> str:
+        """For a failure message: each throttled query with the queries that arrived in the second before
+        it (offsets in seconds, what each asked)."""
+        with self._lock:
+            queries = list(self.queries)
+        lines = []
+        for query in (q for q in queries if q.throttled):
+            lines.append(f"throttled at {query.arrived_at:.3f}; the second before it:")
+            lines.extend(f"  {q.arrived_at - query.arrived_at:+.3f} s {'429' if q.throttled else '   '} {q.target}"
+                         for q in queries if 0 <= query.arrived_at - q.arrived_at < 1 and q is not query)
+        return "\n".join(lines) or "no query throttled"
 
     def add_media(self, path: str, media: Media) -> str:
         """Registers a file; returns its URL on this server."""
@@ -448,22 +512,32 @@ class ReplayDashScope:
                     self._send(401, json.dumps(body).encode(), "application/json")
                     return False
                 with replay._lock:
-                    now = replay.clock()
+                    now = self._arrived_at()
                     replay.query_times.append(now)
                     now_us = round(now * MICROS)
-                    while replay._accepted and now_us - replay._accepted[0] >= MICROS:
-                        replay._accepted.popleft()
-                    limited = replay.rate_limit_qps is not None and len(replay._accepted) >= replay.rate_limit_qps
+                    # arrivals stamped by the kernel can be handled out of order: refused is a query that
+                    # would make any second hold more than the limit, whichever was handled first
+                    replay._accepted = deque(at for at in replay._accepted if now_us - at < 2 * MICROS)
+                    window = [at for at in replay._accepted if abs(now_us - at) < MICROS]
+                    limited = (replay.rate_limit_qps is not None
+                               and max_in_any_window([*window, now_us]) > replay.rate_limit_qps)
                     if limited:
                         replay.throttled += 1
                     else:
                         replay._accepted.append(now_us)
+                    replay.queries.append(Query(now, self.path, limited))
                 if limited:
                     body = {"code": "Throttling.RateQuota", "message": RATE_QUOTA_MESSAGE,
                             "request_id": "replay-429"}
                     self._send(429, json.dumps(body).encode(), "application/json")
                     return False
                 return True
+
+            def _arrived_at(self) -> float:
+                """When the request reached the server: the kernel's stamp where there is one and the
+                replay runs on real time, else the replay's clock now."""
+                received_at = getattr(self.connection, "received_at", None)
+                return received_at if received_at is not None and replay.clock is time.time else replay.clock()
 
             def _list(self, query: dict[str, list[str]]) -> None:
                 if not self._admitted():

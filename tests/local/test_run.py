@@ -299,7 +299,8 @@ def test_poll_interval_gives_way_to_the_long_task_rule_as_its_help_says(
     task_id = running["output"]["task_id"]
     replay.script(task_id, running)
     environment = user_environment(
-        DASHSCOPE_BASE_URL=replay.base_url, DASHSCOPE_API_KEY=API_KEY, ALLOWED_MEDIA_URLS=replay.origin
+        DASHSCOPE_BASE_URL=replay.base_url, DASHSCOPE_API_KEY=API_KEY, ALLOWED_MEDIA_URLS=replay.origin,
+        PYTHONFAULTHANDLER="1",  # a SIGABRT prints every thread's stack: what a hang waits for
     )
 
     with subprocess.Popen([str(wan_relay), "run", task_id, "--poll-interval", "2", "--out", str(tmp_path)],
@@ -308,7 +309,12 @@ def test_poll_interval_gives_way_to_the_long_task_rule_as_its_help_says(
             first_poll = next(line for line in run.stdout if " poll " in line)  # type: ignore[union-attr]
         finally:
             run.send_signal(signal.SIGINT)
-        _, err = run.communicate(timeout=30)
+        try:
+            _, err = run.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.send_signal(signal.SIGABRT)
+            _, stacks = run.communicate(timeout=30)
+            pytest.fail(f"`wan-relay run` still running 30 s after Ctrl-C; its threads:\n{stacks}")
 
     assert first_poll.strip() == f"{task_id[:8]}… poll 1: RUNNING, next poll in 300 s"  # min(300, 7200 / 10)
     assert run.returncode == 130 and err == "wan-relay: interrupted\n"

@@ -166,3 +166,46 @@ def test_a_bucket_spoken_for_grants_nothing_and_writes_nothing(dynamodb):
     assert dynamodb.get_item(TableName=TABLE, Key={"id": {"S": "budget#acct-1"}})["Item"] == before
     clock.now += 1.0
     assert len(budget.reserve(1).slots_us) == 1
+
+
+# --- a workflow's GET slot (wan_relay.fleet) ---------------------------------------------------------
+
+
+def _held_up_fleet(dynamodb, clock: Clock, late_by: list[float]):
+    """A workflow's Fleet whose waits end `late_by` seconds late, one after the other (a process held up,
+    a machine short of CPU), then on time."""
+    from wan_relay.fleet import Fleet
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds + (late_by.pop(0) if late_by else 0.0)
+
+    return Fleet(dynamodb=dynamodb, table=TABLE, account="acct-1", budget=Budget(1), clock=clock, sleep=sleep)
+
+
+def test_a_handed_slot_the_wait_overran_is_given_up_and_the_get_goes_at_a_slot_of_its_own(dynamodb):
+    clock = Clock()
+    fleet = _held_up_fleet(dynamodb, clock, [0.9])
+    handed_us = round((clock.now + 0.6) * MICROS)  # the sweeper's slot for this GET, 0.6 s ahead
+
+    assert fleet.take_slot(handed_us) is True
+    # woken 0.9 s past the handed slot, more than the half interval a query may be late: sending then
+    # could put a third query in a second of two slots; the GET goes at a slot the budget granted now
+    sent_us = round(clock.now * MICROS)
+    assert sent_us - handed_us > Budget(1).interval_us // 2
+    item = dynamodb.get_item(TableName=TABLE, Key={"id": {"S": "budget#acct-1"}}).get("Item", {})
+    assert item.get("next_free_us") == {"N": str(sent_us + Budget(1).interval_us)}
+
+
+def test_a_reserved_slot_the_wait_overran_is_reserved_again_and_a_stalled_workflow_backs_off(dynamodb):
+    clock = Clock()
+    rival = DynamoDBBudget(dynamodb, TABLE, "acct-1", Budget(1), clock=clock)
+    (held,) = rival.reserve(1).slots_us  # another caller's query now: this GET's slot is a second later
+    clock.now += 0.2
+    fleet = _held_up_fleet(dynamodb, clock, [0.7])
+    assert fleet.take_slot() is True
+    # the first slot (held + 1 s) was overrun by 0.7 s: the GET waited for the next one the budget gave
+    assert round(clock.now * MICROS) == held + 2 * Budget(1).interval_us
+
+    clock.now += 0.2
+    stalled = _held_up_fleet(dynamodb, clock, [0.7] * 3)
+    assert stalled.take_slot() is False  # every wait overran its slot: no GET, a back-off as after a 429

@@ -4,6 +4,10 @@ budget: tests/unit/test_sweep_host.py."""
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
+
 import pytest
 import requests
 from wan_relay.dashscope import DashScopeClient
@@ -134,3 +138,25 @@ def test_the_per_second_limit_is_shared_by_the_get_and_the_list_and_answers_like
         assert list_tasks(server).status_code == 200
         wrong_key = requests.get(f"{server.base_url}/tasks/", headers={"Authorization": "Bearer nope"}, timeout=5)
         assert wrong_key.status_code == 401
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's arrival stamps (SO_TIMESTAMPNS) are Linux's")
+def test_a_query_counts_when_it_arrived_not_when_the_replay_got_round_to_it():
+    # the replay shares its process with everything a test runs: its handler can wait for the interpreter
+    # well after the query arrived. The limit counts arrivals, as DashScope's gateway does, and the failure
+    # message shows each throttled query with the second before it.
+    with ReplayDashScope(api_key=API_KEY, rate_limit_qps=1) as server:
+        server.add_task("t-1", sample("wan2.6-t2i_succeeded"))
+        answers: list[int] = []
+        with server._lock:  # the handler is held up, as by a busy interpreter, while the query arrives
+            sent_at = time.time()
+            asking = threading.Thread(target=lambda: answers.append(list_tasks(server).status_code))
+            asking.start()
+            time.sleep(0.6)
+        asking.join(timeout=10)
+        assert answers == [200]
+        assert server.query_times[0] - sent_at < 0.3
+        with pytest.raises(ThrottledError):  # a GET within the second after the list's arrival
+            get_task(server, "t-1")
+        throttled_line, earlier = server.crowding().splitlines()
+        assert throttled_line.startswith("throttled at ") and earlier.endswith("/api/v1/tasks/")

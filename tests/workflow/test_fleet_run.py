@@ -53,7 +53,8 @@ def test_a_burst_of_parked_tasks_is_relayed_once_each_without_a_single_429() -> 
 
         statuses = Counter(flow.sfn.describe_execution(executionArn=arn)["status"] for arn in executions)
         assert statuses == {"SUCCEEDED": TASKS}
-        assert replay.throttled == 0  # not one query over the account's limit: list pages and GETs together
+        # not one query over the account's limit: list pages and GETs together
+        assert replay.throttled == 0, replay.crowding()
         assert replay.max_queries_in_any_second() <= LIMIT_QPS
         events = flow.completed_events()
         assert sorted(e["detail"]["task_id"] for e in events) == sorted(task_ids)  # one event each
@@ -111,7 +112,8 @@ def test_with_task_finished_notifications_a_burst_is_resumed_by_them_and_relayed
 
         statuses = Counter(flow.sfn.describe_execution(executionArn=arn)["status"] for arn in executions)
         assert statuses == {"SUCCEEDED": len(task_ids)}
-        assert replay.throttled == 0 and replay.max_queries_in_any_second() <= LIMIT_QPS
+        assert replay.throttled == 0, replay.crowding()
+        assert replay.max_queries_in_any_second() <= LIMIT_QPS
         events = flow.completed_events()
         assert sorted(e["detail"]["task_id"] for e in events) == sorted(task_ids)
         assert [replay.polls(task_id) for task_id in task_ids] == [1] * len(task_ids)

@@ -3,7 +3,8 @@ of its GETs, a place in the registry while it is parked, and whether the sweeper
 
 A workflow asks DashScope only at a slot of the budget, whoever made it wait: the sweeper hands a
 resumed workflow the slot it reserved for that GET (`get_at_us`); a slot missed by more than half a
-budget interval is given up and a new one is reserved. Queries sent up to t late after slots 1/r apart
+budget interval, when the workflow comes to it or when its wait for it ends, is given up and a new one
+is reserved. Queries sent up to t late after slots 1/r apart
 put at most r x (1 + t) in a second: with the budget r one under DashScope's limit, lateness up to one
 interval stays within it, and half of it is left to the network. A workflow polling on its own (its
 watchdog fired) reserves its own slot.
@@ -34,6 +35,8 @@ logger = Logger(child=True)
 
 #: a woken sweeper that has not taken the lease after this long (it failed to start) is woken again
 WAKE_EVERY_SECONDS = 15.0
+#: slots a GET reserves, each given up if the wait for it ends past its tolerance, before it backs off
+SLOT_TRIES = 3
 #: park only while the budget left outlasts the watchdog by this much: near its end a task polls on its
 #: own, so its last poll is not up to five minutes late
 PARK_MARGIN_SECONDS = 60
@@ -66,21 +69,29 @@ class Fleet:
 
     def take_slot(self, handed_us: int | None = None) -> bool:
         """Wait until this workflow may send one GET. False: the budget is spoken for as far as it reaches
-        ahead (the caller backs off as after a 429, without asking)."""
+        ahead, or each slot reserved went by while this workflow waited for it (the caller backs off as
+        after a 429, without asking)."""
         if handed_us is not None:
-            verdict = slot_verdict(handed_us, self._now_us(), self.budget.interval_us // 2)
             too_far = handed_us - self._now_us() > self.budget.lookahead_us + MICROS  # not a slot we made
-            if verdict != "expired" and not too_far:
-                self._wait_until(handed_us)
+            if not too_far and self._await(handed_us):
                 return True
-        try:
-            granted = self._bucket.reserve(1).slots_us
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc, DYNAMODB, f"the reservation of a query slot in table {self.table}") from exc
-        if not granted:
-            return False
-        self._wait_until(granted[0])
-        return True
+        for _ in range(SLOT_TRIES):
+            try:
+                granted = self._bucket.reserve(1).slots_us
+            except (ClientError, BotoCoreError) as exc:
+                raise aws_error(exc, DYNAMODB, f"the reservation of a query slot in table {self.table}") from exc
+            if not granted:
+                return False
+            if self._await(granted[0]):
+                return True
+        return False
+
+    def _await(self, slot_us: int) -> bool:
+        """Wait for the slot; False if it is more than the tolerance gone, before the wait or after it (a
+        wait can end late: a process held up, a machine short of CPU), so the GET goes in time or not at all."""
+        while (verdict := slot_verdict(slot_us, self._now_us(), self.budget.interval_us // 2)) == "wait":
+            self._wait_until(slot_us)
+        return verdict == "send"
 
     def may_park(self, left_seconds: float) -> bool:
         return self.parks and left_seconds > self.watchdog_seconds + PARK_MARGIN_SECONDS
