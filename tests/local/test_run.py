@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -303,7 +304,12 @@ def test_poll_interval_gives_way_to_the_long_task_rule_as_its_help_says(
         PYTHONFAULTHANDLER="1",  # a SIGABRT prints every thread's stack: what a hang waits for
     )
 
-    with subprocess.Popen([str(wan_relay), "run", task_id, "--poll-interval", "2", "--out", str(tmp_path)],
+    # as a terminal starts it: Ctrl-C's signal not ignored (a test run in the background of a
+    # non-interactive shell inherits SIGINT ignored, and so would the CLI, which then never stops)
+    foreground = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.argv[1], sys.argv[1:])"]
+    with subprocess.Popen([*foreground, str(wan_relay), "run", task_id, "--poll-interval", "2", "--out",
+                           str(tmp_path)],
                           env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
         try:
             first_poll = next(line for line in run.stdout if " poll " in line)  # type: ignore[union-attr]

@@ -200,7 +200,9 @@ def test_the_last_poll_of_a_task_whose_budget_ran_out_takes_a_slot_of_the_accoun
     with mock.patch.object(Fleet, "take_slot", counted):
         ended = parking.run({"task_id": IMAGE_TASK, "kind": "image", "timeout_seconds": 1})
     assert ended["status"] == "SUCCEEDED" and only_event(parking)["status"] == "TIMED_OUT"
-    assert len(parking.replay.query_times) == len(slots) > 1 and all(slots)  # every GET at a slot granted
+    # every GET at a slot granted, the last one's too (on a loaded machine the first poll may come after the
+    # budget's end already, and be the last)
+    assert len(parking.replay.query_times) == len(slots) >= 1 and all(slots)
 
 
 def test_a_resume_that_is_not_the_sweepers_shape_is_taken_as_a_park_without_one_and_the_get_decides(
