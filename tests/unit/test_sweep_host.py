@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from wan_relay.runtime import default_client, sweep_host_from_env
 from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
     LEASE_WAIT_SECONDS,
+    LIST_THREADS,
     READ_EVERY_SECONDS,
     RENEW_EVERY_SECONDS,
     RESUME_LEAD_SECONDS,
@@ -40,7 +42,7 @@ from wan_relay.sweep_host import (
     Lease,
     SweepHost,
 )
-from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS
+from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS, ListQuery
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
@@ -894,3 +896,38 @@ def test_the_function_sweeps_until_fifteen_seconds_before_its_timeout_and_answer
     assert summary["lease"] is True and summary["parked"] == 1
     assert account.lease()["holder"]["S"] == context.aws_request_id
     assert float(account.lease()["lease_until"]["N"]) <= time.time()
+
+
+class PendingLists:
+    """A list-page executor whose pages stay in flight until the test answers them (slow answers)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        self.futures.append(Future())
+        return self.futures[-1]
+
+
+def test_a_list_page_is_sent_only_while_a_thread_is_free_to_send_it_at_its_slot(account):
+    """Slow answers hold the list threads: a page queued behind them would go after its slot, late enough
+    to crowd the next slots into one second (DashScope counts arrivals). The host plans no more pages than
+    it has threads free; the others stay offered, their slots not reserved, and go as answers come back."""
+    world = World(EPOCH + 10)
+    host = host_for(account, world, StepFunctions(world), rate=19)
+    world.dashscope = None  # the pages are answered by the test, not the replay
+    pages = [ListQuery(int(EPOCH) - 100 + i, int(EPOCH) - 100 + i, None, 1, 100) for i in range(19)]
+    sent: list[ListQuery] = []
+    host.sweeper.plan = lambda now, limit: [p for p in pages if p not in sent][:limit]  # type: ignore[method-assign]
+    host.sweeper.sent = lambda action, at: sent.append(action)  # type: ignore[method-assign]
+    host.sweeper.on_page = lambda query, page, at: None  # type: ignore[method-assign]
+    lists = PendingLists()
+    with ThreadPoolExecutor(1) as aws:
+        host._act(world.now, lists, aws)  # type: ignore[arg-type]
+        assert len(lists.futures) == LIST_THREADS < len(pages)
+        host._act(world.now, lists, aws)  # type: ignore[arg-type]
+        assert len(lists.futures) == LIST_THREADS  # none queued behind the answers in flight
+        lists.futures[0].set_result({"data": [], "total": 0})
+        host._settle_lists()
+        host._act(world.now, lists, aws)  # type: ignore[arg-type]
+        assert len(lists.futures) == LIST_THREADS + 1 == host.counts.list_queries

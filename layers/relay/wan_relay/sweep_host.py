@@ -71,7 +71,11 @@ BEAT_MARGIN_SECONDS = 5.0
 #: a park this young whose heartbeat is answered InvalidToken is not taken for dead: moto takes heartbeats
 #: only once the park's invocation has returned (AWS accepts a token from the moment it is issued)
 YOUNG_PARK_SECONDS = 5.0
-LIST_THREADS = 4
+#: list pages in flight at once. A page is planned only while a thread is free for it, so it goes at its
+#: slot: queued behind slow answers it would go late and crowd the next slots (DashScope's limit counts
+#: arrivals). Eight answers of up to 0.8 s keep up with ten pages a second (half a budget of 19), within
+#: the 10 connections requests pools per host
+LIST_THREADS = 8
 #: SendTaskSuccess and SendTaskHeartbeat calls at once (within botocore's 10 pooled connections), and
 #: heartbeats queued at most: resumes wait behind no more than a few of them
 AWS_THREADS = 8
@@ -427,7 +431,8 @@ class SweepHost:
     def _act(self, now: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
         """Plan, reserve, and carry out what the budget grants, in plan order (list pages, then resumes)."""
         actions = self.sweeper.plan(now, self._budget.capacity)
-        queries = [a for a in actions if isinstance(a, ListQuery)]
+        # as many pages as there are threads free to send them at their slots; the others are offered again
+        queries = [a for a in actions if isinstance(a, ListQuery)][: LIST_THREADS - len(self._lists)]
         # a resume refused lately waits, unsent (the next plan offers it again), without a slot
         resumes = [a for a in actions if isinstance(a, Resume) and self._refused.get(a.task_id, (0, now))[1] <= now]
         query_slots = self._bucket.reserve(len(queries)).slots_us if queries else ()
@@ -440,7 +445,7 @@ class SweepHost:
         for query, slot_us in zip(queries, query_slots, strict=False):
             self._sleep_until(slot_us / MICROS)
             at = self._clock()
-            if slot_verdict(slot_us, round(at * MICROS), self._budget.interval_us) == "expired":
+            if slot_verdict(slot_us, round(at * MICROS), self._budget.interval_us // 2) == "expired":
                 continue  # late: sending now could crowd the next slot; offered again by the next plan
             self.sweeper.sent(query, at)
             self._lists[lists.submit(self._dashscope.list_tasks, query.params())] = (query, at)
