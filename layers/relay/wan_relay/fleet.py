@@ -4,10 +4,9 @@ of its GETs, a place in the registry while it is parked, and whether the sweeper
 A workflow asks DashScope only at a slot of the budget, whoever made it wait: the sweeper hands a
 resumed workflow the slot it reserved for that GET (`get_at_us`); a slot missed by more than half a
 budget interval, when the workflow comes to it or when its wait for it ends, is given up and a new one
-is reserved. Queries sent up to t late after slots 1/r apart
-put at most r x (1 + t) in a second: with the budget r one under DashScope's limit, lateness up to one
-interval stays within it, and half of it is left to the network. A workflow polling on its own (its
-watchdog fired) reserves its own slot.
+is reserved. Queries sent up to t late after slots 1/r apart put at most r x (1 + t) in a second: with
+the budget r one under DashScope's limit, lateness up to one interval stays within it, and half of it is
+left to the network. A workflow polling on its own (its watchdog fired) reserves its own slot.
 
 Every DynamoDB call here hits one item or one partition per account (the budget, the lease, the
 registry), which a burst can throttle past botocore's retries: such a failure is a TransientError (or an

@@ -239,7 +239,7 @@ class _Watch:
     next_look: float = 0.0
     next_probe: float = 0.0
     misses: int = 0
-    #: block reads in a row that may have hidden it at a page boundary
+    #: reads in a row that may have hidden it (UNSURE_READS_BEFORE_LOOK): its block's, then its own second's
     unsure: int = 0
     lo: int = 0  # while not located: the creation seconds it may have
     hi: int = 0
