@@ -481,6 +481,7 @@ class ReplayDashScope:
                 with replay._lock:
                     replay.requests.append({
                         "path": path,
+                        "at": self._arrived_at(),  # a refused key's query too: DashScope's limit may count it
                         "authorized": self.headers.get("Authorization") == f"Bearer {replay.api_key}",
                         "range": self.headers.get("Range"),
                         "query": parts.query,

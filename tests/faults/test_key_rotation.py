@@ -8,10 +8,13 @@ retries still run); the loopback DashScope accepts only the key it is told is cu
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import pytest
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from wan_relay.budget import DynamoDBBudget
 from wan_relay.errors import OperatorError
 from wan_relay.runtime import SecretApiKey, build_relay, default_client
 
@@ -37,10 +40,16 @@ def secrets(account):
     return client
 
 
-def keyed_relay(replay, account, secrets, max_age: int = 300):
+def keyed_relay(replay, account, secrets, max_age: int = 300, **overrides: str):
     """A relay whose key comes from the secret, read through Powertools with `secrets` as its client."""
     key = SecretApiKey(SECRET_NAME, provider=SecretsProvider(boto3_client=secrets), max_age=max_age)
-    return build_relay(relay_config(replay), api_key=key, s3=account.s3, dynamodb=account.dynamodb)
+    return build_relay(relay_config(replay, **overrides), api_key=key, s3=account.s3, dynamodb=account.dynamodb)
+
+
+def budgeted_relay(replay, account, secrets):
+    """A relay of a stack that parks (Waiting=park): each GET at a slot of the account's budget, 2 a second."""
+    return keyed_relay(replay, account, secrets, WAITING="park", PARKED_TABLE="parked", DASHSCOPE_QUERY_BUDGET="2",
+                       IDEMPOTENCY_TABLE=account.create_idempotency_table())
 
 
 def rotate(replay, secrets) -> None:
@@ -76,6 +85,59 @@ def test_a_key_rotated_between_polls_is_read_afresh_on_the_401_and_the_task_is_r
     reads = count_reads(secrets)
     relay.handle({"task_id": task_id})
     assert refused(replay) == 1 and reads == []  # the refreshed key is the cached one now
+
+
+def asked(replay) -> list[float]:
+    """When each task query reached DashScope, refused ones included (its limit may count them)."""
+    return sorted(r["at"] for r in replay.requests if r["path"].startswith("/api/"))
+
+
+def test_with_a_budget_the_get_asked_again_with_the_rotated_key_takes_a_slot_of_its_own(replay, account, secrets):
+    """The refused GET took the poll's slot of the account's budget. Sent again at once it would be one
+    query more than the budget allows in that second: it waits for a slot of its own."""
+    replay.api_key = OLD_KEY
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, sample("pending"), answer)
+    relay = budgeted_relay(replay, account, secrets)
+    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
+
+    rotate(replay, secrets)
+    second = relay.handle(first)
+
+    assert completion(second)["status"] == "SUCCEEDED" and refused(replay) == 1
+    arrivals = asked(replay)
+    assert len(arrivals) == 3  # the first poll, the refused GET, the GET with the new key
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.45  # slots 0.5 s apart
+
+
+def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll_uses_the_new_key(
+    replay, account, secrets
+):
+    """Another workflow took the budget's next slots while the secret was read afresh: the GET is not
+    sent again now; the poll waits as when the budget is spoken for, and its next GET, at a slot, goes
+    with the new key (the one the secret's cache now holds), refused no more."""
+    replay.api_key = OLD_KEY
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, sample("pending"), answer)
+    relay = budgeted_relay(replay, account, secrets)
+    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
+    fleet = relay.fleet
+    other_workflows = DynamoDBBudget(account.dynamodb, fleet.table, fleet.account, fleet.budget)
+    taken: list[int] = []
+    secrets.meta.events.register("before-send.secrets-manager.GetSecretValue",
+                                 lambda **_: taken.extend(other_workflows.reserve(fleet.budget.capacity).slots_us))
+
+    rotate(replay, secrets)
+    second = relay.handle(first)
+
+    assert taken and second["status"] == "THROTTLED" and second["done"] is False
+    assert refused(replay) == 1 and len(asked(replay)) == 2  # the GET was not sent again
+    time.sleep(max(0.0, max(taken) / 1e6 - time.time()))  # the other workflows' slots go by
+    third = relay.handle(second)
+    assert completion(third)["status"] == "SUCCEEDED"
+    assert refused(replay) == 1 and len(asked(replay)) == 3
 
 
 def test_the_key_is_read_through_the_cache_at_every_poll_so_a_rotation_needs_no_refused_query(

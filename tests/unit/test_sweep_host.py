@@ -101,9 +101,9 @@ class Answering:
         self._changed = threading.Condition()
         self.host: SweepHost | None = None
 
-    def list_tasks(self, params: dict[str, str]) -> dict[str, Any]:
+    def list_tasks(self, params: dict[str, str], **options: Any) -> dict[str, Any]:
         try:
-            return self._client.list_tasks(params)
+            return self._client.list_tasks(params, **options)
         finally:
             with self._changed:
                 self._done += 1
@@ -150,7 +150,7 @@ class StepFunctions:
 
     def _get(self, task_id: str) -> None:
         assert self.replay is not None
-        answer = DashScopeClient(self.replay.base_url, API_KEY).get_task(task_id)
+        answer = DashScopeClient(self.replay.base_url, self.replay.api_key).get_task(task_id)  # the current key
         self.gets[task_id] = answer["output"]["task_status"]
 
     def send_task_heartbeat(self, *, taskToken: str) -> dict:
@@ -198,9 +198,9 @@ def account():
 
 
 def host_for(account: Account, world: World, sfn: StepFunctions, replay: ReplayDashScope | None = None,
-             *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None) -> SweepHost:
+             *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None, key: Any = API_KEY) -> SweepHost:
     # without a replay, nothing listens: every list page fails at once (connection refused)
-    answering = Answering(DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", API_KEY))
+    answering = Answering(DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", key))
     host = SweepHost(dynamodb=account.dynamodb, stepfunctions=sfn, dashscope=answering,  # type: ignore[arg-type]
                      idempotency_table=TABLE, parked_table=PARKED, account=ACCOUNT, budget=Budget(rate),
                      holder=holder, clock=world, sleep=world.sleep, metrics=metrics)
@@ -285,6 +285,46 @@ def test_a_throttled_page_is_read_again_and_its_tasks_still_resumed(account):
         sfn = StepFunctions(world, replay)
         summary = host_for(account, world, sfn, replay).run(EPOCH + 80)
         assert summary["throttled"] >= 1
+        assert sorted(r["task_id"] for r in sfn.resumed) == ids
+        assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")
+
+
+class CachedSecret:
+    """The key as the sweeper holds it, through the secret's cache: the key it cached until DashScope
+    refuses it and the secret is read afresh; `rotate` rotates the secret (and the key DashScope takes)."""
+
+    refreshable = True
+
+    def __init__(self, replay: ReplayDashScope) -> None:
+        self.replay, self.cached, self.refreshes = replay, replay.api_key, 0
+
+    def rotate(self) -> None:
+        self.replay.api_key = "sk-rotated-in-0123456789"
+
+    def current(self) -> str:
+        return self.cached
+
+    def refreshed(self) -> str:
+        self.refreshes += 1
+        self.cached = self.replay.api_key
+        return self.cached
+
+
+def test_a_page_refused_for_a_rotated_key_is_asked_again_at_a_slot_of_its_own(account):
+    """The key is rotated while pages go every half second: the next page is answered 401. Sent again at
+    once with the fresh key it would be a query more than its slot allowed (DashScope's limit may count
+    the refused one); it is planned again instead, and goes at a slot of its own."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2, max_page_size=100) as replay:
+        ids = burst(replay, account, 5)
+        sfn = StepFunctions(world, replay)
+        key = CachedSecret(replay)
+        world.at(EPOCH + 22.6, key.rotate)  # between pages half a second apart (22.4, 22.9, 23.4)
+        summary = host_for(account, world, sfn, replay, key=key).run(EPOCH + 60)
+        asked = [r for r in replay.requests if r["path"].startswith("/api/")]
+        assert [r["authorized"] for r in asked].count(False) == 1 and key.refreshes == 1
+        assert max_in_any_window([round(r["at"] * MICROS) for r in asked]) <= 2  # the refused one counted
+        assert summary["throttled"] == 0 and replay.throttled == 0  # not a 429, nor counted as one
         assert sorted(r["task_id"] for r in sfn.resumed) == ids
         assert sfn.gets == dict.fromkeys(ids, "SUCCEEDED")
 
@@ -904,7 +944,7 @@ class PendingLists:
     def __init__(self) -> None:
         self.futures: list[Future[Any]] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         self.futures.append(Future())
         return self.futures[-1]
 

@@ -3,19 +3,21 @@
 It knows nothing of S3 or EventBridge. It does not retry: transient failures are raised as
 `TransientError` for the workflow's jittered Retry, throttling as `ThrottledError` for the wait loop.
 The one exception is a refused key (HTTP 401): the key's source is read afresh (a rotated secret) and
-the query sent once more with the new key, if it is a new one.
+the query sent once more with the new key, if it is a new one, at a slot of the account's budget of its
+own (`slot_to_ask_again`): the refused query took the caller's slot, and DashScope's limit may count it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
 
-from .errors import ProtocolError
+from .errors import BudgetSpent, ProtocolError
 from .foreign_text import CODE_CHARS, sanitized
 from .service_errors import dashscope_answer_error, dashscope_request_error
 
@@ -40,6 +42,10 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+#: a query's wait for a slot of the account's budget before it is sent again (see `DashScopeClient`)
+Again = Callable[[], bool] | None
 
 
 class ApiKey(Protocol):
@@ -71,7 +77,13 @@ class PlainApiKey:
 
 class DashScopeClient:
     """Queries `GET {base_url}/tasks/{task_id}` (one task) and `GET {base_url}/tasks/` (the task list)
-    with a bearer key."""
+    with a bearer key.
+
+    Each query's `slot_to_ask_again` is what it waits for before it is sent again with a rotated key.
+    None: nothing, it goes at once (a stack that keeps no budget). Else it is called first: True, a slot
+    of the account's budget was taken for the query and its instant has come; False, none is to be had,
+    and `BudgetSpent` is raised: the caller's next query, at a slot of its own, goes with the fresh key,
+    which the key's source holds from now on."""
 
     def __init__(
         self,
@@ -88,22 +100,25 @@ class DashScopeClient:
     def __repr__(self) -> str:
         return f"DashScopeClient(base_url={self._base_url!r})"
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
+    def get_task(self, task_id: str, *, slot_to_ask_again: Again = None) -> dict[str, Any]:
         """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""
-        return self._ask(f"{self._base_url}/tasks/{task_id}")
+        return self._ask(f"{self._base_url}/tasks/{task_id}", None, slot_to_ask_again)
 
-    def list_tasks(self, params: dict[str, str]) -> dict[str, Any]:
+    def list_tasks(self, params: dict[str, str], *, slot_to_ask_again: Again = None) -> dict[str, Any]:
         """One page of the account's task list (`GET {base_url}/tasks/?start_time&end_time&...`, the
         parameters as `sweeper.ListQuery.params` gives them), decoded; `sweeper.parse_page` reads it.
         One query of the account's budget, with the same key handling and errors as `get_task`."""
-        return self._ask(f"{self._base_url}/tasks/", params)
+        return self._ask(f"{self._base_url}/tasks/", params, slot_to_ask_again)
 
-    def _ask(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def _ask(self, url: str, params: dict[str, str] | None, slot_to_ask_again: Again) -> dict[str, Any]:
         keys = [self._api_key.current()]
         response, body = self._query(url, keys[0], params)
         if response.status_code == 401 and self._api_key.refreshable:
             fresh = self._api_key.refreshed()
             if fresh != keys[0]:  # the secret was rotated since it was cached: ask again, once
+                if slot_to_ask_again is not None and not slot_to_ask_again():
+                    raise BudgetSpent("the DashScope key was rotated; the account's query budget has no slot "
+                                      "to ask again with the new one now")
                 keys.append(fresh)
                 response, body = self._query(url, fresh, params)
         return self._interpret(response, body, keys)

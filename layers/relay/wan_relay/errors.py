@@ -77,6 +77,13 @@ class ThrottledError(TransientError):
         self.retry_after = retry_after
 
 
+class BudgetSpent(ThrottledError):
+    """DashScope was not asked: the account's query budget had no slot for the query (a refused key's
+    query, to be sent again with the rotated one). Waited out as a throttle, unasked."""
+
+    code = "QueryBudgetSpent"
+
+
 class ProtocolError(WanRelayError):
     """DashScope's answer is not one the relay understands (HTML page, invalid JSON, wrong types)."""
 

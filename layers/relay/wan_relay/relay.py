@@ -26,7 +26,15 @@ from msgspec.structs import replace
 
 from .budget import MICROS
 from .dashscope import DashScopeClient
-from .errors import InvalidInput, MediaRejected, MediaTransferError, ProtocolError, ThrottledError, TransientError
+from .errors import (
+    BudgetSpent,
+    InvalidInput,
+    MediaRejected,
+    MediaTransferError,
+    ProtocolError,
+    ThrottledError,
+    TransientError,
+)
 from .metrics import completion_metrics
 from .models import (
     CompletionDetail,
@@ -305,14 +313,13 @@ class Relay:
             self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
         if self.fleet is not None and not self._slot(resume, left) and left > 0:
             # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
-            self._count("QueryBudgetWaits")
-            throttled = state.throttled + 1
-            wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
-                            budget_seconds=state.timeout_seconds, polls=polls)
-            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+            return self._budget_wait(state, polls, elapsed)
         self._count("Polls")
         try:
-            task = normalize(self.client.get_task(state.task_id), expected_task_id=state.task_id)
+            answer = self.client.get_task(state.task_id, slot_to_ask_again=self._slot_to_ask_again(left))
+            task = normalize(answer, expected_task_id=state.task_id)
+        except BudgetSpent:  # the key was rotated, and no slot was to be had to ask again with the new one
+            return self._budget_wait(state, polls, elapsed)
         except ThrottledError as exc:
             self._count("Throttled")
             throttled = state.throttled + 1
@@ -349,6 +356,14 @@ class Relay:
         logger.info("task not finished", extra={"status": task.status, "mode": state.mode, "polls": polls})
         return state
 
+    def _budget_wait(self, state: LoopState, polls: int, elapsed: float) -> LoopState:
+        """No slot of the account's budget for this poll's GET: wait as after a 429, unasked."""
+        self._count("QueryBudgetWaits")
+        throttled = state.throttled + 1
+        wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
+                        budget_seconds=state.timeout_seconds, polls=polls)
+        return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+
     def _slot(self, resume: Resume | None, left: float) -> bool:
         """A slot of the account's budget for this poll's GET (waited for); False if none is to be had.
         With the task's budget spent, the last GET decides its fate: it goes, a slot or not, even when
@@ -360,6 +375,13 @@ class Relay:
             if left > 0:
                 raise
             return False
+
+    def _slot_to_ask_again(self, left: float) -> Callable[[], bool] | None:
+        """A GET sent again with a rotated key takes a slot of its own: the refused one took this poll's
+        slot, and DashScope's limit may count it. The last GET of a task goes, a slot or not."""
+        if self.fleet is None:
+            return None
+        return lambda: self._slot(None, left) or left <= 0
 
     def _setback(self, state: LoopState, polls: int, elapsed: float, left: float, error: ErrorInfo) -> LoopState:
         """DashScope could not be asked this time (an outage, an unreadable answer): trouble within the

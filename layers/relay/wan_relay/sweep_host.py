@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import metrics as metric_names
 from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
 from .dashscope import DashScopeClient
-from .errors import OperatorError, ThrottledError, WanRelayError
+from .errors import BudgetSpent, OperatorError, ThrottledError, WanRelayError
 from .registry import CURSOR_OVERLAP_MS, HINT_KEPT_SECONDS, Hints, Parked, Registry
 from .service_errors import error_code
 from .sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page
@@ -90,6 +90,11 @@ HEARTBEAT_BURST = 50
 #: a refusal that lasts does not spend the slots the workflows' own polls need
 RESUME_RETRY_SECONDS = 2.0
 RESUME_RETRY_MAX_SECONDS = 60.0
+
+
+def _no_slot() -> bool:
+    """A list page refused for a rotated key gets no slot to be asked again at once (see `_act`)."""
+    return False
 
 
 def beat_phase(task_id: str) -> float:
@@ -448,7 +453,9 @@ class SweepHost:
             if slot_verdict(slot_us, round(at * MICROS), self._budget.interval_us // 2) == "expired":
                 continue  # late: sending now could crowd the next slot; offered again by the next plan
             self.sweeper.sent(query, at)
-            self._lists[lists.submit(self._dashscope.list_tasks, query.params())] = (query, at)
+            # a page refused for a rotated key is not asked again here: planned again at a slot of its own
+            page = lists.submit(self._dashscope.list_tasks, query.params(), slot_to_ask_again=_no_slot)
+            self._lists[page] = (query, at)
             self.counts.list_queries += 1
         for future in wait(sending).done:
             self._resumed(sending[future], future)
@@ -535,6 +542,9 @@ class SweepHost:
                 page = parse_page(future.result(), query.page_size)
             except WanRelayError as exc:
                 self.sweeper.failed(query, at)
+                if isinstance(exc, BudgetSpent):
+                    logger.info("a list page is asked again at its next slot, with the rotated key")
+                    continue
                 if isinstance(exc, ThrottledError):
                     self.counts.throttled += 1
                 else:
