@@ -11,11 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from wan_relay.budget import DynamoDBBudget
 from wan_relay.errors import OperatorError
+from wan_relay.normalize import iso_z
 from wan_relay.runtime import SecretApiKey, build_relay, default_client
 
 from tests.conftest import completion, relay_config, sample
@@ -137,6 +139,31 @@ def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll
     time.sleep(max(0.0, max(taken) / 1e6 - time.time()))  # the other workflows' slots go by
     third = relay.handle(second)
     assert completion(third)["status"] == "SUCCEEDED"
+    assert refused(replay) == 1 and len(asked(replay)) == 3
+
+
+def test_the_last_get_of_a_task_whose_budget_ran_out_is_asked_again_with_the_new_key_slot_or_not(
+    replay, account, secrets
+):
+    """The last poll of a task decides its fate: with the budget spoken for, its GET is sent again with the
+    rotated key all the same, rather than the task ending TIMED_OUT on the refused old key."""
+    replay.api_key = OLD_KEY
+    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, sample("pending"), answer)
+    relay = budgeted_relay(replay, account, secrets)
+    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
+    fleet = relay.fleet
+    other_workflows = DynamoDBBudget(account.dynamodb, fleet.table, fleet.account, fleet.budget)
+    taken: list[int] = []
+    secrets.meta.events.register("before-send.secrets-manager.GetSecretValue",
+                                 lambda **_: taken.extend(other_workflows.reserve(fleet.budget.capacity).slots_us))
+
+    rotate(replay, secrets)
+    last = relay.handle({**first, "timeout_seconds": 1,
+                         "started_at": iso_z(datetime.now(UTC) - timedelta(seconds=5))})
+
+    assert taken and completion(last)["status"] == "SUCCEEDED"
     assert refused(replay) == 1 and len(asked(replay)) == 3
 
 
