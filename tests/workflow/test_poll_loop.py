@@ -192,6 +192,31 @@ def test_a_function_that_keeps_failing_is_waited_out_within_the_budget_then_rela
     assert len(workflow.objects()) == 1
 
 
+def test_a_function_throttled_past_every_retry_of_after_trouble_is_waited_out_and_counted(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    """Lambda throttled for minutes (a concurrency limit reached, a new account's low quota): PollTask's
+    try and 3 retries, then AfterTrouble's try and 5 retries all fail. The execution does not fail with
+    the task's lock held and no event: it waits five minutes (OutageWait) and AfterTrouble tries again;
+    the pass counts against the poll cap as one."""
+    # PollTask's 4 attempts, AfterTrouble's 6, then the first of its next pass's
+    workflow.lambdas.wrap(workflow.stack.function_name,
+                          polls_that_die("Lambda.TooManyRequestsException", "Rate Exceeded.", attempts=range(1, 12)))
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    visited = workflow.visited(execution["executionArn"])
+    assert visited.count("OutageWait") == 1 and visited.count("AfterTrouble") == 2
+    assert 300 in sleeps.waits
+    event = only_event(workflow)
+    # three passes: PollTask and AfterTrouble failed (counted by the workflow), AfterTrouble after the
+    # outage (its answer a wait), the poll that found the task ended
+    assert event["status"] == "SUCCEEDED" and event["polls"] == 3
+    assert len(workflow.objects()) == 1
+
+
 def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow, sleeps: Sleeps) -> None:
     workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK))
 

@@ -213,6 +213,16 @@ class Resume(_Model):
     Cause: str | None = None
 
 
+class Outages(_Model):
+    """The workflow's count of AfterTrouble's failures (the function could not run past every retry: Lambda
+    throttled, down, crashing), each followed by a wait (OutageWait): `n` since the relay last ran, and
+    `total`, the loop's passes counted with them (the cap's Choice reads it). The relay folds `n` into
+    `polls` when it next runs: each such pass costs history events as a poll does."""
+
+    n: Annotated[int, Meta(ge=0)] = 0
+    total: Annotated[int, Meta(ge=0)] = 0
+
+
 class LoopState(LoopInput):
     """The relay's loop state: the checked `LoopInput`, and what the relay and the workflow write (made
     by the relay, then passed back to it between polls: each poll answers a new state with
@@ -239,6 +249,8 @@ class LoopState(LoopInput):
     park_heartbeat_seconds: Annotated[int, Meta(ge=1)] | None = None
     #: the list is not trusted for this task (a resume found it running): the sweeper probes it instead
     blind: bool = False
+    #: written by the workflow (CountOutage), read and reset by the relay
+    outages: Outages = Outages()
     # written by the workflow: ParkTask's result, and the Catch's {"Error": name, "Cause": json}
     resume: Resume | None = None
     error: dict[str, Any] | None = None

@@ -45,8 +45,10 @@ HISTORY_EVENT_LIMIT = 25_000
 WORST_EVENTS_PER_POLL = (2 + 3 * (1 + 5)) + (2 + 3 * (1 + 5)) + 2 + max(2, 2 + 4)
 #: the most events outside the loop: the execution's start and end (2), and every other state once with
 #: all of its retries: CheckInput 23, ClaimTask 20, InspectClaim 23, ClaimVerdict 2, ClaimBlocked 1,
-#: AlreadyClaimed 2, FirstWait 2, EmitCompletion 38, ExpireLock 20, Relayed 2
-WORST_EVENTS_OUTSIDE_POLLS = 135
+#: AlreadyClaimed 2, FirstWait 2, EmitCompletion 38, ExpireLock 20, Relayed 2, PollFunctionUnavailable 1.
+#: A pass of the function's outage (AfterTrouble failed past its retries, CountOutage, WithinPollCap,
+#: OutageWait: 26) costs less than a poll's and counts as one
+WORST_EVENTS_OUTSIDE_POLLS = 136
 #: the poll cap: even if every poll used every retry, the history stays within its limit (518)
 MAX_POLLS = (HISTORY_EVENT_LIMIT - WORST_EVENTS_OUTSIDE_POLLS) // WORST_EVENTS_PER_POLL
 

@@ -44,6 +44,7 @@ from .models import (
     LoopInput,
     LoopState,
     MediaRef,
+    Outages,
     Prompt,
     Resume,
     StoredMedia,
@@ -415,12 +416,13 @@ class Relay:
             category=_CAUGHT_CATEGORY.get(error_name, "transient"),
             retryable=True,
         )
+        # a pass through here costs history events like a poll: it counts against the poll cap as one, and
+        # so does each pass through OutageWait since the relay last ran (the workflow counted them)
+        polls = state.polls + 1 + state.outages.n
         state = replace(state, error=None, resume=None, mode="poll", park_timeout_seconds=None,
-                        park_heartbeat_seconds=None)
+                        park_heartbeat_seconds=None, outages=Outages())
         now = self.clock()
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
-        # a pass through here costs history events like a poll: it counts against the poll cap as one
-        polls = state.polls + 1
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
         return self._setback(state, polls, elapsed, left, error)
 
