@@ -220,8 +220,12 @@ class _QuietServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):  # no stamps: the handler's clock
                 self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
 
+    #: when each connection was accepted (epoch seconds) and from which client port
+    accepted: list[tuple[float, int]]
+
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
+        self.accepted.append((time.time(), address[1]))
         if _SO_TIMESTAMPNS is None or type(connection) is not socket.socket:  # TLS: the handler's clock
             return connection, address
         stamped = _StampedSocket(connection.family, connection.type, connection.proto, fileno=connection.detach())
@@ -285,6 +289,9 @@ class ReplayDashScope:
         self._accepted: deque[int] = deque()
         self._lock = threading.Lock()
         self._server = _QuietServer((host, 0), self._handler_class())
+        #: when each connection was accepted (epoch seconds, real time) and from which client port
+        self.connections: list[tuple[float, int]] = []
+        self._server.accepted = self.connections
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-dashscope", daemon=True
@@ -482,6 +489,7 @@ class ReplayDashScope:
                     replay.requests.append({
                         "path": path,
                         "at": self._arrived_at(),  # a refused key's query too: DashScope's limit may count it
+                        "port": self.client_address[1],  # the connection it came on (see `connections`)
                         "authorized": self.headers.get("Authorization") == f"Bearer {replay.api_key}",
                         "range": self.headers.get("Range"),
                         "query": parts.query,

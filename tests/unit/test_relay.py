@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from wan_relay.budget import DynamoDBBudget
 from wan_relay.normalize import iso_z, url_expiry
 from wan_relay.relay import ITEM_ATTEMPTS, ITEM_RETRY_CAP_SECONDS
 from wan_relay_local.replay import Media, PatternBody
@@ -259,3 +260,26 @@ def test_the_last_poll_of_a_task_whose_budget_ran_out_asks_though_dynamodb_refus
     assert refused.calls == 1  # the slot's reservation was refused ...
     assert replay.polls(task_id) == 1  # ... and DashScope was asked all the same
     assert completion(state)["status"] == "TIMED_OUT"
+
+
+def test_with_a_budget_a_cold_containers_get_goes_at_its_slot_over_a_connection_opened_before_it(
+    replay, account, make_relay,
+):
+    """DashScope counts queries as they arrive. A container with no open connection to DashScope (its first
+    poll, or its idle connection closed) opens one while it waits for its slot of the account's budget, not
+    after: DNS, TCP and TLS cost round trips, and a GET that much behind its slot can crowd DashScope's
+    second with the next slots' queries."""
+    relay = make_relay(idempotent=True, WAITING="park", PARKED_TABLE="parked", DASHSCOPE_QUERY_BUDGET="2")
+    answer = sample("running")
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+    fleet = relay.fleet
+    # another workflow took the budget's slot now: this poll's is half a second ahead
+    DynamoDBBudget(account.dynamodb, fleet.table, fleet.account, fleet.budget).reserve(1)
+
+    state = relay.handle(start(task_id, kind="image"))
+
+    assert state["done"] is False and state["status"] == "RUNNING"
+    [get] = [r for r in replay.requests if r["path"].startswith("/api/")]
+    opened = {port: at for at, port in replay.connections}[get["port"]]
+    assert get["at"] - opened >= 0.3  # opened as the wait for the slot began, the GET sent at the slot

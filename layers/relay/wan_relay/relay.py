@@ -312,6 +312,11 @@ class Relay:
         reason = resume.reason if resume is not None and resume.Error is None else None
         if resume is not None and resume.get_at_us is not None:  # is the sweeper's lead long enough?
             self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
+        if self.fleet is not None:
+            try:  # the key read and a connection open before the slot, not after it
+                self.client.ready()
+            except (TransientError, ProtocolError) as exc:  # the key's secret could not be read this time
+                return self._setback(state, polls, elapsed, left, ErrorInfo(**exc.as_error()))
         if self.fleet is not None and not self._slot(resume, left) and left > 0:
             # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
             return self._budget_wait(state, polls, elapsed)
