@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pytest
@@ -971,3 +971,44 @@ def test_a_list_page_is_sent_only_while_a_thread_is_free_to_send_it_at_its_slot(
         host._settle_lists()
         host._act(world.now, lists, aws)  # type: ignore[arg-type]
         assert len(lists.futures) == LIST_THREADS + 1 == host.counts.list_queries
+
+
+# --- Step Functions slow to answer a resume ----------------------------------------------------------
+
+
+def test_a_resume_step_functions_is_slow_to_answer_does_not_hold_the_loop_and_is_sent_once(account, monkeypatch):
+    """SendTaskSuccess answered late (each call can take the client's whole timeout, queued behind
+    heartbeats): the loop, which renews the lease, goes on after RESUME_WAIT_SECONDS; the resume is not
+    offered again while it is in flight, and is reported once answered."""
+    import wan_relay.sweep_host as sweep_host
+
+    monkeypatch.setattr(sweep_host, "RESUME_WAIT_SECONDS", 0.1)
+    release = threading.Event()
+
+    class SlowStepFunctions(StepFunctions):
+        def __init__(self, world: World) -> None:
+            super().__init__(world)
+            self.calls = 0
+
+        def send_task_success(self, **kwargs: Any) -> dict:
+            self.calls += 1
+            release.wait(5)
+            return super().send_task_success(**kwargs)
+
+    world = World(EPOCH + 10)
+    account.park("video-1", world.now - 60, kind="video")
+    sfn = SlowStepFunctions(world)
+    host = host_for(account, world, sfn, rate=19)
+    host._read_parks(world.now)
+    assert host.sweeper.hint("video-1", world.now)  # the task ended: its resume is due
+    with ThreadPoolExecutor(2) as aws:
+        host._act(world.now, PendingLists(), aws)  # type: ignore[arg-type]
+        assert sfn.calls == 1 and sfn.resumed == []  # the loop went on while the call is in flight
+        world.sleep(TICK_SECONDS)
+        host._act(world.now, PendingLists(), aws)  # type: ignore[arg-type]
+        assert sfn.calls == 1  # not offered again while in flight
+        release.set()
+        wait(list(host._resuming))
+    host._settle()
+    assert [r["task_id"] for r in sfn.resumed] == ["video-1"] and host.counts.resumes == 1
+    assert host.sweeper.parked == 0 and not host._resuming

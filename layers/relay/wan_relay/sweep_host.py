@@ -90,6 +90,10 @@ HEARTBEAT_BURST = 50
 #: a refusal that lasts does not spend the slots the workflows' own polls need
 RESUME_RETRY_SECONDS = 2.0
 RESUME_RETRY_MAX_SECONDS = 60.0
+#: a tick waits this long at most for its resumes' answers: Step Functions slow to answer (each call may
+#: take the client's SWEEPER_CALL_SECONDS, queued behind heartbeats) must not hold the loop, which renews
+#: the lease. An answer that comes later is reported at a later tick; its resume is not offered meanwhile
+RESUME_WAIT_SECONDS = 2.0
 
 
 def _no_slot() -> bool:
@@ -235,6 +239,8 @@ class SweepHost:
         self._hint_cursor_ms: int | None = None
         self._lists: dict[Future[Any], tuple[ListQuery, float]] = {}
         self._beats: dict[Future[Any], Parked] = {}
+        #: resumes (SendTaskSuccess) a tick did not see answered within RESUME_WAIT_SECONDS
+        self._resuming: dict[Future[Any], Resume] = {}
         self._operator_error: OperatorError | None = None
         self._stopping = False
         self._until = math.inf
@@ -271,7 +277,7 @@ class SweepHost:
                 # books. Each step on its own: DynamoDB failing one (throttled past the client's tries)
                 # must not keep the lease held for its 30 s, nor lose the invocation's metrics.
                 self._finally("release the lease", self.lease.release)
-                wait([*self._lists, *self._beats])
+                wait([*self._lists, *self._beats, *self._resuming])
                 self._finally("report the answers", self._settle)
         self.counts.hinted = self.sweeper.hinted
         summary = {"lease": True, "parked": self.sweeper.parked, **asdict(self.counts)}
@@ -310,7 +316,7 @@ class SweepHost:
             return False
 
     def _idle(self) -> bool:
-        return not (self.sweeper.parked or self._lists or self._beats)
+        return not (self.sweeper.parked or self._lists or self._beats or self._resuming)
 
     def _loop(self, until: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
         next_read = next_renew = self._clock()
@@ -457,8 +463,12 @@ class SweepHost:
             page = lists.submit(self._dashscope.list_tasks, query.params(), slot_to_ask_again=_no_slot)
             self._lists[page] = (query, at)
             self.counts.list_queries += 1
-        for future in wait(sending).done:
+        answered, unanswered = wait(sending, timeout=RESUME_WAIT_SECONDS)
+        for future in answered:
             self._resumed(sending[future], future)
+        for future in unanswered:  # reported when answered (`_settle`); not offered again meanwhile
+            self._resuming[future] = sending[future]
+            self.sweeper.defer(sending[future].task_id, math.inf)
 
     def _resume(self, resume: Resume, slot_us: int) -> None:
         parked = self._parks[resume.task_id]
@@ -517,9 +527,11 @@ class SweepHost:
         self._sleep_until(instant)
 
     def _settle(self) -> None:
-        """Report the list answers and heartbeats that came back (from the loop's thread)."""
+        """Report the list answers, heartbeats and late resumes that came back (from the loop's thread)."""
         self._settle_beats()
         self._settle_lists()
+        for future in [f for f in self._resuming if f.done()]:
+            self._resumed(self._resuming.pop(future), future)
 
     def _settle_beats(self) -> None:
         for future in [f for f in self._beats if f.done()]:
