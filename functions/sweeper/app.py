@@ -1,5 +1,5 @@
-"""Lambda entry point of the sweeper: one account's sweep for about a minute (EventBridge Scheduler
-starts it every minute; a lease keeps it to one at a time), then a summary of what it did.
+"""Lambda entry point of the sweeper: one account's sweep for about a minute (an EventBridge rule,
+`rate(1 minute)`, starts it every minute; a lease keeps it to one at a time), then a summary of what it did.
 
 Everything else lives in the `wan_relay` package of the shared layer (sweep_host.py, sweeper.py).
 """
