@@ -4,6 +4,7 @@ and the relay's handling all run as they would against the real service.
 Two depths: `Injected` answers at the HTTP send (the SDK retries as usual; moto still sees the
 request, so use it for retried faults), `Refused` answers before the call is sent at all (nothing
 reaches moto: use it where the request must not take effect, such as a refused PutEvents entry).
+`Unreachable` fails every send as a connection that could not be made (the SDK retries it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 
 
 class _Body:
@@ -60,6 +62,19 @@ class Refused:
         self.calls += 1
         parsed = {**self._parsed, "ResponseMetadata": {"HTTPStatusCode": self._status}}
         return AWSResponse("https://injected.invalid", self._status, {}, _Body(b"")), parsed
+
+
+class Unreachable:
+    """Every send of `operation` fails as a connection that could not be made; every send is counted."""
+
+    def __init__(self, client: Any, operation: str) -> None:
+        self.calls = 0
+        service = client.meta.service_model.service_name
+        client.meta.events.register_first(f"before-send.{service}.{operation}", self._refuse)
+
+    def _refuse(self, request: Any, **_: Any) -> None:
+        self.calls += 1
+        raise EndpointConnectionError(endpoint_url=request.url)
 
 
 def s3_error(code: str, message: str) -> bytes:

@@ -934,7 +934,7 @@ def test_the_function_sweeps_until_fifteen_seconds_before_its_timeout_and_answer
         summary = handler({}, context)
         assert 1.0 <= time.time() - started <= 3.0  # 16.5 s left, 15 of them kept for the finish
     assert summary["lease"] is True and summary["parked"] == 1
-    assert account.lease()["holder"]["S"] == context.aws_request_id
+    assert account.lease()["holder"]["S"].startswith(context.aws_request_id)
     assert float(account.lease()["lease_until"]["N"]) <= time.time()
 
 
@@ -1012,3 +1012,41 @@ def test_a_resume_step_functions_is_slow_to_answer_does_not_hold_the_loop_and_is
     host._settle()
     assert [r["task_id"] for r in sfn.resumed] == ["video-1"] and host.counts.resumes == 1
     assert host.sweeper.parked == 0 and not host._resuming
+
+
+# --- the lease's holder: one per invocation, not per request id -------------------------------------
+
+
+def test_two_invocations_with_one_request_id_do_not_both_take_the_lease(account, monkeypatch):
+    """Lambda may run one asynchronous event twice (its queue is eventually consistent), with the same
+    request id: each invocation holds the lease under a name of its own, the request id kept in it."""
+    import sys
+
+    from wan_relay_local.lambda_bridge import FakeContext, load_handler
+
+    from tests.conftest import ROOT
+
+    for name, value in {"DASHSCOPE_API_KEY": API_KEY, "IDEMPOTENCY_TABLE": TABLE, "PARKED_TABLE": PARKED,
+                        "DASHSCOPE_ACCOUNT": ACCOUNT}.items():
+        monkeypatch.setenv(name, value)
+    hosts: list[SweepHost] = []
+
+    class Stopped:
+        """The invocation's host, kept by the test instead of sweeping (the test takes its lease)."""
+
+        def run(self, until: float) -> dict[str, Any]:
+            return {}
+
+    def keep_host(*, holder: str, metrics: Any = None) -> Stopped:
+        hosts.append(sweep_host_from_env(holder=holder, metrics=metrics))
+        return Stopped()
+
+    handler = load_handler(ROOT / "functions" / "sweeper")
+    monkeypatch.setattr(sys.modules[handler.__module__], "sweep_host_from_env", keep_host)
+    context = FakeContext("wan-relay-SweeperFunction", "arn:aws:lambda:us-east-1:123456789012:function:sweeper")
+    handler({}, context)
+    handler({}, context)  # the same event delivered again: the same request id
+
+    assert [host.lease.take() for host in hosts] == [True, False]
+    assert all(context.aws_request_id in host.lease.holder for host in hosts)  # for the logs
+    assert account.lease()["holder"]["S"] == hosts[0].lease.holder

@@ -9,10 +9,14 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .service_errors import DYNAMODB, aws_error
+from .service_errors import DYNAMODB, STEP_FUNCTIONS, aws_error, error_code
 
 #: execution statuses of a holder that is relaying the task, or did
 _LIVE_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
+#: DescribeExecution's refusals that no retry changes: the holder is gone (older than 90 days), is no
+#: execution ARN, or is not ours to read (the role, or the KMS key of its data); nobody relays the task
+_HOLDER_UNREADABLE = frozenset({"ExecutionDoesNotExist", "InvalidArn", "AccessDeniedException",
+                                "KmsAccessDeniedException", "KmsInvalidStateException"})
 
 Verdict = Literal["duplicate", "blocked"]
 
@@ -56,8 +60,10 @@ class ClaimInspector:
             return Claim("blocked", None, None, expires_at)
         try:
             status = self.sfn.describe_execution(executionArn=holder)["status"]
-        except ClientError as exc:
-            # gone (older than 90 days), or not ours to read: nobody is relaying the task
-            status = exc.response.get("Error", {}).get("Code", "Unknown")
+        except (ClientError, BotoCoreError) as exc:
+            status = error_code(exc)
+            if status not in _HOLDER_UNREADABLE:
+                # a throttle, a 5xx, a connection that broke: the holder may be fine; InspectClaim retries
+                raise aws_error(exc, STEP_FUNCTIONS, f"how the lock's holder {holder} is doing") from None
         verdict: Verdict = "duplicate" if status in _LIVE_OR_DONE else "blocked"
         return Claim(verdict, holder, status, expires_at)

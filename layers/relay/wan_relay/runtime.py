@@ -232,7 +232,7 @@ def relay_from_env(metrics: Any = None) -> Relay:
 
 
 def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
-    """The sweeper's host for one invocation (`holder`: its request id, the lease's holder). It reads
+    """The sweeper's host for one invocation (`holder`: the lease's holder, a name of its own). It reads
     IDEMPOTENCY_TABLE (the budget and the lease), PARKED_TABLE (the registry), DASHSCOPE_ACCOUNT,
     DASHSCOPE_QUERY_BUDGET, DASHSCOPE_LIST_PAGE_SIZE and the DashScope key and base URL, as the poll function
     does; not MEDIA_BUCKET."""

@@ -62,6 +62,7 @@ EVENTBRIDGE = AwsService("EventBridge", "Events", _CREDENTIALS | {
 SECRETS_MANAGER = AwsService("Secrets Manager", "SecretsManager", _CREDENTIALS | {
     "ResourceNotFoundException", "DecryptionFailure", "InvalidRequestException", "InvalidParameterException",
     "KMS.DisabledException", "KMSAccessDeniedException"})
+STEP_FUNCTIONS = AwsService("Step Functions", "StepFunctions", _CREDENTIALS)
 
 
 def error_code(exc: BaseException | None) -> str | None:
