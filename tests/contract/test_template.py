@@ -261,8 +261,8 @@ def test_the_definition_substitutions_are_exactly_what_the_asl_uses(template: Te
 
 def test_every_task_has_a_timeout_and_capped_jittered_bounded_retries(asl: dict[str, Any]) -> None:
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task"}
-    assert set(tasks) == {"CheckInput", "ClaimTask", "InspectClaim", "PollTask", "ParkTask", "AfterTrouble",
-                          "EmitCompletion", "ExpireLock"}
+    assert set(tasks) == {"CheckInput", "CheckInputAgain", "ClaimTask", "InspectClaim", "PollTask", "ParkTask",
+                          "AfterTrouble", "EmitCompletion", "ExpireLock"}
     for name, task in tasks.items():
         if name == "ParkTask":  # parked for the task's budget at most, and heartbeaten (the watchdog);
             # a failed park is not retried in place: AfterTrouble backs off (a pass's history stays small)

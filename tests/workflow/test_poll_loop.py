@@ -217,6 +217,48 @@ def test_a_function_throttled_past_every_retry_of_after_trouble_is_waited_out_an
     assert len(workflow.objects()) == 1
 
 
+def starts_that_die(error_name: str, message: str, *, attempts: range) -> Any:
+    """For `Workflow.lambdas.wrap`: the input checks (`"action": "start"`) numbered in `attempts` die."""
+    died = type(error_name, (Exception,), {})
+
+    def wrap(handler: Any) -> Any:
+        starts = [0]
+
+        def run(event: dict[str, Any], context: Any) -> Any:
+            if event.get("action") == "start":
+                starts[0] += 1
+                if starts[0] in attempts:
+                    raise died(message)
+            return handler(event, context)
+
+        return run
+
+    return wrap
+
+
+def test_a_function_throttled_past_every_retry_of_the_input_check_is_waited_out_and_the_task_relayed(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    """A burst of starts in an account of low concurrency: the input's check throttled past its retries
+    (its try and 6 retries), and again after the first wait. Nothing is written yet; the execution
+    does not fail (a task started by a `Wan Task Submitted` event would be lost): it holds the input,
+    waits five minutes and checks it again, and the task is relayed with its one event."""
+    workflow.lambdas.wrap(workflow.stack.function_name,
+                          starts_that_die("Lambda.TooManyRequestsException", "Rate Exceeded.", attempts=range(1, 15)))
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK, "context": {"job": "j-1"}})
+
+    assert execution["status"] == "SUCCEEDED"
+    visited = workflow.visited(execution["executionArn"])
+    assert visited[:7] == ["CheckInput", "HoldInput", "InputOutageWait", "CheckInputAgain", "CountInputOutage",
+                           "InputOutageCap", "InputOutageWait"]
+    assert visited.count("CheckInputAgain") == 2 and sleeps.waits[:2] == [300, 300]
+    event = only_event(workflow)
+    assert event["status"] == "SUCCEEDED" and event["context"] == {"job": "j-1"}  # the input as the caller gave it
+    assert len(workflow.objects()) == 1
+
+
 def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow, sleeps: Sleeps) -> None:
     workflow.replay.script(IMAGE_TASK, unfinished("pending", IMAGE_TASK))
 
