@@ -14,9 +14,10 @@ import heapq
 import io
 import itertools
 import json
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -28,10 +29,12 @@ from wan_relay import metrics as metric_list
 from wan_relay.budget import MICROS, Budget, DynamoDBBudget, max_in_any_window
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import ConfigurationError, OperatorError
+from wan_relay.fleet import Fleet
 from wan_relay.registry import HINT_KEPT_SECONDS, Hint, Hints, Parked, Registry
 from wan_relay.runtime import default_client, sweep_host_from_env
 from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
+    BLIND_AFTER_PERIODS,
     LEASE_WAIT_SECONDS,
     LIST_THREADS,
     READ_EVERY_SECONDS,
@@ -42,7 +45,7 @@ from wan_relay.sweep_host import (
     Lease,
     SweepHost,
 )
-from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS, ListQuery
+from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS, SWEEPER_STALE_SECONDS, WATCHDOG_SECONDS, ListQuery
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
@@ -198,9 +201,10 @@ def account():
 
 
 def host_for(account: Account, world: World, sfn: StepFunctions, replay: ReplayDashScope | None = None,
-             *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None, key: Any = API_KEY) -> SweepHost:
+             *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None, key: Any = API_KEY,
+             client: Any = None) -> SweepHost:
     # without a replay, nothing listens: every list page fails at once (connection refused)
-    answering = Answering(DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", key))
+    answering = Answering(client or DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", key))
     host = SweepHost(dynamodb=account.dynamodb, stepfunctions=sfn, dashscope=answering,  # type: ignore[arg-type]
                      idempotency_table=TABLE, parked_table=PARKED, account=ACCOUNT, budget=Budget(rate),
                      holder=holder, clock=world, sleep=world.sleep, metrics=metrics)
@@ -676,10 +680,12 @@ def test_parks_written_while_it_runs_are_read_each_second_and_a_newer_park_repla
     world = World(EPOCH + 10)
     sfn = StepFunctions(world)
     host = host_for(account, world, sfn)
-    older = account.park("t-1", EPOCH + 5, token="token-t-1-first")
-    world.at(EPOCH + 20, lambda: account.park("t-2", EPOCH + 19.5))
+    # videos: the list (unreachable here) is first asked a minute after a park, so the sweeper beats on
+    # through the run (BLIND_AFTER_PERIODS)
+    older = account.park("t-1", EPOCH + 5, kind="video", token="token-t-1-first")
+    world.at(EPOCH + 20, lambda: account.park("t-2", EPOCH + 19.5, kind="video"))
     # t-1's workflow was resumed by a fallback poll and parked again: a new item, a new token
-    world.at(EPOCH + 30, lambda: account.park("t-1", EPOCH + 29.9, token="token-t-1-second"))
+    world.at(EPOCH + 30, lambda: account.park("t-1", EPOCH + 29.9, kind="video", token="token-t-1-second"))
     seen: dict[str, list[str]] = {}
     world.at(EPOCH + 21.5, lambda: seen.update(at_21=sorted(p.task_id for p in account.parks())))
     summary = host.run(EPOCH + 140)
@@ -689,6 +695,149 @@ def test_parks_written_while_it_runs_are_read_each_second_and_a_newer_park_repla
     beaten = {task for _, task in sfn.beats}
     assert beaten >= {"t-2", "t-1-second"} and "t-1-first" not in {t for at, t in sfn.beats if at > EPOCH + 32}
     assert seen["at_21"] == ["t-1", "t-2"]
+
+
+# --- a sweeper that cannot read the list ----------------------------------------------------------
+
+
+class ListOutage:
+    """The DashScope client the host lists with: the list answers (`answering`, a replay) except from
+    `start` to `end` on the world's clock, or always without a replay, when its pages fail (`failing`);
+    `asked` records when each page was asked and whether it was one that failed."""
+
+    def __init__(self, world: World, failing: Callable[..., dict[str, Any]], answering: DashScopeClient | None = None,
+                 start: float = -math.inf, end: float = math.inf) -> None:
+        self.world, self.failing, self.answering, self.start, self.end = world, failing, answering, start, end
+        self.asked: list[tuple[float, bool]] = []
+
+    def list_tasks(self, params: dict[str, str], **options: Any) -> dict[str, Any]:
+        failing = self.answering is None or self.start <= self.world.now < self.end
+        self.asked.append((self.world.now, failing))
+        return (self.failing if failing else self.answering.list_tasks)(params, **options)  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def failing_list(outage: str) -> Iterator[Callable[..., dict[str, Any]]]:
+    """How DashScope's list fails: "throttled", 429 Throttling.RateQuota at every page (the account's other
+    callers take its whole limit: a replay that admits no query); "unreadable", an answer the sweeper
+    cannot read (an error body under HTTP 200); "unreachable", no answer at all (a refused connection,
+    as a 5xx or a timeout come to once the client has given up: a TransientError)."""
+    if outage == "throttled":
+        with ReplayDashScope(api_key=API_KEY, rate_limit_qps=0) as admits_nothing:
+            yield DashScopeClient(admits_nothing.base_url, API_KEY).list_tasks
+    elif outage == "unreadable":
+        yield lambda params, **_: {"code": "InternalError", "message": "An internal error has occured.",
+                                   "request_id": "replay-200"}
+    else:
+        yield DashScopeClient("http://127.0.0.1:9/api/v1", API_KEY).list_tasks
+
+
+def sweep_minutes(account: Account, world: World, sfn: StepFunctions, minutes: int, client: ListOutage,
+                  watch: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """The schedule's invocations one after another, as the function runs them (a new host each minute,
+    sweeping 60 s, the next taking the lease a second after); `watch` runs every 5 s meanwhile."""
+    from functions.sweeper.app import SWEEP_SECONDS
+
+    first = world.now
+    if watch is not None:
+        for k in range(1, int(minutes * (SWEEP_SECONDS + 1) / 5)):
+            world.at(first + 5 * k, watch)
+    summaries = []
+    for k in range(minutes):
+        started = first + k * (SWEEP_SECONDS + 1)
+        world.sleep(started - world.now)
+        host = host_for(account, world, sfn, rate=19, holder=f"invocation-{k}", client=client)
+        summaries.append(host.run(started + SWEEP_SECONDS))
+    return summaries
+
+
+def fallback_moves(account: Account, world: World) -> tuple[list[tuple[float, str]], Callable[[], None]]:
+    """What a workflow whose watchdog fired, finding its task still running, would do at each instant the
+    returned watch runs: park again ("park") or poll on its own ("poll"), as `Fleet.next_move` decides it
+    from the lease item."""
+    fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=world)
+    moves: list[tuple[float, str]] = []
+    return moves, lambda: moves.append((world.now, fleet.next_move(None, left_seconds=86_400)))
+
+
+BLIND_AFTER = BLIND_AFTER_PERIODS * HEARTBEAT_EVERY_SECONDS
+
+
+@pytest.mark.parametrize("outage", ["throttled", "unreadable", "unreachable"])
+def test_a_sweeper_that_cannot_read_the_list_lets_every_park_fall_back_within_a_bound(account, outage):
+    """The sweeper runs fine, a minute an invocation, but DashScope's list fails at every page. It beats
+    the parks for BLIND_AFTER (a heartbeat period) after the first failure, then none, in that invocation
+    and the ones after it: every park's watchdog fires at most a watchdog period later (400 s after the
+    list's first failure, not at the end of the task's day-long budget). It stops saying it swept, so a
+    workflow whose watchdog fired then polls on its own instead of parking again, unbeaten."""
+    world = World(EPOCH + 400)
+    parked = [account.park(f"v-{i:02d}", EPOCH + i * 10, kind="video").task_id for i in range(20)]  # due for a look
+    sfn = StepFunctions(world)
+    moves, watch = fallback_moves(account, world)
+    with failing_list(outage) as failing:
+        client = ListOutage(world, failing)
+        summaries = sweep_minutes(account, world, sfn, 8, client, watch)
+    assert all(s["lease"] and s["list_queries"] > 0 and s["resumes"] == 0 for s in summaries)  # alive, looking
+    assert all(failed for _, failed in client.asked)
+    first_failure = client.asked[0][0]
+    assert {task for _, task in sfn.beats} == set(parked)  # beaten while the failures may be a passing fault ...
+    last_beat = {task: at for at, task in sfn.beats}
+    assert max(last_beat.values()) <= first_failure + BLIND_AFTER + TICK_SECONDS  # ... and none after
+    # so the watchdogs fire within BLIND_AFTER and a watchdog period of the list's first failure
+    fires = {task: at + WATCHDOG_SECONDS for task, at in last_beat.items()}
+    assert max(fires.values()) <= first_failure + BLIND_AFTER + WATCHDOG_SECONDS + TICK_SECONDS < world.now
+    # and each workflow, its watchdog fired and its task still running, polls on its own from then on
+    assert {move for at, move in moves if at >= min(fires.values())} == {"poll"}
+    assert {move for at, move in moves if at < first_failure + BLIND_AFTER} == {"park"}  # alive and seeing
+
+
+def test_when_the_list_answers_again_the_parks_are_beaten_again_and_the_sweeper_says_it_swept(account):
+    """The list fails (an answer the sweeper cannot read) for 270 s: the parks are beaten for a heartbeat
+    period after the first failure, then not, a workflow that fell back would poll on its own; at the
+    first page answered, the beats held back are sent, every park is beaten again within a period, and a
+    workflow that fell back parks again at its next poll (`swept_at` is fresh again)."""
+    world = World(EPOCH)
+    sfn = StepFunctions(world)
+    moves, watch = fallback_moves(account, world)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19) as replay, \
+            failing_list("unreadable") as failing:
+        parked = []
+        for i in range(10):  # videos running long, looked for at once
+            replay.add_task(f"v-{i}", sample("running"), created_at=EPOCH - 100 + i, ends_after=10_000)
+            parked.append(account.park(f"v-{i}", EPOCH - 99.5 + i, kind="video").task_id)
+        client = ListOutage(world, failing, DashScopeClient(replay.base_url, API_KEY), EPOCH + 30, EPOCH + 300)
+        summaries = sweep_minutes(account, world, sfn, 9, client, watch)
+    assert all(s["lease"] and s["resumes"] == 0 and s["dead_tokens"] == 0 for s in summaries)
+    first_failure = min(at for at, failed in client.asked if failed)
+    healed = min(at for at, failed in client.asked if not failed and at >= EPOCH + 300)
+    blind_from = first_failure + BLIND_AFTER + TICK_SECONDS
+    assert not [at for at, _ in sfn.beats if blind_from < at < healed]
+    assert {move for at, move in moves if blind_from + SWEEPER_STALE_SECONDS < at < healed} == {"poll"}
+    for task in parked:  # beaten within a period of the heal, and every period after it
+        beats = [at for at, beaten in sfn.beats if beaten == task and at >= healed]
+        assert beats and max(b - a for a, b in itertools.pairwise([healed, *beats, world.now])) <= \
+            HEARTBEAT_EVERY_SECONDS, (task, beats)
+    assert {move for at, move in moves if at > healed + RENEW_EVERY_SECONDS + TICK_SECONDS} == {"park"}
+
+
+def test_a_sweeper_with_no_page_to_read_keeps_beating_its_parks(account):
+    """Parks the list is not asked about (parked blind: probed when their own loop would poll, an hour
+    away): no page is planned and none fails, so the sweeper beats them every period as ever, and says
+    it swept, though DashScope's list would fail if it were asked."""
+    world = World(EPOCH + 10)
+    for i in range(5):
+        account.registry.park(Parked(f"b-{i}", f"token-b-{i}", EPOCH + i, "video", blind=True, wait_seconds=3600),
+                              expires_at=int(EPOCH) + 86_400)
+    sfn = StepFunctions(world)
+    moves, watch = fallback_moves(account, world)
+    with failing_list("unreachable") as failing:
+        client = ListOutage(world, failing)
+        summaries = sweep_minutes(account, world, sfn, 6, client, watch)
+    assert client.asked == [] and all(s["list_queries"] == 0 for s in summaries)
+    for i in range(5):
+        beats = [at for at, task in sfn.beats if task == f"b-{i}"]
+        assert max(b - a for a, b in itertools.pairwise([EPOCH + i, *beats, world.now])) <= HEARTBEAT_EVERY_SECONDS
+    assert {move for _, move in moves} == {"park"}
 
 
 # --- DashScope's task-finished notifications (hints) ------------------------------------------------

@@ -5,11 +5,19 @@ It also reads the hints, DashScope's task-finished notifications (`registry.Hint
 the Sweeper, which resumes a hinted task without a list page.
 
 One sweeper per account: a lease item `sweeper#<account>` in the idempotency table, taken with a
-conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive:
-`sweeper.after_fallback_poll`) and released at the end. An invocation remembers nothing of the last one:
-it reads every park on its first read and spreads their first heartbeats over the time it has left (at
-most a heartbeat period), each park at its own place in the spread (`beat_phase`), the same in every
-invocation: one minute's invocation beats a park about a minute after the last one did.
+conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive
+and sees the list: `sweeper.after_fallback_poll`) and released at the end. An invocation remembers
+nothing of the last one: it reads every park on its first read and spreads their first heartbeats over
+the time it has left (at most a heartbeat period), each park at its own place in the spread
+(`beat_phase`), the same in every invocation: one minute's invocation beats a park about a minute after
+the last one did.
+
+A sweeper that runs but cannot read the list (every page failing: DashScope answering 5xx, 4xx or 429,
+or a shape `parse_page` rejects) must not hold the parks: once no page has been answered since the first
+that failed, for `BLIND_AFTER_PERIODS` heartbeat periods, it is *blind*: it beats no park and stops
+advancing `swept_at`, so each park's watchdog fires and its workflow polls on its own, and does not park
+again until the sweeper sees. The first failure's instant is kept on the lease item (`blind_since`): an
+outage outlasts the invocations.
 
 List pages go to DashScope at their budget slots from a small thread pool (a slow answer does not hold
 up the next slot); the answers, and every other report to the Sweeper, are given from the loop's thread
@@ -94,6 +102,15 @@ RESUME_RETRY_MAX_SECONDS = 60.0
 #: take the client's SWEEPER_CALL_SECONDS, queued behind heartbeats) must not hold the loop, which renews
 #: the lease. An answer that comes later is reported at a later tick; its resume is not offered meanwhile
 RESUME_WAIT_SECONDS = 2.0
+#: list pages that have all failed (429, an error, an answer `parse_page` rejects) for this many heartbeat
+#: periods since the first of them, none answered since, make the sweeper blind: it beats no park and
+#: stops advancing `swept_at` until a page is answered. A park's last beat then came at most a period
+#: before, so its watchdog (three periods) fires between two and four periods after the list's first
+#: failure (200-400 s by default) and its workflow polls on its own, through the budget; the workflows
+#: that fell back see `swept_at` stale by then (two periods, more than `sweeper.SWEEPER_STALE_SECONDS` at
+#: the default watchdog) and do not park again while the sweeper cannot see. An outage of less than two
+#: periods makes no park fall back: the beats held back while blind are sent when a page is answered
+BLIND_AFTER_PERIODS = 1.0
 
 
 def _no_slot() -> bool:
@@ -126,7 +143,10 @@ class Counts:
 class Lease:
     """The account's one-sweeper lease: an item `sweeper#<account>` (key attribute `id`) with `holder`,
     `lease_until` and `swept_at` (epoch seconds) and the table's TTL attribute `expiration`; `asked_at`
-    when a start waits for it.
+    when a start waits for it; `blind_since` while the list's pages fail (the first failure with none
+    answered since: `BLIND_AFTER_PERIODS`), read by the next holder when it takes the lease.
+    `swept_at` is written by the renewals and the release only while the holder says it sweeps (it is not
+    blind), so the workflows see a sweeper that cannot read the list as one that stopped.
 
     The hand-over: a start that finds the lease held asks for it (`ask`, once a second while it waits),
     and the holder gives it up at its next renewal (`asked`). The schedule's starts come a minute apart and
@@ -145,20 +165,25 @@ class Lease:
         #: when this holder took it, and whether a start asked for it since (as of the last renewal)
         self.taken_at: float | None = None
         self.asked = False
+        #: since when the list's pages fail, none answered since (the item's `blind_since`, read when
+        #: taken; the holder keeps it up to date and the renewals write it)
+        self.blind_since: float | None = None
 
     def take(self) -> bool:
         """Take it if nobody holds it, its holder let it lapse, or it is ours already."""
         # the item may exist without a lease: a park that woke the sweeper noted it there (`woken_at`)
         free = "attribute_not_exists(lease_until) OR lease_until < :now OR holder = :me"
-        taken = self._write(free, self._clock() + LEASE_SECONDS)
+        # neither `swept_at` nor `blind_since` is written: whether the list is seen is not known yet
+        taken = self._write(free, self._clock() + LEASE_SECONDS, swept=None)
         if taken and self.taken_at is None:
             self.taken_at = self._clock()
         return taken
 
-    def renew(self) -> bool:
-        """Hold it longer, and say the sweeper swept now; False if another holder has it. `asked` then
-        says whether a start asked for it since this holder took it."""
-        return self._write("holder = :me", self._clock() + LEASE_SECONDS)
+    def renew(self, *, swept: bool = True) -> bool:
+        """Hold it longer, say whether the sweeper swept now (`swept`: False while it is blind, `swept_at`
+        is left as it was) and since when the list fails (`blind_since`); False if another holder has it.
+        `asked` then says whether a start asked for it since this holder took it."""
+        return self._write("holder = :me", self._clock() + LEASE_SECONDS, swept=swept)
 
     def ask(self) -> None:
         """Say a start waits for it (a write of `asked_at` alone: the holder's conditions are untouched)."""
@@ -167,24 +192,35 @@ class Lease:
             ExpressionAttributeValues={":now": {"N": repr(self._clock())}},
         )
 
-    def release(self) -> None:
-        self._write("holder = :me", None)
+    def release(self, *, swept: bool = True) -> None:
+        self._write("holder = :me", None, swept=swept)
         self.until = 0.0
 
-    def _write(self, condition: str, until: float | None) -> bool:
+    def _write(self, condition: str, until: float | None, *, swept: bool | None) -> bool:
+        """`swept` None: neither `swept_at` nor `blind_since` is written (the take), and `blind_since` is
+        read from the item."""
         now = self._clock()
+        sets, removes = ["holder = :me", "lease_until = :until", "expiration = :expires"], []
+        if swept:
+            sets.append("swept_at = :now")
+        if swept is not None and self.blind_since is not None:  # `blind_since` as the holder knows it
+            sets.append("blind_since = :blind")
+        elif swept is not None:
+            removes.append("blind_since")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        values = {
+            ":me": {"S": self.holder},
+            ":until": {"N": repr(now if until is None else until)},
+            ":expires": {"N": str(int(now) + LEASE_TTL_SECONDS)},
+            ":now": {"N": repr(now)},
+            ":blind": {"N": repr(self.blind_since)},
+        }
+        # DynamoDB refuses a value the expressions do not use
+        values = {name: value for name, value in values.items() if name in update or name in condition}
         try:
             answer = self._client.update_item(
-                TableName=self._table, Key=self._key,
-                UpdateExpression="SET holder = :me, lease_until = :until, swept_at = :now, expiration = :expires",
-                ConditionExpression=condition,
-                ExpressionAttributeValues={
-                    ":me": {"S": self.holder},
-                    ":until": {"N": repr(now if until is None else until)},
-                    ":now": {"N": repr(now)},
-                    ":expires": {"N": str(int(now) + LEASE_TTL_SECONDS)},
-                },
-                ReturnValues="ALL_NEW",
+                TableName=self._table, Key=self._key, UpdateExpression=update, ConditionExpression=condition,
+                ExpressionAttributeValues=values, ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -192,6 +228,9 @@ class Lease:
             return False
         if until is not None:
             self.until = until
+        if swept is None:
+            blind_since = answer.get("Attributes", {}).get("blind_since", {}).get("N")
+            self.blind_since = None if blind_since is None else float(blind_since)
         asked_at = answer.get("Attributes", {}).get("asked_at", {}).get("N")
         self.asked = (asked_at is not None and self.taken_at is not None and float(asked_at) > self.taken_at
                       and now - float(asked_at) <= ASK_FRESH_SECONDS)
@@ -251,6 +290,8 @@ class SweepHost:
         #: heartbeats that may be sent now (HEARTBEATS_PER_SECOND), as of when
         self._beat_allowance = float(HEARTBEAT_BURST)
         self._beat_allowance_at = clock()
+        #: whether the last check found the sweeper blind (its change is logged)
+        self._was_blind = False
 
     # --- the invocation ---------------------------------------------------------------------------
 
@@ -276,7 +317,8 @@ class SweepHost:
                 # calls in flight (a list page may take its 10 s); their answers only settle this run's
                 # books. Each step on its own: DynamoDB failing one (throttled past the client's tries)
                 # must not keep the lease held for its 30 s, nor lose the invocation's metrics.
-                self._finally("release the lease", self.lease.release)
+                self._finally("release the lease",
+                              lambda: self.lease.release(swept=not self.blind(self._clock())))
                 wait([*self._lists, *self._beats, *self._resuming])
                 self._finally("report the answers", self._settle)
         self.counts.hinted = self.sweeper.hinted
@@ -352,7 +394,7 @@ class SweepHost:
         LEASE_SECONDS), None if another sweeper took it or a start asked for it (the run ends and
         releases it)."""
         try:
-            if self.lease.renew():
+            if self.lease.renew(swept=not self.blind(self._clock())):
                 if self.lease.asked:
                     logger.info("a start waits for the account's lease; handing it over")
                     return None
@@ -502,9 +544,27 @@ class SweepHost:
 
     # --- heartbeats and list answers --------------------------------------------------------------
 
+    def blind(self, now: float) -> bool:
+        """Whether the list's pages have all failed for `BLIND_AFTER_PERIODS` heartbeat periods since the
+        first of them, none answered since (then no park is beaten and `swept_at` is not advanced)."""
+        since = self.lease.blind_since
+        period = self.sweeper.config.heartbeat_every_seconds
+        blind = since is not None and now - since >= BLIND_AFTER_PERIODS * period
+        if blind != self._was_blind:
+            self._was_blind = blind
+            if blind:
+                logger.warning("the task list keeps failing: no park is heartbeaten, the workflows poll on "
+                               "their own until a page is answered", extra={"since": since})
+            else:
+                logger.info("the task list is answered again: the parks are heartbeaten")
+        return blind
+
     def _heartbeat(self, aws: ThreadPoolExecutor) -> None:
-        """Send the heartbeats due, as many as HEARTBEATS_IN_FLIGHT and HEARTBEATS_PER_SECOND allow."""
+        """Send the heartbeats due, as many as HEARTBEATS_IN_FLIGHT and HEARTBEATS_PER_SECOND allow; none
+        while blind (they stay due, and go when a page is answered)."""
         now = self._clock()
+        if self.blind(now):
+            return
         elapsed = max(0.0, now - self._beat_allowance_at)
         self._beat_allowance = min(float(HEARTBEAT_BURST), self._beat_allowance + elapsed * HEARTBEATS_PER_SECOND)
         self._beat_allowance_at = now
@@ -554,6 +614,8 @@ class SweepHost:
                 page = parse_page(future.result(), query.page_size)
             except WanRelayError as exc:
                 self.sweeper.failed(query, at)
+                if self.lease.blind_since is None:
+                    self.lease.blind_since = at
                 if isinstance(exc, BudgetSpent):
                     logger.info("a list page is asked again at its next slot, with the rotated key")
                     continue
@@ -565,6 +627,7 @@ class SweepHost:
                         self._operator_error = exc
                 logger.warning("a list page failed", extra={"code": exc.code})
                 continue
+            self.lease.blind_since = None
             self.sweeper.on_page(query, page, at)
 
     # --- time and metrics -------------------------------------------------------------------------
