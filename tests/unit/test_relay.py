@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -283,3 +284,33 @@ def test_with_a_budget_a_cold_containers_get_goes_at_its_slot_over_a_connection_
     [get] = [r for r in replay.requests if r["path"].startswith("/api/")]
     opened = {port: at for at, port in replay.connections}[get["port"]]
     assert get["at"] - opened >= 0.3  # opened as the wait for the slot began, the GET sent at the slot
+
+
+def test_a_connection_that_fails_half_open_before_the_slot_is_not_left_for_the_get(
+    replay, account, make_relay, monkeypatch,
+):
+    """The connection opened ahead of the slot fails half-way (a TLS handshake timing out leaves urllib3's
+    connection holding a closed socket): it is closed whole, and the GET opens a new one, rather than
+    taking the broken one from the pool and failing the execution under an error no Retry names."""
+    import urllib3.connection
+
+    relay = make_relay(idempotent=True, WAITING="park", PARKED_TABLE="parked", DASHSCOPE_QUERY_BUDGET="2")
+    answer = sample("running")
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+    connect = urllib3.connection.HTTPConnection.connect
+    tries: list[int] = []
+
+    def handshake_times_out_once(self):  # what HTTPSConnection.connect leaves after a handshake timeout
+        tries.append(1)
+        if len(tries) == 1:
+            self.sock = socket.socket()
+            self.sock.close()
+            raise TimeoutError("_ssl.c:1011: The handshake operation timed out")
+        return connect(self)
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", handshake_times_out_once)
+
+    state = relay.handle(start(task_id, kind="image"))
+
+    assert state["done"] is False and state["status"] == "RUNNING" and len(tries) == 2

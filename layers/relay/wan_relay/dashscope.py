@@ -125,6 +125,11 @@ class DashScopeClient:
                 if not connection.is_connected:  # never opened, or closed by DashScope while idle
                     connection.timeout = self._timeout[0]
                     connection.connect()
+            except BaseException:
+                # a connect that failed half-way (a TLS handshake timing out) leaves a socket closed under
+                # the connection: closed whole, the query opens a new one
+                connection.close()
+                raise
             finally:
                 pool._put_conn(connection)
         except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
