@@ -1199,3 +1199,35 @@ def test_two_invocations_with_one_request_id_do_not_both_take_the_lease(account,
     assert [host.lease.take() for host in hosts] == [True, False]
     assert all(context.aws_request_id in host.lease.holder for host in hosts)  # for the logs
     assert account.lease()["holder"]["S"] == hosts[0].lease.holder
+
+
+def test_a_resume_answered_after_its_workflow_parked_again_leaves_the_new_park_watched(account, monkeypatch):
+    """SendTaskSuccess took effect at once but its answer came late: meanwhile the resumed workflow found
+    its task running and parked again, with a new token. The late answer settles the old park only; the
+    new one stays in the registry and watched (else it would wait for its watchdog, unwatched)."""
+    import wan_relay.sweep_host as sweep_host
+
+    monkeypatch.setattr(sweep_host, "RESUME_WAIT_SECONDS", 0.1)
+    release = threading.Event()
+
+    class LateAnswers(StepFunctions):
+        def send_task_success(self, **kwargs: Any) -> dict:
+            answer = super().send_task_success(**kwargs)  # takes effect in Step Functions at once ...
+            release.wait(5)  # ... and its answer reaches the sweeper late
+            return answer
+
+    world = World(EPOCH + 10)
+    account.park("video-1", world.now - 60, kind="video")
+    host = host_for(account, world, LateAnswers(world), rate=19)
+    host._read_parks(world.now)
+    assert host.sweeper.hint("video-1", world.now)
+    with ThreadPoolExecutor(2) as aws:
+        host._act(world.now, PendingLists(), aws)  # type: ignore[arg-type]
+        world.sleep(TICK_SECONDS)
+        account.park("video-1", world.now, kind="video", token="token-video-1-again")
+        host._read_parks(world.now)
+        release.set()
+        wait(list(host._resuming))
+    host._settle()
+    assert [p.token for p in account.parks() if p.task_id == "video-1"] == ["token-video-1-again"]
+    assert host.sweeper.parked == 1 and host.counts.resumes == 1

@@ -279,7 +279,7 @@ class SweepHost:
         self._lists: dict[Future[Any], tuple[ListQuery, float]] = {}
         self._beats: dict[Future[Any], Parked] = {}
         #: resumes (SendTaskSuccess) a tick did not see answered within RESUME_WAIT_SECONDS
-        self._resuming: dict[Future[Any], Resume] = {}
+        self._resuming: dict[Future[Any], tuple[Resume, Parked]] = {}
         self._operator_error: OperatorError | None = None
         self._stopping = False
         self._until = math.inf
@@ -493,8 +493,10 @@ class SweepHost:
         if resumes and len(query_slots) == len(queries):
             lead_us = round((now + RESUME_LEAD_SECONDS) * MICROS)
             resume_slots = self._bucket.reserve(len(resumes), not_before_us=lead_us).slots_us
-        sending = {aws.submit(self._resume, resume, slot): resume
-                   for resume, slot in zip(resumes, resume_slots, strict=False)}
+        sending: dict[Future[Any], tuple[Resume, Parked]] = {}
+        for resume, slot in zip(resumes, resume_slots, strict=False):
+            parked = self._parks[resume.task_id]  # the park this resume ends: the workflow may park again
+            sending[aws.submit(self._resume, parked, resume, slot)] = (resume, parked)
         for query, slot_us in zip(queries, query_slots, strict=False):
             self._sleep_until(slot_us / MICROS)
             at = self._clock()
@@ -507,18 +509,23 @@ class SweepHost:
             self.counts.list_queries += 1
         answered, unanswered = wait(sending, timeout=RESUME_WAIT_SECONDS)
         for future in answered:
-            self._resumed(sending[future], future)
+            self._resumed(*sending[future], future)
         for future in unanswered:  # reported when answered (`_settle`); not offered again meanwhile
             self._resuming[future] = sending[future]
-            self.sweeper.defer(sending[future].task_id, math.inf)
+            self.sweeper.defer(sending[future][0].task_id, math.inf)
 
-    def _resume(self, resume: Resume, slot_us: int) -> None:
-        parked = self._parks[resume.task_id]
+    def _resume(self, parked: Parked, resume: Resume, slot_us: int) -> None:
         output = json.dumps({"reason": resume.reason, "get_at_us": slot_us})
         self._sfn.send_task_success(taskToken=parked.token, output=output)
 
-    def _resumed(self, resume: Resume, future: Future[Any]) -> None:
+    def _resumed(self, resume: Resume, parked: Parked, future: Future[Any]) -> None:
         code = self._failure(future.exception())
+        if self._parks.get(resume.task_id) is not parked:
+            # answered after the workflow parked again (it went on, found its task running): the new park
+            # is watched, and settled, on its own
+            if code is None:
+                self.counts.resumes += 1
+            return
         if code is None:
             self.sweeper.sent(resume, self._clock())
             self.counts.resumes += 1
@@ -591,7 +598,7 @@ class SweepHost:
         self._settle_beats()
         self._settle_lists()
         for future in [f for f in self._resuming if f.done()]:
-            self._resumed(self._resuming.pop(future), future)
+            self._resumed(*self._resuming.pop(future), future)
 
     def _settle_beats(self) -> None:
         for future in [f for f in self._beats if f.done()]:
