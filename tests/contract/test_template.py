@@ -285,6 +285,16 @@ def test_the_loop_has_a_default_branch_and_hard_stops(asl: dict[str, Any]) -> No
     assert MAX_POLLS * EVENTS_PER_POLL < HISTORY_LIMIT
 
 
+def test_an_outage_of_the_function_ends_at_the_poll_cap_the_relay_keeps(asl: dict[str, Any]) -> None:
+    """The workflow counts the passes the function could not answer (CountOutage) and stops them at the
+    relay's own cap: a threshold past it would let the history outgrow what MAX_POLLS was sized for."""
+    [cap] = asl["States"]["WithinPollCap"]["Choices"]
+    assert cap["Variable"] == "$.outages.total" and cap["NumericGreaterThanEquals"] == MAX_POLLS - 1
+    count = asl["States"]["CountOutage"]["Parameters"]
+    assert count["total.$"] == "States.MathAdd($.polls, $.outages.n)"
+    assert asl["States"][cap["Next"]]["Type"] == "Fail"
+
+
 def test_operator_errors_are_never_retried_or_caught(asl: dict[str, Any]) -> None:
     for name, state in asl["States"].items():
         for rule in state.get("Retry", []) + state.get("Catch", []):
