@@ -35,6 +35,7 @@ from wan_relay.runtime import default_client, sweep_host_from_env
 from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
     BLIND_AFTER_PERIODS,
+    BLIND_PAGE_EVERY_SECONDS,
     LEASE_WAIT_SECONDS,
     LIST_THREADS,
     READ_EVERY_SECONDS,
@@ -818,6 +819,24 @@ def test_when_the_list_answers_again_the_parks_are_beaten_again_and_the_sweeper_
         assert beats and max(b - a for a, b in itertools.pairwise([healed, *beats, world.now])) <= \
             HEARTBEAT_EVERY_SECONDS, (task, beats)
     assert {move for at, move in moves if at > healed + RENEW_EVERY_SECONDS + TICK_SECONDS} == {"park"}
+
+
+def test_a_blind_sweeper_asks_a_page_now_and_then_leaving_the_budget_to_the_workflows_that_fell_back(account):
+    """Four hundred parks over 800 s of creation times: many blocks, each looked at again a few seconds
+    after its page failed. Blind, the sweeper sends one page every BLIND_PAGE_EVERY_SECONDS (enough to
+    see the list answer again), not a page a second or more: the workflows that fell back to polling on
+    their own need the account's budget."""
+    world = World(EPOCH + 400)
+    for i in range(400):
+        account.park(f"v-{i:03d}", EPOCH - 400 + i * 2, kind="video")
+    with failing_list("unreadable") as failing:
+        client = ListOutage(world, failing)
+        sweep_minutes(account, world, StepFunctions(world), 3, client)
+    first_failure = client.asked[0][0]
+    blind = [at for at, _ in client.asked if at >= first_failure + BLIND_AFTER + TICK_SECONDS]
+    assert len(blind) >= 2  # still looking
+    # one page every BLIND_PAGE_EVERY_SECONDS, and one more at most as each of the 3 invocations starts
+    assert len(blind) <= (blind[-1] - blind[0]) / BLIND_PAGE_EVERY_SECONDS + 1 + 3
 
 
 def test_a_sweeper_with_no_page_to_read_keeps_beating_its_parks(account):

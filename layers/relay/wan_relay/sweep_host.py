@@ -111,6 +111,10 @@ RESUME_WAIT_SECONDS = 2.0
 #: the default watchdog) and do not park again while the sweeper cannot see. An outage of less than two
 #: periods makes no park fall back: the beats held back while blind are sent when a page is answered
 BLIND_AFTER_PERIODS = 1.0
+#: while blind, a list page goes this often at most: enough to see the list answer again within seconds,
+#: and the budget is left to the workflows that fell back to polling on their own (a fleet's many blocks,
+#: each looked at again every few seconds, would otherwise spend it on pages that fail)
+BLIND_PAGE_EVERY_SECONDS = 5.0
 
 
 def _no_slot() -> bool:
@@ -280,6 +284,8 @@ class SweepHost:
         self._beats: dict[Future[Any], Parked] = {}
         #: resumes (SendTaskSuccess) a tick did not see answered within RESUME_WAIT_SECONDS
         self._resuming: dict[Future[Any], tuple[Resume, Parked]] = {}
+        #: when the last list page was sent
+        self._page_sent_at = -math.inf
         self._operator_error: OperatorError | None = None
         self._stopping = False
         self._until = math.inf
@@ -486,6 +492,8 @@ class SweepHost:
         actions = self.sweeper.plan(now, self._budget.capacity)
         # as many pages as there are threads free to send them at their slots; the others are offered again
         queries = [a for a in actions if isinstance(a, ListQuery)][: LIST_THREADS - len(self._lists)]
+        if queries and self.blind(now):  # one page now and then, to see when the list answers again
+            queries = queries[:1] if now - self._page_sent_at >= BLIND_PAGE_EVERY_SECONDS else []
         # a resume refused lately waits, unsent (the next plan offers it again), without a slot
         resumes = [a for a in actions if isinstance(a, Resume) and self._refused.get(a.task_id, (0, now))[1] <= now]
         query_slots = self._bucket.reserve(len(queries)).slots_us if queries else ()
@@ -503,6 +511,7 @@ class SweepHost:
             if slot_verdict(slot_us, round(at * MICROS), self._budget.interval_us // 2) == "expired":
                 continue  # late: sending now could crowd the next slot; offered again by the next plan
             self.sweeper.sent(query, at)
+            self._page_sent_at = at
             # a page refused for a rotated key is not asked again here: planned again at a slot of its own
             page = lists.submit(self._dashscope.list_tasks, query.params(), slot_to_ask_again=_no_slot)
             self._lists[page] = (query, at)
