@@ -34,7 +34,6 @@ from wan_relay.registry import HINT_KEPT_SECONDS, Hint, Hints, Parked, Registry
 from wan_relay.runtime import default_client, sweep_host_from_env
 from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
-    BLIND_AFTER_PERIODS,
     BLIND_PAGE_EVERY_SECONDS,
     LEASE_WAIT_SECONDS,
     LIST_THREADS,
@@ -46,7 +45,13 @@ from wan_relay.sweep_host import (
     Lease,
     SweepHost,
 )
-from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS, SWEEPER_STALE_SECONDS, WATCHDOG_SECONDS, ListQuery
+from wan_relay.sweeper import (
+    BLIND_AFTER_PERIODS,
+    HEARTBEAT_EVERY_SECONDS,
+    SWEEPER_STALE_SECONDS,
+    WATCHDOG_SECONDS,
+    ListQuery,
+)
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
@@ -819,6 +824,28 @@ def test_when_the_list_answers_again_the_parks_are_beaten_again_and_the_sweeper_
         assert beats and max(b - a for a, b in itertools.pairwise([healed, *beats, world.now])) <= \
             HEARTBEAT_EVERY_SECONDS, (task, beats)
     assert {move for at, move in moves if at > healed + RENEW_EVERY_SECONDS + TICK_SECONDS} == {"park"}
+
+
+def test_while_the_sweeper_is_blind_new_and_resumed_workflows_poll_on_their_own(account):
+    """A blind sweeper would not beat a park: a task started then does not park (it would wait out its
+    watchdog before its first poll), nor does a workflow it resumed (a probe) that found its task
+    running; both poll on their own until the list answers again."""
+    world = World(EPOCH + 400)
+    for i in range(20):
+        account.park(f"v-{i:02d}", EPOCH + i * 10, kind="video")
+    fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=world)
+    seen: list[tuple[float, bool, str]] = []
+
+    def watch() -> None:
+        seen.append((world.now, fleet.parks_at_start(86_400), fleet.next_move("probe", left_seconds=86_400)))
+
+    with failing_list("unreadable") as failing:
+        client = ListOutage(world, failing)
+        sweep_minutes(account, world, StepFunctions(world), 3, client, watch)
+    first_failure = client.asked[0][0]
+    assert {(start, move) for at, start, move in seen if at < first_failure + BLIND_AFTER} == {(True, "park")}
+    assert {(start, move) for at, start, move in seen
+            if at >= first_failure + BLIND_AFTER + TICK_SECONDS} == {(False, "poll")}
 
 
 def test_a_blind_sweeper_asks_a_page_now_and_then_leaving_the_budget_to_the_workflows_that_fell_back(account):

@@ -26,9 +26,10 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .budget import MICROS, Budget, DynamoDBBudget, slot_verdict
+from .errors import TransientError
 from .registry import Parked, Registry
 from .service_errors import DYNAMODB, aws_error, error_code
-from .sweeper import WATCHDOG_SECONDS, after_fallback_poll
+from .sweeper import WATCHDOG_SECONDS, after_fallback_poll, sweeper_blind
 
 logger = Logger(child=True)
 
@@ -95,26 +96,50 @@ class Fleet:
     def may_park(self, left_seconds: float) -> bool:
         return self.parks and left_seconds > self.watchdog_seconds + PARK_MARGIN_SECONDS
 
+    def parks_at_start(self, budget_seconds: float) -> bool:
+        """Whether a new task's workflow parks right away: unless the account's sweeper is blind (its list
+        pages failing: it would not beat the park, which would wait out its watchdog before its first
+        poll). Best effort: the lease unreadable, it parks (the watchdog is the bound)."""
+        if not self.may_park(budget_seconds):
+            return False
+        try:
+            return not self._blind(self._lease()[1])
+        except TransientError:
+            return True
+
     def next_move(self, reason: str | None, left_seconds: float) -> str:
         """After a poll that found the task unfinished: "park" or "poll" (on its own, on the wait policy).
         A workflow the sweeper resumed parks again; one whose watchdog fired, or that polls on its own,
-        parks again only if a sweeper swept recently; none parks near the end of its budget."""
+        parks again only if a sweeper swept recently; none parks near the end of its budget, nor while
+        the sweeper is blind (it would not beat the park)."""
         if not self.may_park(left_seconds):
+            return "poll"
+        swept_at, blind_since = self._lease()
+        if self._blind(blind_since):
             return "poll"
         if reason in ("finished", "probe"):
             return "park"
-        return after_fallback_poll(self.swept_at(), self.clock())
+        return after_fallback_poll(swept_at, self.clock())
 
     def swept_at(self) -> float | None:
         """When the account's sweeper last swept (its lease item), None if never."""
+        return self._lease()[0]
+
+    def _blind(self, blind_since: float | None) -> bool:
+        return sweeper_blind(blind_since, self.clock(), self.watchdog_seconds / 3)
+
+    def _lease(self) -> tuple[float | None, float | None]:
+        """The sweeper's lease item: when it last swept and since when its list pages fail (None, None:
+        never, or a page answered)."""
         try:
             item = self.dynamodb.get_item(
                 TableName=self.table, Key={"id": {"S": f"sweeper#{self.account}"}},
-                ConsistentRead=True, ProjectionExpression="swept_at",
-            ).get("Item")
+                ConsistentRead=True, ProjectionExpression="swept_at, blind_since",
+            ).get("Item") or {}
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc, DYNAMODB, f"the read of the sweeper's lease in table {self.table}") from exc
-        return float(item["swept_at"]["N"]) if item and "swept_at" in item else None
+        return tuple(float(item[name]["N"]) if name in item else None  # type: ignore[return-value]
+                     for name in ("swept_at", "blind_since"))
 
     def park(self, parked: Parked, *, expires_at: int) -> bool:
         """Put the park in the registry, and wake the sweeper if none holds the lease; True if it woke it."""

@@ -252,8 +252,9 @@ class Relay:
         self._count("TasksStarted")
         now = self.clock()
         epoch = int(now.timestamp())
-        # a parking stack parks right away: the sweeper's first look is the task's first query
-        parks = self.fleet is not None and self.fleet.may_park(loop_input.timeout_seconds)
+        # a parking stack parks right away (the sweeper's first look is the task's first query), unless
+        # the sweeper cannot read the list now: the task then polls on its own until it can
+        parks = self.fleet is not None and self.fleet.parks_at_start(loop_input.timeout_seconds)
         return LoopState(
             mode="park" if parks else "poll", park_timeout_seconds=loop_input.timeout_seconds if parks else None,
             park_heartbeat_seconds=self.fleet.watchdog_seconds if parks and self.fleet else None,

@@ -46,7 +46,7 @@ from .dashscope import DashScopeClient
 from .errors import BudgetSpent, OperatorError, ThrottledError, WanRelayError
 from .registry import CURSOR_OVERLAP_MS, HINT_KEPT_SECONDS, Hints, Parked, Registry
 from .service_errors import error_code
-from .sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page
+from .sweeper import ListQuery, Resume, SweepConfig, Sweeper, parse_page, sweeper_blind
 
 logger = Logger(child=True)
 
@@ -102,15 +102,6 @@ RESUME_RETRY_MAX_SECONDS = 60.0
 #: take the client's SWEEPER_CALL_SECONDS, queued behind heartbeats) must not hold the loop, which renews
 #: the lease. An answer that comes later is reported at a later tick; its resume is not offered meanwhile
 RESUME_WAIT_SECONDS = 2.0
-#: list pages that have all failed (429, an error, an answer `parse_page` rejects) for this many heartbeat
-#: periods since the first of them, none answered since, make the sweeper blind: it beats no park and
-#: stops advancing `swept_at` until a page is answered. A park's last beat then came at most a period
-#: before, so its watchdog (three periods) fires between two and four periods after the list's first
-#: failure (200-400 s by default) and its workflow polls on its own, through the budget; the workflows
-#: that fell back see `swept_at` stale by then (two periods, more than `sweeper.SWEEPER_STALE_SECONDS` at
-#: the default watchdog) and do not park again while the sweeper cannot see. An outage of less than two
-#: periods makes no park fall back: the beats held back while blind are sent when a page is answered
-BLIND_AFTER_PERIODS = 1.0
 #: while blind, a list page goes this often at most: enough to see the list answer again within seconds,
 #: and the budget is left to the workflows that fell back to polling on their own (a fleet's many blocks,
 #: each looked at again every few seconds, would otherwise spend it on pages that fail)
@@ -564,8 +555,7 @@ class SweepHost:
         """Whether the list's pages have all failed for `BLIND_AFTER_PERIODS` heartbeat periods since the
         first of them, none answered since (then no park is beaten and `swept_at` is not advanced)."""
         since = self.lease.blind_since
-        period = self.sweeper.config.heartbeat_every_seconds
-        blind = since is not None and now - since >= BLIND_AFTER_PERIODS * period
+        blind = sweeper_blind(since, now, self.sweeper.config.heartbeat_every_seconds)
         if blind != self._was_blind:
             self._was_blind = blind
             if blind:

@@ -55,6 +55,15 @@ WATCHDOG_SECONDS = 300
 HEARTBEAT_EVERY_SECONDS = 100
 #: a sweeper that swept within this long is alive: a fallback poll that finds the task running parks again
 SWEEPER_STALE_SECONDS = 120
+#: list pages that have all failed (429, an error, an answer `parse_page` rejects) for this many heartbeat
+#: periods since the first of them, none answered since, make the sweeper blind: it beats no park and
+#: stops advancing `swept_at` until a page is answered. A park's last beat then came at most a period
+#: before, so its watchdog (three periods) fires between two and four periods after the list's first
+#: failure (200-400 s by default) and its workflow polls on its own, through the budget; the workflows
+#: that fell back see `swept_at` stale by then (two periods, more than `sweeper.SWEEPER_STALE_SECONDS` at
+#: the default watchdog) and do not park again while the sweeper cannot see. An outage of less than two
+#: periods makes no park fall back: the beats held back while blind are sent when a page is answered
+BLIND_AFTER_PERIODS = 1.0
 #: reads in a row that cannot tell whether a located task is still there (its row at a page boundary, on a
 #: page shorter than it says, or rows out of order) before the next step: a block member is looked for in
 #: an unfiltered window of its own creation second (the rows of a second past do not change, so that
@@ -1100,3 +1109,9 @@ def after_fallback_poll(sweeper_swept_at: float | None, now: float) -> str:
     if sweeper_swept_at is not None and now - sweeper_swept_at <= SWEEPER_STALE_SECONDS:
         return "park"
     return "poll"
+
+
+def sweeper_blind(blind_since: float | None, now: float, heartbeat_every_seconds: float) -> bool:
+    """Whether a sweeper whose list pages have all failed since `blind_since` (None: a page was answered
+    since the last failure) is blind now (`BLIND_AFTER_PERIODS`)."""
+    return blind_since is not None and now - blind_since >= BLIND_AFTER_PERIODS * heartbeat_every_seconds
