@@ -314,3 +314,21 @@ def test_a_connection_that_fails_half_open_before_the_slot_is_not_left_for_the_g
     state = relay.handle(start(task_id, kind="image"))
 
     assert state["done"] is False and state["status"] == "RUNNING" and len(tries) == 2
+
+
+@pytest.mark.parametrize(("given", "used"), [
+    (timedelta(minutes=-40), "given"),  # the function's outage waited out before the check: spent from the budget
+    (timedelta(minutes=5), "now"),  # not a start: the future
+    (timedelta(hours=-27), "now"),  # older than the workflow's own timeout: not this execution's
+    ("2026-13-45T99:00:00Z", "now"),
+    (None, "now"),
+])
+def test_the_budget_counts_from_the_executions_start_when_it_is_one(relay, given, used):
+    now = datetime.now(UTC)
+    value = iso_z(now + given) if isinstance(given, timedelta) else given
+    state = relay.handle({"action": "start", "input": {"task_id": "t-1"}, "started_at": value})
+    started = datetime.strptime(state["started_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if used == "given":
+        assert state["started_at"] == value
+    else:
+        assert abs((started - now).total_seconds()) < 60

@@ -826,26 +826,51 @@ def test_when_the_list_answers_again_the_parks_are_beaten_again_and_the_sweeper_
     assert {move for at, move in moves if at > healed + RENEW_EVERY_SECONDS + TICK_SECONDS} == {"park"}
 
 
-def test_while_the_sweeper_is_blind_new_and_resumed_workflows_poll_on_their_own(account):
-    """A blind sweeper would not beat a park: a task started then does not park (it would wait out its
-    watchdog before its first poll), nor does a workflow it resumed (a probe) that found its task
-    running; both poll on their own until the list answers again."""
+def test_while_the_sweeper_is_blind_a_workflow_it_resumed_that_found_its_task_running_polls_on_its_own(account):
+    """A blind sweeper would not beat a park: a workflow it resumed (a probe, a hint) whose task still
+    runs polls on its own until the list answers again, rather than park and wait out its watchdog."""
     world = World(EPOCH + 400)
     for i in range(20):
         account.park(f"v-{i:02d}", EPOCH + i * 10, kind="video")
     fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=world)
-    seen: list[tuple[float, bool, str]] = []
-
-    def watch() -> None:
-        seen.append((world.now, fleet.parks_at_start(86_400), fleet.next_move("probe", left_seconds=86_400)))
-
+    seen: list[tuple[float, str]] = []
     with failing_list("unreadable") as failing:
         client = ListOutage(world, failing)
-        sweep_minutes(account, world, StepFunctions(world), 3, client, watch)
+        sweep_minutes(account, world, StepFunctions(world), 3, client,
+                      lambda: seen.append((world.now, fleet.next_move("probe", left_seconds=86_400))))
     first_failure = client.asked[0][0]
-    assert {(start, move) for at, start, move in seen if at < first_failure + BLIND_AFTER} == {(True, "park")}
-    assert {(start, move) for at, start, move in seen
-            if at >= first_failure + BLIND_AFTER + TICK_SECONDS} == {(False, "poll")}
+    assert {move for at, move in seen if at < first_failure + BLIND_AFTER} == {"park"}
+    assert {move for at, move in seen if at >= first_failure + BLIND_AFTER + TICK_SECONDS} == {"poll"}
+
+
+def test_a_failed_page_the_last_park_left_before_another_was_answered_does_not_leave_the_sweeper_blind(account):
+    """A page fails (a 429), then the account's last park leaves the watch by a notification's hint before
+    any page is answered: no park is left to page for, so no page could clear the failure. It is dropped
+    with the last park: the sweeper says it swept, and a workflow resumed later parks again (found in
+    review: the account stopped parking for good)."""
+    world = World(EPOCH)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=world)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19) as replay, \
+            failing_list("throttled") as failing:
+        replay.add_task("img", sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=13.0)
+        account.park("img", EPOCH + 0.5)
+        client = ListOutage(world, failing, DashScopeClient(replay.base_url, API_KEY), EPOCH, EPOCH + 16)
+        world.at(EPOCH + 15.0, lambda: hints.put(Hint("img", "SUCCEEDED", world.now, ended_at=EPOCH + 13.0)))
+        sfn = StepFunctions(world, replay)
+        sweep_minutes(account, world, sfn, 4, client)
+    assert [r["task_id"] for r in sfn.resumed] == ["img"] and all(failed for _, failed in client.asked)
+    assert "blind_since" not in account.lease()
+    assert fleet.next_move("finished", left_seconds=86_400) == "park"
+
+
+def test_a_resumed_workflow_parks_again_when_the_sweepers_lease_cannot_be_read(account):
+    """Its GET is spent: DynamoDB throttled past the SDK's retries must not make it poll again at once
+    (the workflow's Retry would send the GET again), so it parks as ever."""
+    fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=lambda: EPOCH)
+    Refused(account.dynamodb, "GetItem", 400, error("ThrottlingException", "Rate exceeded."), times=99)
+    assert fleet.next_move("probe", left_seconds=86_400) == "park"
+    assert fleet.next_move("finished", left_seconds=86_400) == "park"
 
 
 def test_a_blind_sweeper_asks_a_page_now_and_then_leaving_the_budget_to_the_workflows_that_fell_back(account):

@@ -257,6 +257,11 @@ def test_a_function_throttled_past_every_retry_of_the_input_check_is_waited_out_
     event = only_event(workflow)
     assert event["status"] == "SUCCEEDED" and event["context"] == {"job": "j-1"}  # the input as the caller gave it
     assert len(workflow.objects()) == 1
+    # the task's budget counts from the execution's start, the outage's waits spent from it: it ends
+    # inside the execution's own timeout however long the function could not run
+    started = workflow.sfn.describe_execution(executionArn=execution["executionArn"])["startDate"]
+    first_poll = workflow.polls()[0]["event"]
+    assert first_poll["started_at"] == started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def test_exhausted_poll_budget_ends_with_one_timed_out_event(workflow: Workflow, sleeps: Sleeps) -> None:

@@ -96,17 +96,6 @@ class Fleet:
     def may_park(self, left_seconds: float) -> bool:
         return self.parks and left_seconds > self.watchdog_seconds + PARK_MARGIN_SECONDS
 
-    def parks_at_start(self, budget_seconds: float) -> bool:
-        """Whether a new task's workflow parks right away: unless the account's sweeper is blind (its list
-        pages failing: it would not beat the park, which would wait out its watchdog before its first
-        poll). Best effort: the lease unreadable, it parks (the watchdog is the bound)."""
-        if not self.may_park(budget_seconds):
-            return False
-        try:
-            return not self._blind(self._lease()[1])
-        except TransientError:
-            return True
-
     def next_move(self, reason: str | None, left_seconds: float) -> str:
         """After a poll that found the task unfinished: "park" or "poll" (on its own, on the wait policy).
         A workflow the sweeper resumed parks again; one whose watchdog fired, or that polls on its own,
@@ -114,12 +103,16 @@ class Fleet:
         the sweeper is blind (it would not beat the park)."""
         if not self.may_park(left_seconds):
             return "poll"
-        swept_at, blind_since = self._lease()
+        resumed = reason in ("finished", "probe")
+        try:
+            swept_at, blind_since = self._lease()
+        except TransientError:  # the GET is spent: a resumed workflow parks as ever, DynamoDB unread
+            if resumed:
+                return "park"
+            raise
         if self._blind(blind_since):
             return "poll"
-        if reason in ("finished", "probe"):
-            return "park"
-        return after_fallback_poll(swept_at, self.clock())
+        return "park" if resumed else after_fallback_poll(swept_at, self.clock())
 
     def swept_at(self) -> float | None:
         """When the account's sweeper last swept (its lease item), None if never."""

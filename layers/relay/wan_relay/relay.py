@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,8 @@ LAMBDA_TIME_MARGIN_SECONDS = 60.0
 #: terminal path (media, event) and its retries after the last poll. The workflow's own TimeoutSeconds
 #: (93,600 s) is the longest budget (86,400 s) plus this margin, so no execution outlives its lock.
 LOCK_MARGIN_SECONDS = 7200
+#: an execution start older than the workflow's own timeout is not this execution's (a redrive days later)
+_OLDEST_START = timedelta(seconds=86_400 + LOCK_MARGIN_SECONDS)
 
 #: how often one media item is tried within a poll before it is listed in `failures[]`, and the cap of
 #: the jittered pause between tries: seconds, not the task's budget
@@ -110,6 +112,18 @@ def _parse_iso(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _execution_start(value: Any, now: datetime) -> datetime:
+    """The execution's start time as Step Functions gives it (ISO 8601, e.g. `2026-12-02T03:14:13.192Z`),
+    if it is one and not in the future nor more than the longest budget and its margin ago; else now."""
+    try:
+        began = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return now
+    if began is None or began.tzinfo is None or not timedelta(0) <= now - began <= _OLDEST_START:
+        return now
+    return began.astimezone(UTC)
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -225,7 +239,7 @@ class Relay:
         sweeper resumes."""
         action = event.get("action") if isinstance(event, dict) else None
         if action == "start":
-            return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults")))
+            return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults"), event.get("started_at")))
         if action == "claimed":
             return self.claimed(event.get("task_id"))
         if action == "park":
@@ -245,22 +259,25 @@ class Relay:
         result = self.after_trouble(state) if state.error is not None else self.poll(state)
         return msgspec.to_builtins(result)
 
-    def start(self, raw_input: Any, defaults: dict[str, Any] | None = None) -> LoopState:
+    def start(self, raw_input: Any, defaults: dict[str, Any] | None = None, started_at: Any = None) -> LoopState:
         """The loop's first state, from the caller's input checked whole: nothing is written before this
-        has passed, and the lock ClaimTask writes carries its expiry from the start."""
+        has passed, and the lock ClaimTask writes carries its expiry from the start. `started_at`: when the
+        execution started (`$$.Execution.StartTime`): the task's budget counts from then, so time spent
+        waiting out the function's outage before this check is spent from it, and the budget still ends
+        inside the execution's own timeout (the budget and LOCK_MARGIN_SECONDS)."""
         loop_input = parse_input(raw_input, defaults)
         self._count("TasksStarted")
         now = self.clock()
+        began = _execution_start(started_at, now)
         epoch = int(now.timestamp())
-        # a parking stack parks right away (the sweeper's first look is the task's first query), unless
-        # the sweeper cannot read the list now: the task then polls on its own until it can
-        parks = self.fleet is not None and self.fleet.parks_at_start(loop_input.timeout_seconds)
+        # a parking stack parks right away: the sweeper's first look is the task's first query
+        parks = self.fleet is not None and self.fleet.may_park(loop_input.timeout_seconds)
         return LoopState(
             mode="park" if parks else "poll", park_timeout_seconds=loop_input.timeout_seconds if parks else None,
             park_heartbeat_seconds=self.fleet.watchdog_seconds if parks and self.fleet else None,
             task_id=loop_input.task_id, kind=loop_input.kind, model=loop_input.model,
             context=fit_context(loop_input.context), poll_interval_seconds=loop_input.poll_interval_seconds,
-            timeout_seconds=loop_input.timeout_seconds, started_at=iso_z(now),
+            timeout_seconds=loop_input.timeout_seconds, started_at=iso_z(began),
             lock=TaskLock(now=epoch, expires_at=epoch + loop_input.timeout_seconds + LOCK_MARGIN_SECONDS),
         )
 
