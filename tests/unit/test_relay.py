@@ -332,3 +332,15 @@ def test_the_budget_counts_from_the_executions_start_when_it_is_one(relay, given
         assert state["started_at"] == value
     else:
         assert abs((started - now).total_seconds()) < 60
+
+
+def test_a_first_park_lasts_what_the_budget_has_left_after_the_input_checks_outage(make_relay):
+    """The execution started 40 minutes before its input could be checked (the function throttled): the
+    first park's timeout is the budget left, not the whole budget, or the park would outlast the
+    execution's own timeout and the task end with no event."""
+    relay = make_relay(idempotent=True, WAITING="park", PARKED_TABLE="parked")
+    began = datetime.now(UTC) - timedelta(minutes=40)
+    state = relay.handle({"action": "start", "input": {"task_id": "t-1", "timeout_seconds": 86_400},
+                          "started_at": iso_z(began)})
+    assert state["mode"] == "park"
+    assert 86_400 - 2_400 - 60 <= state["park_timeout_seconds"] <= 86_400 - 2_400

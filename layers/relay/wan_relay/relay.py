@@ -269,11 +269,13 @@ class Relay:
         self._count("TasksStarted")
         now = self.clock()
         began = _execution_start(started_at, now)
+        left = loop_input.timeout_seconds - (now - began).total_seconds()
         epoch = int(now.timestamp())
-        # a parking stack parks right away: the sweeper's first look is the task's first query
-        parks = self.fleet is not None and self.fleet.may_park(loop_input.timeout_seconds)
+        # a parking stack parks right away: the sweeper's first look is the task's first query; the park
+        # lasts what is left of the budget at most
+        parks = self.fleet is not None and self.fleet.may_park(left)
         return LoopState(
-            mode="park" if parks else "poll", park_timeout_seconds=loop_input.timeout_seconds if parks else None,
+            mode="park" if parks else "poll", park_timeout_seconds=max(1, int(left)) if parks else None,
             park_heartbeat_seconds=self.fleet.watchdog_seconds if parks and self.fleet else None,
             task_id=loop_input.task_id, kind=loop_input.kind, model=loop_input.model,
             context=fit_context(loop_input.context), poll_interval_seconds=loop_input.poll_interval_seconds,
