@@ -864,13 +864,37 @@ def test_a_failed_page_the_last_park_left_before_another_was_answered_does_not_l
     assert fleet.next_move("finished", left_seconds=86_400) == "park"
 
 
-def test_a_resumed_workflow_parks_again_when_the_sweepers_lease_cannot_be_read(account):
-    """Its GET is spent: DynamoDB throttled past the SDK's retries must not make it poll again at once
-    (the workflow's Retry would send the GET again), so it parks as ever."""
+def test_a_failure_left_standing_with_only_probed_parks_left_does_not_leave_the_sweeper_blind(account):
+    """A page fails once; the last park the list was to find leaves by a hint before another page is
+    asked; only a blind park is left, probed with GETs, asking no page. The failure cannot be cleared by
+    a page: it is dropped, and the blind park is beaten on, the sweeper saying it swept."""
+    world = World(EPOCH)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19) as replay, \
+            failing_list("throttled") as failing:
+        replay.add_task("img", sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=13.0)
+        replay.add_task("vid", sample("running"), created_at=EPOCH - 100, ends_after=100_000)
+        account.park("img", EPOCH + 0.5)
+        account.registry.park(Parked("vid", "token-vid", EPOCH + 0.2, "video", blind=True, wait_seconds=1200),
+                              expires_at=int(EPOCH) + 86_400)
+        client = ListOutage(world, failing, DashScopeClient(replay.base_url, API_KEY), EPOCH, EPOCH + 16)
+        world.at(EPOCH + 15.0, lambda: hints.put(Hint("img", "SUCCEEDED", world.now, ended_at=EPOCH + 13.0)))
+        sfn = StepFunctions(world, replay)
+        sweep_minutes(account, world, sfn, 5, client)
+    assert all(failed for _, failed in client.asked)
+    assert "blind_since" not in account.lease()
+    beats = [at for at, task in sfn.beats if task == "vid"]
+    assert max(b - a for a, b in itertools.pairwise([EPOCH, *beats, world.now])) <= HEARTBEAT_EVERY_SECONDS + 5
+
+
+def test_a_workflow_whose_sweeper_lease_cannot_be_read_does_not_send_its_get_again(account):
+    """Its GET is spent: DynamoDB throttled past the SDK's retries must not fail the poll (the workflow's
+    Retry would send the GET again): a resumed workflow parks as ever, one that fell back polls on its own."""
     fleet = Fleet(account.dynamodb, TABLE, ACCOUNT, Budget(19), registry=account.registry, clock=lambda: EPOCH)
     Refused(account.dynamodb, "GetItem", 400, error("ThrottlingException", "Rate exceeded."), times=99)
     assert fleet.next_move("probe", left_seconds=86_400) == "park"
     assert fleet.next_move("finished", left_seconds=86_400) == "park"
+    assert fleet.next_move(None, left_seconds=86_400) == "poll"
 
 
 def test_a_blind_sweeper_asks_a_page_now_and_then_leaving_the_budget_to_the_workflows_that_fell_back(account):

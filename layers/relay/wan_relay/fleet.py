@@ -106,10 +106,8 @@ class Fleet:
         resumed = reason in ("finished", "probe")
         try:
             swept_at, blind_since = self._lease()
-        except TransientError:  # the GET is spent: a resumed workflow parks as ever, DynamoDB unread
-            if resumed:
-                return "park"
-            raise
+        except TransientError:  # the GET is spent: not sent again for a read; a resumed workflow parks as
+            return "park" if resumed else "poll"  # ever, one that fell back polls on its own, safe either way
         if self._blind(blind_since):
             return "poll"
         return "park" if resumed else after_fallback_poll(swept_at, self.clock())

@@ -555,9 +555,10 @@ class SweepHost:
         """Whether the list's pages have all failed for `BLIND_AFTER_PERIODS` heartbeat periods since the
         first of them, none answered since (then no park is beaten and `swept_at` is not advanced)."""
         if self.lease.blind_since is not None and self._cursor_ms is not None and not (
-                self.sweeper.parked or self._lists):
-            # nothing watched, the registry read: the list hides nothing, and a park made from now on is
-            # looked for afresh (a failure left standing with no park to page for would never be cleared)
+                self._lists or self.sweeper.listed):
+            # the registry read, and no park the list is to find (none, or only ended and probed ones): the
+            # list hides nothing, and a park made from now on is looked for afresh (a failure left standing
+            # with no page to ask would never be cleared)
             self.lease.blind_since = None
         since = self.lease.blind_since
         blind = sweeper_blind(since, now, self.sweeper.config.heartbeat_every_seconds)

@@ -634,6 +634,11 @@ class Sweeper:
         return len(self._watches)
 
     @property
+    def listed(self) -> int:
+        """Parked workflows whose task the list is to find (not ended, not probed with a GET)."""
+        return sum(1 for watch in self._watches.values() if watch.state not in ("ended", "probing"))
+
+    @property
     def backlog(self) -> int:
         """Ended tasks known and not resumed yet."""
         return self._ended_count
