@@ -70,11 +70,17 @@ def count_reads(secrets) -> list[int]:
     return reads
 
 
-def test_a_key_rotated_between_polls_is_read_afresh_on_the_401_and_the_task_is_relayed(replay, account, secrets):
+def pending_then_done(replay) -> str:
+    """A task DashScope answers pending, then succeeded, to the old key only (until `rotate`)."""
     replay.api_key = OLD_KEY
     answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
     task_id = answer["output"]["task_id"]
     replay.script(task_id, sample("pending"), answer)
+    return task_id
+
+
+def test_a_key_rotated_between_polls_is_read_afresh_on_the_401_and_the_task_is_relayed(replay, account, secrets):
+    task_id = pending_then_done(replay)
     relay = keyed_relay(replay, account, secrets)
     first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
     assert first["done"] is False
@@ -97,10 +103,7 @@ def asked(replay) -> list[float]:
 def test_with_a_budget_the_get_asked_again_with_the_rotated_key_takes_a_slot_of_its_own(replay, account, secrets):
     """The refused GET took the poll's slot of the account's budget. Sent again at once it would be one
     query more than the budget allows in that second: it waits for a slot of its own."""
-    replay.api_key = OLD_KEY
-    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
-    task_id = answer["output"]["task_id"]
-    replay.script(task_id, sample("pending"), answer)
+    task_id = pending_then_done(replay)
     relay = budgeted_relay(replay, account, secrets)
     first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
 
@@ -113,16 +116,11 @@ def test_with_a_budget_the_get_asked_again_with_the_rotated_key_takes_a_slot_of_
     assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.45  # slots 0.5 s apart
 
 
-def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll_uses_the_new_key(
-    replay, account, secrets
-):
-    """Another workflow took the budget's next slots while the secret was read afresh: the GET is not
-    sent again now; the poll waits as when the budget is spoken for, and its next GET, at a slot, goes
-    with the new key (the one the secret's cache now holds), refused no more."""
-    replay.api_key = OLD_KEY
-    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
-    task_id = answer["output"]["task_id"]
-    replay.script(task_id, sample("pending"), answer)
+def spoken_for_at_the_rotation(replay, account, secrets):
+    """A budgeted relay whose task's first poll found it pending; then the key is rotated, and while the
+    secret is read afresh (after the 401) other workflows take the budget's slots as far as it reaches.
+    The relay, its first state, and the slots the others took."""
+    task_id = pending_then_done(replay)
     relay = budgeted_relay(replay, account, secrets)
     first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
     fleet = relay.fleet
@@ -130,8 +128,17 @@ def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll
     taken: list[int] = []
     secrets.meta.events.register("before-send.secrets-manager.GetSecretValue",
                                  lambda **_: taken.extend(other_workflows.reserve(fleet.budget.capacity).slots_us))
-
     rotate(replay, secrets)
+    return relay, first, taken
+
+
+def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll_uses_the_new_key(
+    replay, account, secrets
+):
+    """Another workflow took the budget's next slots while the secret was read afresh: the GET is not
+    sent again now; the poll waits as when the budget is spoken for, and its next GET, at a slot, goes
+    with the new key (the one the secret's cache now holds), refused no more."""
+    relay, first, taken = spoken_for_at_the_rotation(replay, account, secrets)
     second = relay.handle(first)
 
     assert taken and second["status"] == "THROTTLED" and second["done"] is False
@@ -147,19 +154,7 @@ def test_the_last_get_of_a_task_whose_budget_ran_out_is_asked_again_with_the_new
 ):
     """The last poll of a task decides its fate: with the budget spoken for, its GET is sent again with the
     rotated key all the same, rather than the task ending TIMED_OUT on the refused old key."""
-    replay.api_key = OLD_KEY
-    answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
-    task_id = answer["output"]["task_id"]
-    replay.script(task_id, sample("pending"), answer)
-    relay = budgeted_relay(replay, account, secrets)
-    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
-    fleet = relay.fleet
-    other_workflows = DynamoDBBudget(account.dynamodb, fleet.table, fleet.account, fleet.budget)
-    taken: list[int] = []
-    secrets.meta.events.register("before-send.secrets-manager.GetSecretValue",
-                                 lambda **_: taken.extend(other_workflows.reserve(fleet.budget.capacity).slots_us))
-
-    rotate(replay, secrets)
+    relay, first, taken = spoken_for_at_the_rotation(replay, account, secrets)
     last = relay.handle({**first, "timeout_seconds": 1,
                          "started_at": iso_z(datetime.now(UTC) - timedelta(seconds=5))})
 

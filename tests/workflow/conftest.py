@@ -112,19 +112,21 @@ class Workflow:
         return [i[key] for i in self.polls() if key in i]
 
 
-def polls_that_die(error_name: str, message: str, *, attempts: Collection[int]) -> Callable[[Any], Any]:
+def polls_that_die(error_name: str, message: str, *, attempts: Collection[int],
+                   action: str | None = None) -> Callable[[Any], Any]:
     """For `Workflow.lambdas.wrap`: the function's poll attempts numbered in `attempts` (1-based, counting
-    PollTask's and AfterTrouble's calls, not the input check's or a claim inspection's) die with
-    `error_name`, the errorType Lambda reports (a timeout, a crash, a throttle): the exception's name."""
+    PollTask's and AfterTrouble's calls, not the input check's or a claim inspection's; with `action`,
+    the calls of that action instead, e.g. "start", the input's checks) die with `error_name`, the
+    errorType Lambda reports (a timeout, a crash, a throttle): the exception's name."""
     died = type(error_name, (Exception,), {})
 
     def wrap(handler: Any) -> Any:
-        polls = [0]
+        calls = [0]
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            if "action" not in event:
-                polls[0] += 1
-                if polls[0] in attempts:
+            if event.get("action") == action:
+                calls[0] += 1
+                if calls[0] in attempts:
                     raise died(message)
             return handler(event, context)
 

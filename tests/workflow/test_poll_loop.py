@@ -217,25 +217,6 @@ def test_a_function_throttled_past_every_retry_of_after_trouble_is_waited_out_an
     assert len(workflow.objects()) == 1
 
 
-def starts_that_die(error_name: str, message: str, *, attempts: range) -> Any:
-    """For `Workflow.lambdas.wrap`: the input checks (`"action": "start"`) numbered in `attempts` die."""
-    died = type(error_name, (Exception,), {})
-
-    def wrap(handler: Any) -> Any:
-        starts = [0]
-
-        def run(event: dict[str, Any], context: Any) -> Any:
-            if event.get("action") == "start":
-                starts[0] += 1
-                if starts[0] in attempts:
-                    raise died(message)
-            return handler(event, context)
-
-        return run
-
-    return wrap
-
-
 def test_a_function_throttled_past_every_retry_of_the_input_check_is_waited_out_and_the_task_relayed(
     workflow: Workflow, sleeps: Sleeps
 ) -> None:
@@ -244,7 +225,8 @@ def test_a_function_throttled_past_every_retry_of_the_input_check_is_waited_out_
     does not fail (a task started by a `Wan Task Submitted` event would be lost): it holds the input,
     waits five minutes and checks it again, and the task is relayed with its one event."""
     workflow.lambdas.wrap(workflow.stack.function_name,
-                          starts_that_die("Lambda.TooManyRequestsException", "Rate Exceeded.", attempts=range(1, 15)))
+                          polls_that_die("Lambda.TooManyRequestsException", "Rate Exceeded.", attempts=range(1, 15),
+                                         action="start"))
     workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
 
     execution = workflow.run({"task_id": IMAGE_TASK, "context": {"job": "j-1"}})
