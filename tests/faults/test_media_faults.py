@@ -246,3 +246,56 @@ def test_an_object_of_another_length_at_the_key_is_replaced(replay, account, rel
 
     assert detail["media"][0]["size_bytes"] == 10 * MiB
     assert account.versions() == {f"wan/{TASK}/0.mp4": 2}
+
+
+def test_an_item_stored_by_an_attempt_that_died_is_announced_though_its_source_has_since_expired(
+    replay, account, make_relay,
+):
+    """An attempt completes the item's object, then dies before recording it (DynamoDB throttled past
+    the SDK's retries). The retry comes after the presigned URL expired: the source cannot be read, but
+    the task has the object in S3, so the event announces it (`media[]` is what the task has in S3),
+    read back from S3, rather than calling the item unavailable and leaving the object unannounced."""
+    from botocore.exceptions import ClientError
+    from wan_relay_local.lambda_bridge import FakeContext
+
+    def context():
+        return FakeContext(function_name="poll", timeout_seconds=3,
+                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:poll")
+
+    relay = make_relay(idempotent=True)
+    body = PatternBody(1 * MiB, seed="landed")
+    media = Media(body, content_type="video/mp4")
+    video_task(replay, media)
+
+    def refuse_the_media_record(params, **_):
+        if params.get("Key", {}).get("id", {}).get("S", "").startswith("wan-relay.media"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "UpdateItem")
+
+    account.dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", refuse_the_media_record)
+    with pytest.raises(TransientError):
+        relay.handle({"task_id": TASK}, context())
+    account.dynamodb.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", refuse_the_media_record)
+    assert list(account.objects()) == [f"wan/{TASK}/0.mp4"]
+
+    media.status, media.error_body = 403, EXPIRED_XML
+    time.sleep(3.5)  # the dead attempt's in-progress record lasts until its Lambda deadline
+    detail = completion(relay.handle({"task_id": TASK}, context()))
+
+    assert detail["status"] == "SUCCEEDED" and detail["failures"] == []
+    [stored] = detail["media"]
+    assert stored["key"] == f"wan/{TASK}/0.mp4" and stored["size_bytes"] == 1 * MiB
+    assert stored["sha256"] == body.sha256() and stored["type"] == "video"
+
+
+def test_an_empty_body_is_refused_as_empty_media_not_a_checksum_mismatch(replay, account, make_relay):
+    """A 0-byte answer is no image or video: refused as `EmptyMedia` at once, nothing stored, not a
+    retryable `ChecksumMismatch` after uploading and deleting it three times."""
+    relay = make_relay()
+    video_task(replay, Media(b"", content_type="video/mp4"))
+
+    detail = completion(relay.handle({"task_id": TASK}))
+
+    assert detail["status"] == "MEDIA_UNAVAILABLE"
+    assert [f["code"] for f in detail["failures"]] == ["EmptyMedia"]
+    assert account.objects() == {}

@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from msgspec.structs import replace
 
 from .errors import MediaRejected, MediaTransferError
 from .models import MediaRef, StoredMedia
@@ -325,8 +326,14 @@ class MediaBucket:
                 label = {"SHA256": "SHA-256"}.get(algorithm, algorithm)
                 problem = f"has a {label} checksum that differs from the bytes read"
         if problem is not None:
-            self.s3.delete_object(Bucket=self.name, Key=key)
+            self.discard(key)
             raise MediaTransferError(f"s3://{self.name}/{key} {problem}", code="ChecksumMismatch")
+
+    def discard(self, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.name, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc) from None
 
     def error(self, exc: ClientError | BotoCoreError) -> Exception:
         return aws_error(exc, S3, f"the upload to bucket {self.name}")
@@ -352,9 +359,21 @@ class MediaStreamer:
 
     def store(self, task_id: str, ref: MediaRef, deadline: float | None = None) -> StoredMedia:
         """Streams one item; `deadline` (time.monotonic()) ends a trickle before Lambda's own timeout."""
-        response = self._open(ref.url)
+        try:
+            response = self._open(ref.url)
+        except (MediaRejected, MediaTransferError):
+            # the source cannot be read (any more): an earlier attempt of this task may have completed the
+            # item's object and died before recording it; then that is what the task has in S3
+            from .landed import landed_item
+
+            landed = landed_item(self.s3, self.bucket, self.prefix, task_id, ref.index)
+            if landed is None:
+                raise
+            return replace(landed, type=ref.type, source_expires_at=ref.expires_at)
         with response:
             expected = _content_length(response)
+            if expected == 0:
+                raise MediaRejected("the media URL answered an empty body", code="EmptyMedia")
             if expected is not None and expected > self.max_bytes:
                 raise MediaRejected(
                     f"the media is {expected} bytes, over MAX_MEDIA_BYTES ({self.max_bytes})", code="MediaTooLarge"
@@ -373,6 +392,9 @@ class MediaStreamer:
             self._bucket.abort_stale_uploads(key)
             copied = self._copy(response, expected, key, content_type, {"task-id": task_id, "index": str(ref.index)},
                                 deadline)
+            if copied.size == 0:  # a body without a length that came to nothing
+                self._bucket.discard(key)
+                raise MediaRejected("the media URL answered an empty body", code="EmptyMedia")
             self._bucket.verify_landed(key, copied.size, copied.sha256.digest(), copied.checksum_algorithm,
                                        copied.part_checksums)
         return StoredMedia(

@@ -20,9 +20,21 @@ def landed_media(s3: Any, bucket: str, prefix: str, task_id: str) -> list[Stored
     """Every complete object under `{prefix}{task_id}/` that the relay stored for this task (its
     `task-id` metadata says so), in index order, with its sha256 read back from S3. Multipart uploads
     that never completed are not objects, so they are not listed."""
+    found = _landed(s3, bucket, f"{prefix}{task_id}/", task_id)
+    return sorted(found, key=lambda media: media.index)
+
+
+def landed_item(s3: Any, bucket: str, prefix: str, task_id: str, index: int) -> StoredMedia | None:
+    """The object of item `index` an earlier attempt of this task completed (whatever its extension),
+    or None: what the task has in S3 for an item whose source can no longer be read."""
+    found = [media for media in _landed(s3, bucket, f"{prefix}{task_id}/{index}.", task_id) if media.index == index]
+    return found[0] if found else None
+
+
+def _landed(s3: Any, bucket: str, key_prefix: str, task_id: str) -> list[StoredMedia]:
     found: list[StoredMedia] = []
     try:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{task_id}/")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix)
         keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         for key in keys:
             head = s3.head_object(Bucket=bucket, Key=key)
@@ -40,7 +52,7 @@ def landed_media(s3: Any, bucket: str, prefix: str, task_id: str) -> list[Stored
             ))
     except (ClientError, BotoCoreError, Urllib3Error) as exc:
         raise aws_error(exc, S3, f"the listing of the task's media in s3://{bucket}") from None
-    return sorted(found, key=lambda media: media.index)
+    return found
 
 
 def _sha256(s3: Any, bucket: str, key: str, etag: str) -> str:
