@@ -113,7 +113,8 @@ def test_with_a_budget_the_get_asked_again_with_the_rotated_key_takes_a_slot_of_
     assert completion(second)["status"] == "SUCCEEDED" and refused(replay) == 1
     arrivals = asked(replay)
     assert len(arrivals) == 3  # the first poll, the refused GET, the GET with the new key
-    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.45  # slots 0.5 s apart
+    # slots 0.5 s apart, each query sent within half an interval of its slot (a loaded machine is late)
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.5 - 0.25 - 0.01
 
 
 def spoken_for_at_the_rotation(replay, account, secrets):

@@ -337,9 +337,9 @@ class Relay:
                 self.client.ready()
             except (TransientError, ProtocolError) as exc:  # the key's secret could not be read this time
                 return self._setback(state, polls, elapsed, left, ErrorInfo(**exc.as_error()))
-        if self.fleet is not None and not self._slot(resume, left) and left > 0:
-            # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
-            return self._budget_wait(state, polls, elapsed)
+            if not self._slot(resume, left) and left > 0:
+                # the account's budget is spoken for as far ahead as it reaches: wait as after a 429, unasked
+                return self._budget_wait(state, polls, elapsed)
         self._count("Polls")
         try:
             answer = self.client.get_task(state.task_id, slot_to_ask_again=self._slot_to_ask_again(left))
