@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from wan_relay.errors import OperatorError
+from wan_relay.errors import MediaRejected, OperatorError
 from wan_relay.idempotency import UploadRecords
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
 from wan_relay.models import MediaRef
@@ -42,7 +42,7 @@ def test_every_multipart_upload_is_recorded_before_its_first_part_is_sent(accoun
     seen: list[tuple[str, str | None]] = []
 
     def first_part(params: dict[str, Any], **_: Any) -> None:
-        seen.append((params["UploadId"], streamer.uploads.pending(BUCKET, params["Key"])))
+        seen.append((params["UploadId"], streamer.uploads.pending(BUCKET, "wan/task-1/0")))
 
     account.s3.meta.events.register("before-parameter-build.s3.UploadPart", first_part)
     try:
@@ -51,7 +51,7 @@ def test_every_multipart_upload_is_recorded_before_its_first_part_is_sent(accoun
         server.stop()
 
     assert seen, "the body went up in parts"
-    assert all(upload_id == recorded for upload_id, recorded in seen)
+    assert all(recorded == ("wan/task-1/0.mp4", upload_id) for upload_id, recorded in seen)
 
 
 def test_the_retry_aborts_the_upload_a_crashed_attempt_left_without_listing_the_bucket(account):
@@ -87,3 +87,36 @@ def test_an_upload_whose_id_cannot_be_recorded_is_aborted_and_the_attempt_fails_
 
     assert account.unfinished_uploads() == []
     assert account.objects() == {}
+
+
+@pytest.mark.parametrize("left_key", ["wan/task-1/0.mp4", "wan/task-1/0.mov"],
+                         ids=["same-extension", "other-extension"])
+def test_the_retry_aborts_a_crashed_attempts_upload_even_when_the_source_no_longer_answers(account, left_key):
+    """The record is the item's, not the key's: the retry finds it before it asks the source, whose answer
+    (an expired URL's 403 or 404, another Content-Type than last time) no longer names the same key."""
+    server = ReplayDashScope().start()
+    streamer = _streamer(account, server)
+    left = account.s3.create_multipart_upload(Bucket=BUCKET, Key=left_key)["UploadId"]
+    account.s3.upload_part(Bucket=BUCKET, Key=left_key, UploadId=left, PartNumber=1, Body=b"x" * MiB)
+    try:
+        with pytest.raises(MediaRejected):
+            streamer.store("task-1", MediaRef(index=0, type="video", url=server.media_url("/expired.mp4")))
+    finally:
+        server.stop()
+
+    assert account.unfinished_uploads() == []
+    assert account.objects() == {}
+    assert streamer.uploads.pending(BUCKET, "wan/task-1/0") is None
+
+
+def test_an_upload_of_another_item_of_the_task_is_left_alone(account):
+    server = ReplayDashScope().start()
+    server.add_media("/v.mp4", Media(PatternBody(MiB, seed="item-0"), content_type="video/mp4", ranges=False))
+    streamer = _streamer(account, server)
+    other = account.s3.create_multipart_upload(Bucket=BUCKET, Key="wan/task-1/10.mp4")["UploadId"]
+    try:
+        streamer.store("task-1", MediaRef(index=1, type="video", url=server.media_url("/v.mp4")))
+    finally:
+        server.stop()
+
+    assert [upload["UploadId"] for upload in account.unfinished_uploads()] == [other]

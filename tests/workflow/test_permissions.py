@@ -120,11 +120,11 @@ def _dies_on_the_second_item() -> Iterator[None]:
         yield
 
 
-def _listing_stale_uploads(bucket: MediaBucket, key: str) -> None:
-    """What the relay did before issue 11: list the bucket's unfinished uploads under the key."""
-    for upload in bucket.s3.list_multipart_uploads(Bucket=bucket.name, Prefix=key).get("Uploads", []):
-        if upload["Key"] == key:
-            bucket.s3.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload["UploadId"])
+def _listing_stale_uploads(bucket: MediaBucket, item: str) -> None:
+    """What the relay did before issue 11: list the bucket's unfinished uploads under the item's key."""
+    for upload in bucket.s3.list_multipart_uploads(Bucket=bucket.name, Prefix=item).get("Uploads", []):
+        if upload["Key"].startswith(f"{item}."):
+            bucket.s3.abort_multipart_upload(Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
 @pytest.fixture(scope="module")

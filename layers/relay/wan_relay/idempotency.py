@@ -9,9 +9,11 @@ Two kinds of record, each keyed by what makes the effect unique:
 Records live 48 h (DashScope forgets tasks after 24 h). A crashed attempt's record stays
 "in progress" only until that Lambda's deadline (`register_lambda_context`), then the work resumes.
 
-A third kind, `wan-relay.upload#<bucket>/<key>` (UploadRecords), holds the UploadId of the multipart
-upload last started for an object, so that the retry of a crashed attempt aborts exactly that upload:
-no bucket-wide listing of uploads, which IAM cannot narrow to a prefix.
+A third kind, `wan-relay.upload#<bucket>/<prefix><task_id>/<index>` (UploadRecords), holds the key and
+UploadId of the multipart upload last started for a media item, so that the retry of a crashed attempt
+aborts exactly that upload: no bucket-wide listing of uploads, which IAM cannot narrow to a prefix. It is
+keyed by the item, not the object key, whose extension comes from the source's answer: the retry aborts
+the upload before it asks the source, which may no longer answer.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class Ledger:
 
 
 class UploadRecords:
-    """The UploadId of the multipart upload last started for each object key, in the ledger's table."""
+    """The key and UploadId of the multipart upload last started for each media item, in the ledger's
+    table. An item is its object key without the extension (`{prefix}{task_id}/{index}`)."""
 
     def __init__(self, table_name: str, dynamodb_client: Any, ttl_seconds: int = RECORD_TTL_SECONDS) -> None:
         self.table_name = table_name
@@ -89,19 +92,23 @@ class UploadRecords:
 
     def record(self, bucket: str, key: str, upload_id: str) -> None:
         item = {
-            "id": {"S": _upload_record_id(bucket, key)},
+            "id": {"S": _upload_record_id(bucket, item_of(key))},
+            "key": {"S": key},
             "upload_id": {"S": upload_id},
             "expiration": {"N": str(int(time.time()) + self._ttl_seconds)},
         }
         self._call("put_item", Item=item)
 
-    def pending(self, bucket: str, key: str) -> str | None:
-        """The UploadId recorded for `key`, if any (it may have completed or been aborted since)."""
-        found = self._call("get_item", Key={"id": {"S": _upload_record_id(bucket, key)}}, ConsistentRead=True)
-        return found.get("Item", {}).get("upload_id", {}).get("S")
+    def pending(self, bucket: str, item: str) -> tuple[str, str] | None:
+        """The object key and UploadId recorded for `item`, if any (it may have completed or been aborted
+        since)."""
+        found = self._call("get_item", Key={"id": {"S": _upload_record_id(bucket, item)}}, ConsistentRead=True)
+        record = found.get("Item", {})
+        key, upload_id = record.get("key", {}).get("S"), record.get("upload_id", {}).get("S")
+        return (key, upload_id) if key and upload_id else None
 
-    def forget(self, bucket: str, key: str) -> None:
-        self._call("delete_item", Key={"id": {"S": _upload_record_id(bucket, key)}})
+    def forget(self, bucket: str, item: str) -> None:
+        self._call("delete_item", Key={"id": {"S": _upload_record_id(bucket, item)}})
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -110,8 +117,15 @@ class UploadRecords:
             raise aws_error(exc, DYNAMODB, f"the upload records in {self.table_name}") from None
 
 
-def _upload_record_id(bucket: str, key: str) -> str:
-    return f"wan-relay.upload#{bucket}/{key}"
+def item_of(key: str) -> str:
+    """The media item an object key stores: the key without its extension."""
+    folder, _, name = key.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{folder}/{stem}" if folder else stem
+
+
+def _upload_record_id(bucket: str, item: str) -> str:
+    return f"wan-relay.upload#{bucket}/{item}"
 
 
 class NoLedger:

@@ -248,24 +248,26 @@ class MediaBucket:
             source_expires_at=ref.expires_at,
         )
 
-    def abort_stale_uploads(self, key: str) -> None:
-        """A crashed attempt cannot abort its multipart upload: the retry does, by the UploadId that
-        attempt recorded, before starting anew (no listing: ListMultipartUploads is bucket-wide, and
-        `s3:prefix` is not a condition key of s3:ListBucketMultipartUploads, so a role cannot be given
-        it for one prefix)."""
+    def abort_stale_uploads(self, item: str) -> None:
+        """A crashed attempt cannot abort its multipart upload: the retry does, by the key and UploadId
+        that attempt recorded for the item (`{prefix}{task_id}/{index}`), before it asks the source (which
+        may no longer answer) and starts anew. No listing: ListMultipartUploads is bucket-wide, and
+        `s3:prefix` is not a condition key of s3:ListBucketMultipartUploads, so a role cannot be given it
+        for one prefix."""
         if self.uploads is None:
             return
-        upload_id = self.uploads.pending(self.name, key)
-        if upload_id is None:
+        pending = self.uploads.pending(self.name, item)
+        if pending is None:
             return
+        key, upload_id = pending
         try:
             self.s3.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
         except ClientError as exc:
-            # NoSuchUpload: that upload completed (the object was then deleted as not what was read) or
-            # was aborted already; either way nothing is left of it
+            # NoSuchUpload: that upload completed (the object was then deleted as not what was read, or is
+            # the item an earlier attempt stored) or was aborted already; either way nothing is left of it
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self.error(exc) from None
-        self.uploads.forget(self.name, key)
+        self.uploads.forget(self.name, item)
 
     def _record_upload(self, parsed: dict[str, Any], **_: Any) -> None:
         """botocore's after-call hook of CreateMultipartUpload: record the new UploadId before any part
@@ -359,6 +361,7 @@ class MediaStreamer:
 
     def store(self, task_id: str, ref: MediaRef, deadline: float | None = None) -> StoredMedia:
         """Streams one item; `deadline` (time.monotonic()) ends a trickle before Lambda's own timeout."""
+        self._bucket.abort_stale_uploads(f"{self.prefix}{task_id}/{ref.index}")
         try:
             response = self._open(ref.url)
         except (MediaRejected, MediaTransferError):
@@ -389,7 +392,6 @@ class MediaStreamer:
             landed = self._bucket.landed_earlier(key, task_id, ref, expected, content_type)
             if landed is not None:
                 return landed
-            self._bucket.abort_stale_uploads(key)
             copied = self._copy(response, expected, key, content_type, {"task-id": task_id, "index": str(ref.index)},
                                 deadline)
             if copied.size == 0:  # a body without a length that came to nothing
