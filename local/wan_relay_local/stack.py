@@ -381,6 +381,7 @@ def deploy_embedded_stack(
             session, template, lambdas, environment, f"{prefix}-task-finished", logical_id=RECEIVER, register=False
         )
     state_machine_arn = _create_state_machine(session, template, f"{prefix}-poll-task")
+    _attach_policies(session, template)
 
     completion_pattern = json.loads(template.output("CompletionEventPattern"))
     queue_url = _observe(session, bus_name, completion_pattern, f"{prefix}-completed-events")
@@ -521,7 +522,22 @@ def _role(session: Any, template: Template, logical_id: str, name: str, service:
         if isinstance(policy, dict) and "Statement" in policy:
             document = json.dumps(template.resolve(policy))
             iam.put_role_policy(RoleName=name, PolicyName=f"{logical_id}Policy{index}", PolicyDocument=document)
+    template.refs[f"{logical_id}Role"] = name  # SAM's logical id of the role it generates
     return arn
+
+
+def _attach_policies(session: Any, template: Template) -> None:
+    """The template's own `AWS::IAM::Policy` resources, on the roles they name (once those exist)."""
+    iam = session.client("iam")
+    for resource in template.doc["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        if "Condition" in resource and not template.condition(resource["Condition"]):
+            continue
+        props = template.resolve(resource["Properties"])
+        for role in props.get("Roles", []):
+            iam.put_role_policy(RoleName=role, PolicyName=props["PolicyName"],
+                                PolicyDocument=json.dumps(props["PolicyDocument"]))
 
 
 #: what the embedded function has and a deployed one never: its DashScope and media are on loopback
@@ -572,6 +588,7 @@ def _create_state_machine(session: Any, template: Template, name: str) -> str:
         name=name, definition=template.definition(STATE_MACHINE), roleArn=role, type=props.get("Type", "STANDARD")
     )
     template.refs[STATE_MACHINE] = answer["stateMachineArn"]
+    template.attributes[(STATE_MACHINE, "Name")] = name
     return answer["stateMachineArn"]
 
 

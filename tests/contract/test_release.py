@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import cfnlint.data.schemas
 import pytest
 from cfnlint.decode import cfn_yaml
 from wan_relay import __version__
@@ -26,6 +27,8 @@ TEMPLATE = ROOT / "template.yaml"
 CHANGELOG = ROOT / "CHANGELOG.md"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 UPGRADING_DOC = ROOT / "docs" / "upgrading.md"
+#: the template of the last release (0.1.0, `git show 635bc1e:template.yaml`): what an upgrade starts from
+LAST_RELEASE_TEMPLATE = ROOT / "tests" / "contract" / "template-0.1.0.yaml"
 SAM = ROOT / ".venv-sam" / "bin"
 #: semver.org's regular expression for a version (2.0.0)
 SEMVER = re.compile(
@@ -58,8 +61,7 @@ def listing(template: dict[str, Any]) -> dict[str, Any]:
     return template["Metadata"]["AWS::ServerlessRepo::Application"]
 
 
-@pytest.fixture(scope="module")
-def deployed_types() -> dict[str, dict[str, Any]]:
+def transformed(template_path: Path) -> dict[str, dict[str, Any]]:
     """The resources CloudFormation creates: the template through SAM's own transform (samtranslator, from
     the SAM CLI's venv that `make check-template` installs), local artifact paths standing in for S3."""
     python = SAM / "python"
@@ -83,9 +85,14 @@ json.dump({k: {"Type": v["Type"], "Properties": v.get("Properties", {})} for k, 
           sys.stdout, default=str)
 """
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    done = subprocess.run([str(python), "-c", script, str(TEMPLATE)], capture_output=True, text=True, env=env,
+    done = subprocess.run([str(python), "-c", script, str(template_path)], capture_output=True, text=True, env=env,
                           timeout=120, check=True)
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def deployed_types() -> dict[str, dict[str, Any]]:
+    return transformed(TEMPLATE)
 
 
 # --- one version ------------------------------------------------------------------------------
@@ -263,3 +270,35 @@ def test_make_package_with_a_source_code_address_builds_the_template_that_carrie
     lines = done.stdout.replace("\\\n", " ").splitlines()
     assert "tools/sar_listing.py --source-code-url \"https://github.com/acme/wan-relay\"" in lines[0]
     assert "--template-file template.publish.yaml" in lines[1] and "/sam build" in lines[1]
+
+
+# --- upgrades ---------------------------------------------------------------------------------
+
+
+def create_only_properties(resource_type: str) -> list[str]:
+    """The properties CloudFormation can set only when it creates a resource of this type (the registry
+    schema's `createOnlyProperties`, as cfn-lint ships the schemas): changing one replaces the resource."""
+    schemas = Path(cfnlint.data.schemas.__file__).parent
+    providers = json.loads((schemas / "providers" / "us-east-1.json").read_text())
+    schema = json.loads((schemas / "resources" / f"{providers[resource_type]}.json").read_text())
+    return sorted({pointer.split("/")[2] for pointer in schema.get("createOnlyProperties", [])})
+
+
+def test_an_upgrade_from_the_last_release_replaces_no_resource(deployed_types):
+    """An upgrade is a stack update: a resource whose logical id goes, or whose create-only property
+    changes, is replaced. The tables and the bucket would lose their data; the state machine its executions
+    in flight, which DeleteStateMachine terminates at their next transition, with no completion event and
+    their task locks left standing (a name given to it in a later version did exactly that)."""
+    released = transformed(LAST_RELEASE_TEMPLATE)
+    replaced = []
+    for logical_id, before in released.items():
+        after = deployed_types.get(logical_id)
+        if after is None or after["Type"] != before["Type"]:
+            if before["Type"] != "AWS::Lambda::LayerVersion":  # a new version each release, by design
+                replaced.append(f"{logical_id} ({before['Type']}) is gone")
+            continue
+        for name in create_only_properties(before["Type"]):
+            if before["Properties"].get(name) != after["Properties"].get(name):
+                replaced.append(f"{logical_id}.{name}: {before['Properties'].get(name)!r} -> "
+                                f"{after['Properties'].get(name)!r}")
+    assert replaced == []
