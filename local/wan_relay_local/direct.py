@@ -99,7 +99,8 @@ def run_loop(
             if not policy.catches(error):
                 raise
             cause = json.dumps({"errorType": error, "errorMessage": exc.message})
-            state = relay.handle({**state, "error": {"Error": error, "Cause": cause}})
+            caught = {**state, "error": {"Error": error, "Cause": cause}}
+            state = relay.handle({"action": "after_trouble", "state": caught})
         attempts = {}
         on_poll(PollSeen(
             task_id=task_id, polls=int(state.get("polls") or 0), status=state.get("status"),

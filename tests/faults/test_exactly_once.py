@@ -62,6 +62,8 @@ class World:
         """The function, as moto's Lambda calls it: one process per attempt (the function's
         environment is this process's during the call)."""
         action = state.get("action") if isinstance(state, dict) else None
+        if action == "after_trouble":  # a poll, with the error the workflow caught
+            action = None
         # the kill points are the polls': the workflow's input check and claim inspection run as they are
         kill_point = self.kill_points.pop(0) if self.kill_points and action is None else "none"
         env = {**os.environ, "ATTEMPT_TIMEOUT_SECONDS": str(IN_PROGRESS_SECONDS)}

@@ -102,14 +102,19 @@ class Workflow:
 
     def polls(self) -> list[dict[str, Any]]:
         """The function's invocations that were polls (not the input check or a claim inspection)."""
-        return [i for i in self.lambdas.invocations if "action" not in i["event"]]
+        return [i for i in self.lambdas.invocations if is_poll(i["event"])]
 
     def actions(self) -> list[str]:
         """The workflow's other calls of the function, in order: "start", "claimed"."""
-        return [i["event"]["action"] for i in self.lambdas.invocations if "action" in i["event"]]
+        return [i["event"]["action"] for i in self.lambdas.invocations if not is_poll(i["event"])]
 
     def invocations(self, key: str = "result") -> list[dict[str, Any]]:
         return [i[key] for i in self.polls() if key in i]
+
+
+def is_poll(event: Any) -> bool:
+    """A call of the function that polls the task: PollTask's (the loop state itself) or AfterTrouble's."""
+    return not isinstance(event, dict) or event.get("action") in (None, "after_trouble")
 
 
 def polls_that_die(error_name: str, message: str, *, attempts: Collection[int],
@@ -124,7 +129,7 @@ def polls_that_die(error_name: str, message: str, *, attempts: Collection[int],
         calls = [0]
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            if event.get("action") == action:
+            if (is_poll(event) if action is None else event.get("action") == action):
                 calls[0] += 1
                 if calls[0] in attempts:
                     raise died(message)

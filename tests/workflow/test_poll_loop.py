@@ -186,7 +186,7 @@ def test_a_function_that_keeps_failing_is_waited_out_within_the_budget_then_rela
     assert execution["status"] == "SUCCEEDED"
     visited = workflow.visited(execution["executionArn"])
     assert visited.count("AfterTrouble") == 1 and visited.count("WaitForTask") == 1
-    after = [i["result"] for i in workflow.polls() if i["event"].get("error") and "result" in i]
+    after = [i["result"] for i in workflow.polls() if i["event"].get("action") == "after_trouble" and "result" in i]
     assert after[0]["last_error"]["code"] == "Lambda.TooManyRequestsException" and not after[0]["done"]
     assert only_event(workflow)["status"] == "SUCCEEDED"
     assert len(workflow.objects()) == 1

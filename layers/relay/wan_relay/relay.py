@@ -231,12 +231,16 @@ class Relay:
     def handle(self, event: Any, lambda_context: Any = None) -> dict[str, Any]:
         """One invocation: the next loop state as JSON. `lambda_context` bounds the transfers in time.
 
-        The workflow calls it four ways: `{"action": "start", "input": <the caller's input>, "defaults":
+        The workflow calls it five ways: `{"action": "start", "input": <the caller's input>, "defaults":
         {...}}` first, to check the input before anything is written; `{"action": "claimed", ...}` when
-        the task's lock is held by another execution; with the loop state itself for every poll (with
-        `error` set by the workflow's Catch when the previous attempt failed); and `{"action": "park",
-        "token": ..., "execution": ..., "state": <the loop state>}` from ParkTask, whose task token the
-        sweeper resumes."""
+        the task's lock is held by another execution; with the loop state itself for every poll;
+        `{"action": "after_trouble", "state": <the loop state, with the workflow's caught error>}` from
+        AfterTrouble when a poll failed past its retries; and `{"action": "park", "token": ...,
+        "execution": ..., "state": <the loop state>}` from ParkTask, whose task token the sweeper resumes.
+
+        A loop state with `error` set and no action is the last release's (0.1.0) ReportFailure: an
+        execution started on that definition before an upgrade, which puts whatever this answers as the
+        task's event. It gets the task's failure event now (`finish_after_error`), as 0.1.0 answered."""
         action = event.get("action") if isinstance(event, dict) else None
         if action == "start":
             return msgspec.to_builtins(self.start(event.get("input"), event.get("defaults"), event.get("started_at")))
@@ -244,7 +248,7 @@ class Relay:
             return self.claimed(event.get("task_id"))
         if action == "park":
             return self.park(event.get("token"), event.get("execution"), parse_state(event.get("state")))
-        state = parse_state(event)
+        state = parse_state(event.get("state") if action == "after_trouble" else event)
         budget = self.transfer_budget_seconds
         if lambda_context is not None:
             self._lambda_context = lambda_context
@@ -256,7 +260,12 @@ class Relay:
             budget = max(1.0, min(budget, remaining))
         self._transfer_deadline = time.monotonic() + budget
         state = replace(state, context=fit_context(state.context))  # every path: a marker stays a marker
-        result = self.after_trouble(state) if state.error is not None else self.poll(state)
+        if action == "after_trouble":
+            result = self.after_trouble(state)
+        elif state.error is not None:
+            result = self.finish_after_error(state)
+        else:
+            result = self.poll(state)
         return msgspec.to_builtins(result)
 
     def start(self, raw_input: Any, defaults: dict[str, Any] | None = None, started_at: Any = None) -> LoopState:
@@ -428,19 +437,7 @@ class Relay:
         out or was throttled; S3 or DynamoDB kept failing). Still within the budget: wait and poll again
         (items already stored are not fetched again). Budget spent: the task ends TIMED_OUT with that
         error."""
-        caught = state.error or {}
-        error_name = str(caught.get("Error", "TransientError"))
-        try:
-            cause = json.loads(caught.get("Cause") or "{}")
-        except (TypeError, ValueError):
-            cause = {}
-        message = cause.get("errorMessage") if isinstance(cause, dict) else None
-        error = ErrorInfo(
-            code=error_name,
-            message=(str(message) if message else f"the poll failed with {error_name} after its retries")[:1000],
-            category=_CAUGHT_CATEGORY.get(error_name, "transient"),
-            retryable=True,
-        )
+        error = _caught_error(state.error)
         # a pass through here costs history events like a poll: it counts against the poll cap as one, and
         # so does each pass through OutageWait since the relay last ran (the workflow counted them)
         polls = state.polls + 1 + state.outages.n
@@ -450,6 +447,15 @@ class Relay:
         elapsed = (now - (_parse_iso(state.started_at) or now)).total_seconds()
         left = budget_left(elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls)
         return self._setback(state, polls, elapsed, left, error)
+
+    def finish_after_error(self, state: LoopState) -> LoopState:
+        """The last release's ReportFailure (see `handle`): its PollTask's retries ran out, and its
+        definition puts this answer's event at once, so the task ends here: MEDIA_UNAVAILABLE when the
+        media would not transfer, else FAILED, with the error caught (or the fate an earlier attempt
+        already decided, and the media the task has in S3)."""
+        error = _caught_error(state.error)
+        status: CompletionStatus = "MEDIA_UNAVAILABLE" if error.category == "media" else "FAILED"
+        return self._finish(replace(state, error=None), None, state.polls, status, error=error)
 
     # --- the end of a task --------------------------------------------------------------------
 
@@ -599,6 +605,23 @@ class Relay:
     def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _caught_error(caught: dict[str, Any] | None) -> ErrorInfo:
+    """The error the workflow's Catch recorded (`{"Error", "Cause"}`), as the event's error."""
+    caught = caught or {}
+    error_name = str(caught.get("Error", "TransientError"))
+    try:
+        cause = json.loads(caught.get("Cause") or "{}")
+    except (TypeError, ValueError):
+        cause = {}
+    message = cause.get("errorMessage") if isinstance(cause, dict) else None
+    return ErrorInfo(
+        code=error_name,
+        message=(str(message) if message else f"the poll failed with {error_name} after its retries")[:1000],
+        category=_CAUGHT_CATEGORY.get(error_name, "transient"),
+        retryable=True,
+    )
 
 
 def _timed_out(state: LoopState, polls: int) -> ErrorInfo:
