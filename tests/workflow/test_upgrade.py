@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from wan_relay.normalize import iso_z
 from wan_relay_local.replay import ReplayDashScope
 
 from .conftest import Sleeps, Workflow, deployed_workflow, polls_that_die
@@ -82,3 +85,23 @@ def test_an_execution_of_the_last_release_whose_polls_keep_failing_gets_one_fail
     assert "ReportFailure" in workflow.visited(execution["executionArn"])
     detail = only_event(workflow)
     assert detail["status"] == "FAILED" and detail["error"]["code"] == "Runtime.ExitError"
+
+
+def test_a_loop_state_the_last_release_wrote_is_polled_on_by_the_new_function(upgraded: Workflow) -> None:
+    """An execution mid-loop at the upgrade carries a state 0.1.0's function wrote (every field of its
+    LoopState, serialized): the new function's next poll reads it and relays the task."""
+    workflow = upgraded
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+    written_by_0_1_0 = {
+        "task_id": IMAGE_TASK, "kind": "image", "model": None, "context": {"order": 7},
+        "poll_interval_seconds": None, "timeout_seconds": 86400, "polls": 3,
+        "started_at": iso_z(datetime.now(UTC) - timedelta(minutes=1)), "throttled": 0, "done": False,
+        "status": "RUNNING", "wait_seconds": 10, "event": None, "records_expire_at": None, "error": None,
+    }
+
+    invoked = boto3.client("lambda").invoke(FunctionName=workflow.stack.function_name,
+                                            Payload=json.dumps(written_by_0_1_0).encode())
+    answer = json.loads(invoked["Payload"].read())
+
+    assert answer["done"] is True and answer["polls"] == 4
+    assert answer["event"]["status"] == "SUCCEEDED" and answer["event"]["context"] == {"order": 7}

@@ -109,9 +109,10 @@ def event_id_for(source: str, task_id: str) -> str:
 
 
 def _parse_iso(value: str | None) -> datetime | None:
+    """A state's UTC time (models.IsoUtc: milliseconds as the relay writes them, or none)."""
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 def _execution_start(value: Any, now: datetime) -> datetime:
