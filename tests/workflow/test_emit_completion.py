@@ -134,3 +134,44 @@ def test_a_bus_that_refuses_the_workflow_fails_the_execution_by_name_with_the_ev
     expires_in = int(lock["expiration"]["N"]) - time.time()
     assert 24 * 3600 < expires_in <= 26 * 3600
 
+
+
+
+def test_eventbridge_refusing_entries_for_minutes_is_waited_out_and_the_event_sent_once(
+    workflow: Workflow, sleeps: Sleeps, bus_faults: BusFaults
+) -> None:
+    """EventBridge refusing the entry for minutes (InternalFailure, ThrottlingException: other producers of
+    the account using its PutEvents quota, an incident): the retries wait up to 5 minutes each, 10 of them,
+    about 13 minutes at most in all; the call after them sends the event, once. (A failed call, rather than
+    a refused entry, is States.TaskFailed on AWS, retried likewise; moto's interpreter reports it as
+    States.Runtime, so that retrier is checked in tests/contract/test_template.py only.)"""
+    bus_faults.times = 10
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert bus_faults.calls == 11
+    caps = [min(300, 2 ** attempt) for attempt in range(10)]  # IntervalSeconds 1, BackoffRate 2, full jitter
+    assert len(sleeps.retries) == 10 and all(0 <= r <= cap for r, cap in zip(sleeps.retries, caps, strict=True))
+    assert sum(caps) > 13 * 60
+    assert len(workflow.polls()) == 1  # the function is not asked again: the event is the one it decided
+    detail = only_event(workflow)
+    assert detail["status"] == "SUCCEEDED" and detail["task_id"] == IMAGE_TASK
+
+
+def test_eventbridge_refusing_entries_past_the_retries_fails_the_execution_with_the_event_kept(
+    workflow: Workflow, sleeps: Sleeps, bus_faults: BusFaults
+) -> None:
+    bus_faults.times = 10_000
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    execution = workflow.run({"task_id": IMAGE_TASK})
+
+    assert execution["status"] == "FAILED" and execution["error"] == "EventBridge.FailedEntry"
+    assert bus_faults.calls == 11
+    assert workflow.completed_events() == []
+    history = history_events(workflow, execution["executionArn"])
+    entered = [e["stateEnteredEventDetails"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[-1]["name"] == "EmitCompletion"  # a redrive runs it again
+    assert json.loads(entered[-1]["input"])["event"]["status"] == "SUCCEEDED"
