@@ -213,7 +213,7 @@ def put_by_state_machine(definition: dict[str, Any]) -> dict[Series, dict[str, A
     """The metrics the state machine's putMetricData states put (the SDK integration's parameters)."""
     found: dict[Series, dict[str, Any]] = {}
     for name, state in definition["States"].items():
-        if state.get("Resource") != "arn:aws:states:::aws-sdk:cloudwatch:putMetricData":
+        if str(state.get("Resource")).split(":states:::", 1)[-1] != "aws-sdk:cloudwatch:putMetricData":
             continue
         parameters = state["Parameters"]
         assert "Namespace" in parameters, f"{name}: a literal Namespace, so the dashboard can be checked"

@@ -324,7 +324,7 @@ def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided
     done = next(c for c in states["IsDone"]["Choices"] if c.get("BooleanEquals") is True)
     assert done["Next"] == "EmitCompletion" and states["AfterTrouble"]["Next"] == "IsDone"
     emit = states["EmitCompletion"]
-    assert emit["Resource"] == "arn:aws:states:::events:putEvents"  # the optimized integration: FailedEntry
+    assert emit["Resource"] == "arn:${Partition}:states:::events:putEvents"  # the optimized integration: FailedEntry
     assert "Catch" not in emit and emit["Next"] == "ExpireLock"  # no path around the event
     into_expire = [name for name, s in states.items() if s.get("Next") == "ExpireLock"]
     assert into_expire == ["EmitCompletion"]
