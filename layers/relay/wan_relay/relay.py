@@ -52,10 +52,11 @@ from .models import (
     TaskLock,
     Timing,
     Usage,
+    media_type,
 )
 from .normalize import iso_z, normalize
 from .policy import budget_left, fit_wait, kind_from_model, next_wait, throttle_wait, trouble_wait
-from .publish import fit_context, fit_detail
+from .publish import fit_context, fit_detail, unsendable
 
 if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
     from .claims import ClaimInspector
@@ -155,6 +156,9 @@ def parse_input(event: Any, defaults: dict[str, Any] | None = None) -> LoopInput
     """The caller's workflow input: the public fields only (an internal one, `polls` or `error`, is an
     unknown field here), each of its JSON type; the stack's `defaults` fill what the caller left out."""
     loop_input = _convert(event, LoopInput, "loop input")
+    if (problem := unsendable(loop_input.context, "$.context")) is not None:
+        # refused here, before anything is written: accepted, it would fail EmitCompletion on every retry
+        raise InvalidInput(f"invalid loop input: the context holds {problem}"[:300])
     given = event if isinstance(event, dict) else {}
     fill = {k: v for k, v in _integral(defaults or {}).items() if v is not None and k not in given}
     return _convert({**msgspec.to_builtins(loop_input), **fill}, LoopInput, "loop input") if fill else loop_input
@@ -373,7 +377,7 @@ class Relay:
             elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls,
         )
         state = replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
-                        wait_seconds=wait)
+                        provider_status=task.status, wait_seconds=wait)
         if self.fleet is not None and self.fleet.next_move(reason, left) == "park":
             # resumed for a task that still runs (the list was wrong about it, or this was a probe): the
             # sweeper probes it from now on instead of trusting the list
@@ -579,14 +583,16 @@ class Relay:
             "event_id": event_id_for(self.event_source, state.task_id),
             "task_id": state.task_id,
             "status": status,
-            "provider_status": task.status if task else state.status,
+            "provider_status": task.status if task else _last_provider_status(state),
             "kind": kind,
             "model": state.model,
             "context": state.context,
             "request_id": task.request_id if task else None,
             "prompt": task.prompt if task else Prompt(),
             "timing": timing,
-            "media": stored,
+            # the media type only, also for an item recorded (or an object stored) by a release that kept
+            # the host's whole Content-Type
+            "media": [replace(item, content_type=media_type(item.content_type)) for item in stored],
             "failures": failures,
             "texts": task.texts if task else [],
             "usage": task.usage if task else Usage(),
@@ -599,6 +605,15 @@ class Relay:
     def _count(self, name: str, value: float = 1, unit: str = "Count") -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _last_provider_status(state: LoopState) -> str | None:
+    """DashScope's task_status as it last answered it, or None if it never did. A loop state written before
+    the state carried it (an execution in flight across the upgrade) has DashScope's last status in `status`,
+    unless the relay's own THROTTLED replaced it: then it is not known."""
+    if state.provider_status is not None:
+        return state.provider_status
+    return state.status if state.status != "THROTTLED" else None
 
 
 def _timed_out(state: LoopState, polls: int) -> ErrorInfo:
