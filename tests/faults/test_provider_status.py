@@ -82,6 +82,19 @@ def test_a_loop_state_written_before_the_upgrade_is_read_and_reports_no_more_tha
     assert detail["status"] == "TIMED_OUT" and detail["provider_status"] == reported
 
 
+def test_a_loop_state_written_before_the_upgrade_keeps_dashscopes_last_status_through_a_429(replay, account, relay):
+    task_id = task_of(running())
+    replay.script(task_id, THROTTLED)
+    written_before = {"task_id": task_id, "kind": "image", "polls": 4, "status": "RUNNING", "wait_seconds": 5,
+                      "lock": {"now": 1, "expires_at": 2}, "mode": "poll", "outages": {"n": 0, "total": 4}}
+
+    throttled = relay.handle(written_before)  # within the budget: the loop's status is THROTTLED now
+    assert (throttled["done"], throttled["status"]) == (False, "THROTTLED")
+    detail = completion(relay.handle({**throttled, "started_at": LONG_AGO}))
+
+    assert detail["status"] == "TIMED_OUT" and detail["provider_status"] == "RUNNING"
+
+
 def test_a_task_that_ends_reports_dashscopes_final_status(replay, account, relay):
     answer = replay.rehost(sample("failed_output_code"))
     replay.script(task_of(answer), THROTTLED, answer)

@@ -358,7 +358,9 @@ class Relay:
                 return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
             wait = fit_wait(throttle_wait(throttled, exc.retry_after, self.rng), elapsed_seconds=elapsed,
                             budget_seconds=state.timeout_seconds, polls=polls)
-            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+            # the loop's own word for the wait; the event keeps what DashScope last said
+            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED",
+                           provider_status=_last_provider_status(state), wait_seconds=wait)
         except (TransientError, ProtocolError) as exc:
             return self._setback(state, polls, elapsed, left, ErrorInfo(**exc.as_error()))
         logger.debug("task answer", extra={
@@ -392,7 +394,8 @@ class Relay:
         throttled = state.throttled + 1
         wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
                         budget_seconds=state.timeout_seconds, polls=polls)
-        return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+        return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED",
+                       provider_status=_last_provider_status(state), wait_seconds=wait)
 
     def _slot(self, resume: Resume | None, left: float) -> bool:
         """A slot of the account's budget for this poll's GET (waited for); False if none is to be had.
