@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from msgspec.structs import replace
 
 from .errors import MediaRejected, MediaTransferError
-from .models import MediaRef, StoredMedia
+from .models import MediaRef, StoredMedia, media_type
 from .ranged import BodyEnd, RangedCopier, RangedCopy, part_size_for, wants_ranges
 from .service_errors import MEDIA_READ_ERRORS, S3, aws_error, media_read_error, media_refusal, media_request_error
 
@@ -381,12 +381,14 @@ class MediaStreamer:
                 raise MediaRejected(
                     f"the media is {expected} bytes, over MAX_MEDIA_BYTES ({self.max_bytes})", code="MediaTooLarge"
                 )
-            content_type = response.headers.get("Content-Type", "application/octet-stream")
-            extension = extension_for(content_type, ref.url, ref.type)
+            header = response.headers.get("Content-Type", "application/octet-stream")
+            extension = extension_for(header, ref.url, ref.type)
             if extension is None:
-                raise MediaRejected(f"the media URL answered {content_type[:80]!r}, not an image or video",
+                raise MediaRejected(f"the media URL answered {header[:80]!r}, not an image or video",
                                     code="UnexpectedContentType")
-            if content_type.split(";", 1)[0].strip().lower() in _GENERIC_TYPES:
+            # the object and the event carry the media type, not the host's parameters (unbounded)
+            content_type = media_type(header)
+            if content_type in _GENERIC_TYPES:
                 content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
             landed = self._bucket.landed_earlier(key, task_id, ref, expected, content_type)

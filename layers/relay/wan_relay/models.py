@@ -7,6 +7,7 @@ Pure: no I/O here.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -121,6 +122,22 @@ class Task(_Model):
 # --- the completion event ---------------------------------------------------------------------
 
 
+#: RFC 6838, section 4.2: type and subtype names of 1 to 127 characters each (`restricted-name-first
+#: *126restricted-name-chars`), case-insensitive
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type, `type/subtype` in lower case without its parameters, or
+    application/octet-stream when it is none: a media host's header is the host's to make as long as it
+    likes (parameters are unbounded), the object and the event carry its media type only."""
+    candidate = content_type.split(";", 1)[0].strip()
+    if candidate.isascii() and _MEDIA_TYPE.fullmatch(candidate.lower()):
+        return candidate.lower()
+    return UNKNOWN_MEDIA_TYPE
+
+
 class StoredMedia(_Model):
     """One media item as it landed in S3."""
 
@@ -130,7 +147,7 @@ class StoredMedia(_Model):
     key: str
     s3_uri: str
     size_bytes: Annotated[int, Meta(ge=0)]
-    content_type: str
+    content_type: Annotated[str, Meta(description="The media type (type/subtype, lower case), without parameters.")]
     sha256: Annotated[str, Meta(pattern=SHA256_PATTERN)]
     source_expires_at: IsoUtc | None = None
 
@@ -159,7 +176,9 @@ class CompletionDetail(_Model, kw_only=True):
     event_id: Annotated[str, Meta(description="Deterministic per task: a dedupe key for subscribers.")]
     task_id: TaskId
     status: CompletionStatus
-    provider_status: Annotated[str | None, Meta(description="task_status as DashScope last answered it.")]
+    provider_status: Annotated[
+        str | None, Meta(description="task_status as DashScope last answered it; null if it never answered.")
+    ]
     kind: Kind | None
     model: str | None
     context: Annotated[dict[str, Any] | None, Meta(description="The caller's context, passed through untouched.")]
@@ -236,7 +255,12 @@ class LoopState(LoopInput):
     troubles: Annotated[int, Meta(ge=0, description="Consecutive polls that failed (outage, unreadable answer).")] = 0
     last_error: ErrorInfo | None = None
     done: bool = False
+    #: the loop's own status: DashScope's last, THROTTLED while the relay waits unasked (after a 429, or for
+    #: the account's budget), the completion status once done
     status: str | None = None
+    #: DashScope's task_status as it last answered it (None: no answer yet), for the event; a state written
+    #: before this field has only `status` (relay.py, `_last_provider_status`)
+    provider_status: str | None = None
     wait_seconds: int | None = None
     event: dict[str, Any] | None = None
     records_expire_at: Annotated[

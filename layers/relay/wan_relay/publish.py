@@ -4,7 +4,9 @@ The detail travels as the `event` of the loop state (Step Functions: at most 256
 output and task result, UTF-8), then as the Detail of a PutEvents entry (EventBridge: at most 256 KB
 per entry), and it is kept as the task's fate in DynamoDB (Powertools Idempotency: one item, at most
 400 KB). The loop state also carries the caller's context, so both are capped here together; sizes
-are measured as the biggest rendering they get on the way (see `utf8_size`, `record_size`).
+are measured as the biggest rendering they get on the way (see `utf8_size`, `record_size`). The values
+the caller and DashScope choose (`context`, `usage.raw`) are also kept to what PutEvents takes as JSON
+(see `unsendable`).
 
 In the stack the workflow's EmitCompletion state puts the event; `EventPublisher` does the same put
 for a wait loop run without a workflow (`wan-relay run --aws`), checking the answer entry by entry.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from typing import Any
 
 import msgspec
@@ -32,6 +36,16 @@ MAX_DETAIL_BYTES = 200 * 1024
 MAX_DETAIL_RECORD_BYTES = 380 * 1024
 #: a caller's context larger than this is replaced by a marker when the loop starts
 MAX_CONTEXT_BYTES = 32 * 1024
+#: EventBridge's PutEvents takes JSON integers from -2**63 to 2**63 - 1 only and "will only process nested
+#: JSON up to 1000 levels deep" (PutEvents API reference, docs.aws.amazon.com/eventbridge/latest/APIReference/
+#: API_PutEvents.html); JSON has no NaN or Infinity (RFC 8259, section 6). Outside them an event cannot be
+#: put, and EmitCompletion would fail on every retry and redrive.
+EVENT_INTEGERS = range(-(2**63), 2**63)
+#: the levels of objects and arrays a context or `usage.raw` may take: far under EventBridge's 1,000 with
+#: the event's own levels around them, and under what Python's recursion limit (1,000 frames) leaves the
+#: JSON encoders and this module's walks on the way (Lambda's runtime, msgspec, Powertools); no caller's
+#: context needs a tenth of it
+MAX_NESTING = 64
 TEXT_KEEP_CHARS = 2000
 #: what is left of any text from DashScope when a detail still does not fit after everything else
 SHORT_TEXT_CHARS = 200
@@ -58,9 +72,60 @@ def trimmed_marker(value: Any) -> dict[str, Any]:
     return {"_truncated": True, "_original_bytes": len(raw), "_sha256": hashlib.sha256(raw).hexdigest()}
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _path(parent: str, key: str | int) -> str:
+    """A JSONPath step; an object key that is not a plain name is not repeated (it is the caller's data)."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{parent}[...]"
+
+
+def _refusal(value: Any) -> str | None:
+    """Why PutEvents could not take a scalar `value` (never the value itself), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in EVENT_INTEGERS:
+        return "an integer outside EventBridge's signed 64-bit range"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{'NaN' if math.isnan(value) else 'Infinity'}, which JSON cannot write"
+    return None
+
+
+def unsendable(value: Any, path: str = "$", levels: int = MAX_NESTING) -> str | None:
+    """The first thing in `value` no event could carry, and where (`... - at $.context.order_id`): an
+    integer outside EventBridge's range, NaN or Infinity, or objects and arrays nested more than `levels`
+    deep (`value` itself counts as one); None when all of it can go."""
+    if isinstance(value, dict | list):
+        if levels <= 0:
+            return f"objects and arrays nested deeper than {MAX_NESTING} levels - at `{path}`"
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            found = unsendable(item, _path(path, key), levels - 1)
+            if found is not None:
+                return found
+        return None
+    reason = _refusal(value)
+    return f"{reason} - at `{path}`" if reason else None
+
+
+def carried(value: Any, levels: int = MAX_NESTING) -> Any:
+    """`value` with each part no event could carry (`unsendable`) replaced by its marker, so that the rest
+    still goes out: for values the relay must pass on, not refuse (DashScope's `usage`). A container
+    whose children would be a level too deep becomes the marker, one level itself."""
+    if isinstance(value, dict | list):
+        children = value.values() if isinstance(value, dict) else value
+        if levels <= 1 and any(isinstance(child, dict | list) for child in children):
+            return trimmed_marker(value)
+        if isinstance(value, dict):
+            return {key: carried(item, levels - 1) for key, item in value.items()}
+        return [carried(item, levels - 1) for item in value]
+    return trimmed_marker(value) if _refusal(value) else value
+
+
 def fit_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The caller's context untouched, or a marker if it would push the event past the limit."""
-    if context is None or utf8_size(context) <= MAX_CONTEXT_BYTES:
+    """The caller's context untouched, or a marker if it would push the event past the limit, or if no
+    event could carry it (the input check refuses such a context; a loop state written before it did may
+    still hold one)."""
+    if context is None or (utf8_size(context) <= MAX_CONTEXT_BYTES and unsendable(context) is None):
         return context
     return trimmed_marker(context)
 
@@ -97,8 +162,12 @@ def fit_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """Shrink an oversize detail step by step, marking what was cut, so the event is never lost.
 
     Whatever DashScope's answer held, the result fits, unless the lists of media and failures alone do
-    not (hundreds of items): they are never cut, as `media` is what landed in S3."""
+    not (hundreds of items): they are never cut, as `media` is what landed in S3. What PutEvents could not
+    take at all in DashScope's `usage.raw` is marked first, whatever the size (the context came through
+    `fit_context`)."""
     detail = sanitize_errors(detail)
+    if isinstance(detail.get("usage"), dict):
+        detail["usage"] = {**detail["usage"], "raw": carried(detail["usage"].get("raw"))}
 
     def fits() -> bool:
         return utf8_size(detail) <= MAX_DETAIL_BYTES and record_size(detail) <= MAX_DETAIL_RECORD_BYTES

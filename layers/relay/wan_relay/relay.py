@@ -52,10 +52,11 @@ from .models import (
     TaskLock,
     Timing,
     Usage,
+    media_type,
 )
 from .normalize import iso_z, normalize
 from .policy import budget_left, fit_wait, kind_from_model, next_wait, throttle_wait, trouble_wait
-from .publish import fit_context, fit_detail
+from .publish import fit_context, fit_detail, unsendable
 
 if TYPE_CHECKING:  # only a finished task needs them: the relay makes them on first use
     from .claims import ClaimInspector
@@ -156,6 +157,9 @@ def parse_input(event: Any, defaults: dict[str, Any] | None = None) -> LoopInput
     """The caller's workflow input: the public fields only (an internal one, `polls` or `error`, is an
     unknown field here), each of its JSON type; the stack's `defaults` fill what the caller left out."""
     loop_input = _convert(event, LoopInput, "loop input")
+    if (problem := unsendable(loop_input.context, "$.context")) is not None:
+        # refused here, before anything is written: accepted, it would fail EmitCompletion on every retry
+        raise InvalidInput(f"invalid loop input: the context holds {problem}"[:300])
     given = event if isinstance(event, dict) else {}
     fill = {k: v for k, v in _integral(defaults or {}).items() if v is not None and k not in given}
     return _convert({**msgspec.to_builtins(loop_input), **fill}, LoopInput, "loop input") if fill else loop_input
@@ -364,7 +368,9 @@ class Relay:
                 return self._finish(state, None, polls, "TIMED_OUT", error=_timed_out(state, polls))
             wait = fit_wait(throttle_wait(throttled, exc.retry_after, self.rng), elapsed_seconds=elapsed,
                             budget_seconds=state.timeout_seconds, polls=polls)
-            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+            # the loop's own word for the wait; the event keeps what DashScope last said
+            return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED",
+                           provider_status=_last_provider_status(state), wait_seconds=wait)
         except (TransientError, ProtocolError) as exc:
             return self._setback(state, polls, elapsed, left, ErrorInfo(**exc.as_error()))
         logger.debug("task answer", extra={
@@ -383,7 +389,7 @@ class Relay:
             elapsed_seconds=elapsed, budget_seconds=state.timeout_seconds, polls=polls,
         )
         state = replace(state, kind=kind, polls=polls, throttled=0, troubles=0, done=False, status=task.status,
-                        wait_seconds=wait)
+                        provider_status=task.status, wait_seconds=wait)
         if self.fleet is not None and self.fleet.next_move(reason, left) == "park":
             # resumed for a task that still runs (the list was wrong about it, or this was a probe): the
             # sweeper probes it from now on instead of trusting the list
@@ -398,7 +404,8 @@ class Relay:
         throttled = state.throttled + 1
         wait = fit_wait(throttle_wait(throttled, None, self.rng), elapsed_seconds=elapsed,
                         budget_seconds=state.timeout_seconds, polls=polls)
-        return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED", wait_seconds=wait)
+        return replace(state, polls=polls, throttled=throttled, done=False, status="THROTTLED",
+                       provider_status=_last_provider_status(state), wait_seconds=wait)
 
     def _slot(self, resume: Resume | None, left: float) -> bool:
         """A slot of the account's budget for this poll's GET (waited for); False if none is to be had.
@@ -586,14 +593,16 @@ class Relay:
             "event_id": event_id_for(self.event_source, state.task_id),
             "task_id": state.task_id,
             "status": status,
-            "provider_status": task.status if task else state.status,
+            "provider_status": task.status if task else _last_provider_status(state),
             "kind": kind,
             "model": state.model,
             "context": state.context,
             "request_id": task.request_id if task else None,
             "prompt": task.prompt if task else Prompt(),
             "timing": timing,
-            "media": stored,
+            # the media type only, also for an item recorded (or an object stored) by a release that kept
+            # the host's whole Content-Type
+            "media": [replace(item, content_type=media_type(item.content_type)) for item in stored],
             "failures": failures,
             "texts": task.texts if task else [],
             "usage": task.usage if task else Usage(),
@@ -623,6 +632,15 @@ def _caught_error(caught: dict[str, Any] | None) -> ErrorInfo:
         category=_CAUGHT_CATEGORY.get(error_name, "transient"),
         retryable=True,
     )
+
+
+def _last_provider_status(state: LoopState) -> str | None:
+    """DashScope's task_status as it last answered it, or None if it never did. A loop state written before
+    the state carried it (an execution in flight across the upgrade) has DashScope's last status in `status`,
+    unless the relay's own THROTTLED replaced it: then it is not known."""
+    if state.provider_status is not None:
+        return state.provider_status
+    return state.status if state.status != "THROTTLED" else None
 
 
 def _timed_out(state: LoopState, polls: int) -> ErrorInfo:
