@@ -43,7 +43,7 @@ def test_a_task_that_runs_out_of_budget_in_trouble_reports_what_dashscope_last_a
         assert state["done"] is False
 
     last = {**state, "started_at": LONG_AGO}
-    final = relay.handle(last if end == "poll" else {**last, "error": CAUGHT})
+    final = relay.handle(last if end == "poll" else {"action": "after_trouble", "state": {**last, "error": CAUGHT}})
 
     detail = completion(final)
     assert detail["status"] == "TIMED_OUT"
@@ -58,7 +58,7 @@ def test_a_task_dashscope_never_answered_for_reports_no_provider_status(replay, 
     assert state["status"] == "THROTTLED"  # the loop state's own word for the wait, as before
 
     last = {**state, "started_at": LONG_AGO}
-    final = relay.handle(last if end == "poll" else {**last, "error": CAUGHT})
+    final = relay.handle(last if end == "poll" else {"action": "after_trouble", "state": {**last, "error": CAUGHT}})
 
     detail = completion(final)
     assert detail["status"] == "TIMED_OUT" and detail["provider_status"] is None
