@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+import wan_relay.relay as relay_module
+from wan_relay.normalize import normalize
 
 from tests.conftest import completion, sample
 
@@ -85,3 +87,25 @@ def test_a_media_url_signed_before_the_year_1000_keeps_its_task_readable(replay,
 
     assert detail["status"] == "SUCCEEDED"  # was a ProtocolError on Linux ("999-01-01T..."), then TIMED_OUT
     assert detail["media"][0]["source_expires_at"] == "0999-01-01T00:00:05.000Z"
+
+
+def test_an_exception_of_the_normalizers_own_is_an_unreadable_answer_backed_off(replay, account, relay,
+                                                                                 monkeypatch):
+    answer = sample("failed_output_code")
+    task_id = answer["output"]["task_id"]
+    replay.script(task_id, answer)
+
+    def slips(answer: Any, **kwargs: Any) -> Any:
+        raise KeyError(answer["output"]["message"])  # a bug whose text quotes the answer
+
+    monkeypatch.setattr(relay_module, "normalize", slips)
+    state = relay.handle({"task_id": task_id})
+
+    assert (state["done"], state["troubles"], state["event"]) == (False, 1, None)
+    assert state["last_error"]["code"] == "ProtocolError" and state["last_error"]["retryable"] is True
+    assert "KeyError" in state["last_error"]["message"]
+    assert answer["output"]["message"] not in json.dumps(state)
+    assert account.objects() == {}
+
+    monkeypatch.setattr(relay_module, "normalize", normalize)
+    assert completion(relay.handle(state))["status"] == "FAILED"
