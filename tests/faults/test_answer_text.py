@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import wan_relay.relay as relay_module
 from wan_relay.normalize import normalize
+from wan_relay_local.replay import Reply
 
 from tests.conftest import completion, sample
 
@@ -109,3 +110,15 @@ def test_an_exception_of_the_normalizers_own_is_an_unreadable_answer_backed_off(
 
     monkeypatch.setattr(relay_module, "normalize", normalize)
     assert completion(relay.handle(state))["status"] == "FAILED"
+
+
+def test_an_answer_nested_deeper_than_the_json_parser_goes_is_an_unreadable_answer_backed_off(replay, account,
+                                                                                             relay):
+    nested = b"[" * 100_000 + b"]" * 100_000  # 200 KB, within a task answer's 1 MiB
+    body = b'{"output": {"task_id": "t-1", "task_status": "SUCCEEDED", "x": ' + nested + b"}}"
+    replay.script("t-1", Reply(body, raw=True, headers={"Content-Type": "application/json"}))
+
+    state = relay.handle({"task_id": "t-1"})  # raised RecursionError, and failed the execution with no event
+
+    assert (state["done"], state["troubles"], state["last_error"]["code"]) == (False, 1, "ProtocolError")
+    assert account.objects() == {}
