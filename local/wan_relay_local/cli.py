@@ -41,7 +41,7 @@ _RUN_ENVIRONMENT = """environment (the relay core's configuration):
   DASHSCOPE_BASE_URL    default https://dashscope-intl.aliyuncs.com/api/v1 (Singapore); Beijing is
                         https://dashscope.aliyuncs.com/api/v1, Virginia https://dashscope-us.aliyuncs.com/api/v1
   ALLOWED_MEDIA_URLS    origins media may be fetched from, default DashScope's result buckets
-                        (https://dashscope-result-*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com)
+                        (https://dashscope-result*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com)
   ALLOW_LOOPBACK_MEDIA_ADDRESSES  true: media may come from 127.0.0.1 (a local stand-in); the embedded
                         AWS's function has it, a deployed stack never (default false)
   MAX_MEDIA_BYTES       largest media item accepted, default 1 GiB

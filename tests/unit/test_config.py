@@ -15,7 +15,7 @@ def test_defaults_are_the_documented_ones():
     assert config.base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
     assert config.media_prefix == "wan/" and config.event_bus_name == "default" and config.event_source == "wan.relay"
     assert config.allowed_media_urls == (
-        "https://dashscope-result-*.oss-*.aliyuncs.com", "https://dashscope-*.oss-accelerate.aliyuncs.com")
+        "https://dashscope-result*.oss-*.aliyuncs.com", "https://dashscope-*.oss-accelerate.aliyuncs.com")
     assert config.max_media_bytes == 1024**3
     assert config.idempotency_table is None
     assert config.allow_loopback_media is False

@@ -147,6 +147,7 @@ def test_every_final_status_is_kept(hints: Hints, status: str) -> None:
     (1_789_999_990_123, 1_789_999_990.123),  # epoch milliseconds, as the list endpoint's items give them
     ("2026-09-21 21:33:10.500", 1_789_997_590.5),  # China time with milliseconds
     ("1970-01-01 08:00:00", None),  # before DashScope's notifications existed
+    ("0001-01-01 00:00:00", None),  # a zero date (it overflowed: a crash, and EventBridge delivered it again)
     (1_790_999_999_000, None),  # in the future, past any clock skew
     ("yesterday", None),
     (None, None),

@@ -58,7 +58,8 @@ def test_an_unreachable_service_may_heal():
 
 @pytest.mark.parametrize(("status", "code", "kind"), [
     (401, "InvalidApiKey", OperatorError), (403, None, OperatorError), (429, "Throttling", ThrottledError),
-    (429, "Throttling.AllocationQuota", OperatorError), (400, "InvalidParameter", InvalidInput),
+    (429, "Throttling.AllocationQuota", ThrottledError), (429, "PrepaidBillOverdue", OperatorError),
+    (400, "InvalidParameter", InvalidInput),
     (400, "Arrearage", OperatorError), (500, "InternalError", TransientError), (503, None, TransientError),
     (302, None, ProtocolError),
 ])

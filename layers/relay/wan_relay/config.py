@@ -19,11 +19,12 @@ from .errors import ConfigurationError
 from .models import DEFAULT_EVENT_SOURCE
 
 DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
-#: DashScope's result buckets (`dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com`, `-bj`, `-sh`, `-wlcb`...)
+#: DashScope's result buckets (`dashscope-result-sg.oss-ap-southeast-1.aliyuncs.com`, `-bj`, `-sh`, `-wlcb`...,
+#: and `dashscope-result.oss-cn-beijing.aliyuncs.com`, in the Beijing video models' answers)
 #: in their region or through OSS transfer acceleration, and its other `dashscope-*` buckets through
 #: acceleration (`dashscope-463f.oss-accelerate.aliyuncs.com`, in the API reference's example): not any
 #: tenant's bucket, not Alibaba's other services
-DEFAULT_ALLOWED_MEDIA_URLS = "https://dashscope-result-*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com"
+DEFAULT_ALLOWED_MEDIA_URLS = "https://dashscope-result*.oss-*.aliyuncs.com,https://dashscope-*.oss-accelerate.aliyuncs.com"
 DEFAULT_MAX_MEDIA_BYTES = 1024**3
 
 

@@ -201,7 +201,7 @@ class DashScopeClient:
         content_type = response.headers.get("Content-Type", "unknown")
         try:
             payload: Any = json.loads(body) if body else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested deeper than the parser goes
             payload = None
         if status == 200:
             if not isinstance(payload, dict):

@@ -4,13 +4,17 @@ Shapes handled (see events/dashscope/): wan2.6 images in `output.choices[].messa
 wan2.5-and-earlier images in `output.results[]` (with per-image failures), videos in
 `output.video_url`, wan2.2-animate's `output.results` object, FAILED answers with `code`/`message`
 in `output` or at the top level, and UNKNOWN. Anything else raises `ProtocolError`, never another
-exception: the normalizer is fed by the network and is fuzzed with hypothesis. What it read becomes a
-`Task` through `msgspec.convert`, which checks the model's types and constraints once, at the end.
+exception: the normalizer is fed by the network and is fuzzed with hypothesis. Before anything is read,
+every text of the answer is made valid Unicode (`valid_unicode`), so whatever the task carries can be
+written as UTF-8 (the event, the state, the logs). What it read becomes a `Task` through
+`msgspec.convert`, which checks the model's types and constraints once, at the end.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +26,12 @@ from .models import Kind, Task
 
 CHINA_TIME = timezone(timedelta(hours=8), "UTC+08:00")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
-
-
+#: an answer's time before this is a placeholder, not when something happened: a zero date such as
+#: `0001-01-01 00:00:00` (in UTC a day before the first datetime can hold) or `1970-01-01 08:00:00`
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: a UTF-16 surrogate: JSON can escape a lone one (`"\ud83d"`) and json.loads hands it on, but it is not a
+#: character, and no UTF-8 encoder writes it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: the longest task_status kept (every status DashScope documents is under 16 characters)
 MAX_STATUS_CHARS = 64
@@ -31,12 +39,14 @@ MAX_STATUS_CHARS = 64
 MAX_RESULT_ITEMS = 50
 
 def iso_z(moment: datetime) -> str:
-    """A UTC ISO-8601 string with millisecond precision and a `Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """A UTC ISO-8601 string with millisecond precision and a `Z`; the year always in four digits
+    (`strftime("%Y")` writes `999` on Linux). OverflowError for a moment whose UTC day is out of range."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def china_time_to_iso(value: Any) -> str | None:
-    """`2026-01-09 17:18:17.901` (China time, no zone marker) -> `2026-01-09T09:18:17.901Z`."""
+    """`2026-01-09 17:18:17.901` (China time, no zone marker) -> `2026-01-09T09:18:17.901Z`; None for
+    anything else, a zero date included."""
     if not isinstance(value, str):
         return None
     for fmt in _TIME_FORMATS:
@@ -44,8 +54,20 @@ def china_time_to_iso(value: Any) -> str | None:
             moment = datetime.strptime(value.strip(), fmt).replace(tzinfo=CHINA_TIME)
         except ValueError:
             continue
-        return iso_z(moment)
+        return iso_z(moment) if moment >= EARLIEST_TIME else None
     return None
+
+
+def valid_unicode(answer: Any) -> Any:
+    """`answer` (decoded JSON) with every lone surrogate in its texts, keys included, replaced by U+FFFD,
+    so that any of it can be written as UTF-8. Left in, one would fail the poll where the event is
+    measured or sent, not where it came in."""
+    try:
+        msgspec.json.encode(answer)  # raises for a surrogate only; the usual answer has none
+        return answer
+    except UnicodeEncodeError:
+        pass
+    return json.loads(_SURROGATE.sub("\ufffd", json.dumps(answer, ensure_ascii=False)))
 
 
 def url_expiry(url: str) -> str | None:
@@ -104,14 +126,12 @@ def _url(value: Any) -> str | None:
 
 
 def normalize_usage(raw: Any) -> dict[str, Any]:
-    """The fields of `Usage`; `raw` as JSON can carry it (NaN and infinities, which JSON has not, as null)."""
+    """The fields of `Usage` (from valid Unicode: `valid_unicode`); `raw` as JSON can carry it (NaN and
+    infinities, which JSON has not, as null)."""
     if not isinstance(raw, dict):
         return {}
     ratio = _text(_first(raw.get("video_ratio"), raw.get("ratio")))
-    try:
-        carried = msgspec.json.decode(msgspec.json.encode(raw))
-    except UnicodeEncodeError:  # a lone surrogate (JSON `"\ud800"`): not text any JSON encoder can write
-        raise ProtocolError("output usage holds a string that is not valid Unicode") from None
+    carried = msgspec.json.decode(msgspec.json.encode(raw))
     return {
         "image_count": _int(raw.get("image_count")),
         "video_count": _int(raw.get("video_count")),
@@ -197,6 +217,7 @@ def normalize(answer: Any, *, expected_task_id: str | None = None) -> Task:
     """Reduce one `GET /tasks/{id}` answer body (already JSON-decoded) to a `Task`."""
     if not isinstance(answer, dict):
         raise ProtocolError("the task answer is not a JSON object")
+    answer = valid_unicode(answer)
     output = answer.get("output")
     if not isinstance(output, dict):
         raise ProtocolError("the task answer has no 'output' object")

@@ -34,6 +34,7 @@ from .errors import (
     ProtocolError,
     ThrottledError,
     TransientError,
+    WanRelayError,
 )
 from .metrics import completion_metrics
 from .models import (
@@ -357,7 +358,13 @@ class Relay:
         self._count("Polls")
         try:
             answer = self.client.get_task(state.task_id, slot_to_ask_again=self._slot_to_ask_again(left))
-            task = normalize(answer, expected_task_id=state.task_id)
+            try:
+                task = normalize(answer, expected_task_id=state.task_id)
+            except WanRelayError:
+                raise
+            except Exception as exc:  # a slip of the normalizer's own: an unreadable answer, not a failed execution
+                # the type only: the exception's text may quote the answer
+                raise ProtocolError(f"the task answer could not be read ({type(exc).__name__})") from None
         except BudgetSpent:  # the key was rotated, and no slot was to be had to ask again with the new one
             return self._budget_wait(state, polls, elapsed)
         except ThrottledError as exc:

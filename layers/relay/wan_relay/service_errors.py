@@ -89,9 +89,18 @@ def aws_error(exc: BaseException, service: AwsService, subject: str) -> WanRelay
 
 # --- DashScope's task API ---------------------------------------------------------------------
 
-#: DashScope's codes that need the operator (a key, the account's balance or quota, a model name)
+#: DashScope's codes that need the operator (a key, the account's balance or bills, a model name); the
+#: bills' and the purchase's come with HTTP 429 (Model Studio's status codes)
 DASHSCOPE_OPERATOR_CODES = frozenset({
-    "InvalidApiKey", "AccessDenied", "Arrearage", "ModelNotFound", "Throttling.AllocationQuota"})
+    "InvalidApiKey", "AccessDenied", "Arrearage", "ModelNotFound",
+    "PrepaidBillOverdue", "PostpaidBillOverdue", "CommodityNotPurchased"})
+#: "Allocated quota exceeded": the model's quota for a period (requests or tokens a minute) is spent, and
+#: comes back by itself (Model Studio: throttled calls typically resume within a minute). Only a free
+#: quota used up ("Free allocated quota exceeded") waits for the operator.
+ALLOCATION_QUOTA = "Throttling.AllocationQuota"
+#: the least wait after it: the quota's period
+ALLOCATION_QUOTA_WAIT_SECONDS = 60.0
+_FREE_QUOTA = re.compile(r"(?i)\bfree\b")
 
 
 def dashscope_request_error(exc: requests.RequestException, *, reading: bool = False,
@@ -109,8 +118,12 @@ def dashscope_answer_error(status: int, code: str | None, detail: str,
                            retry_after: float | None = None) -> WanRelayError:
     """DashScope answered with an HTTP error: `detail` already says so, in words fit to repeat."""
     if status == 429:
+        if code == ALLOCATION_QUOTA and _FREE_QUOTA.search(detail):
+            return OperatorError(detail + "; the free quota is used up, retrying does not help", code=code)
         if code in DASHSCOPE_OPERATOR_CODES:
-            return OperatorError(detail + "; the quota is used up, retrying does not help", code=code)
+            return OperatorError(detail, code=code)
+        if code == ALLOCATION_QUOTA:
+            retry_after = max(retry_after or 0.0, ALLOCATION_QUOTA_WAIT_SECONDS)
         return ThrottledError(detail, code=code or "Throttling", retry_after=retry_after)
     if status in (401, 403, 404) or code in DASHSCOPE_OPERATOR_CODES:
         default = {401: "InvalidApiKey", 403: "AccessDenied", 404: "NotFound"}.get(status, "OperatorError")
