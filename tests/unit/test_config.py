@@ -74,6 +74,9 @@ def test_values_are_read_and_cleaned():
     ({**BASE, "MEDIA_PREFIX": "../other/"}, "MEDIA_PREFIX"),
     ({**BASE, "MEDIA_PREFIX": "/abs/"}, "MEDIA_PREFIX"),
     ({**BASE, "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "yes please"}, "ALLOW_LOOPBACK_MEDIA_ADDRESSES"),
+    ({**BASE, "EVENT_SOURCE": "aws.media"}, "EVENT_SOURCE"),  # PutEvents refuses it for every entry
+    ({**BASE, "EVENT_SOURCE": "AWS.media"}, "EVENT_SOURCE"),
+    ({**BASE, "EVENT_SOURCE": "wan relay"}, "EVENT_SOURCE"),
 ])
 def test_missing_or_invalid_configuration_fails_fast_naming_the_variable(env, variable):
     with pytest.raises(ConfigurationError, match=variable):

@@ -123,3 +123,13 @@ def test_an_answer_listing_more_results_than_a_task_can_carry_is_a_protocol_erro
     answer["output"]["results"].append(results[0])
     with pytest.raises(ProtocolError, match=f"more than {MAX_RESULT_ITEMS} results"):
         normalize(answer)
+
+
+@pytest.mark.parametrize("field", ["duration", "SR", "video_count", "fps"])
+def test_a_usage_number_past_a_floats_range_is_no_number_and_the_task_is_still_read(field):
+    """A JSON integer has no size limit, a float does: 10**400 in usage is no value, not an OverflowError
+    that would keep a finished task from ever being relayed."""
+    answer = sample("wan2.7-i2v_succeeded")
+    answer["usage"][field] = 10**400
+    task = normalize(answer)
+    assert task.status == "SUCCEEDED" and [m.type for m in task.media] == ["video"]

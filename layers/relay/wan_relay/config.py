@@ -51,7 +51,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                             ] = field(default="wan/", name="MEDIA_PREFIX")
     #: `wan-relay run --aws` only: in the stack the workflow puts the event
     event_bus_name: str = field(default="default", name="EVENT_BUS_NAME")
-    event_source: str = field(default=DEFAULT_EVENT_SOURCE, name="EVENT_SOURCE")
+    #: EventBridge reserves `aws.` for AWS services and refuses it in PutEvents (the template's EventSource
+    #: pattern is the same)
+    event_source: Annotated[str, Meta(pattern=r"^(?![Aa][Ww][Ss]\.)[A-Za-z0-9._-]{1,256}\Z",
+                                      description="must be 1 to 256 letters, digits, '.', '_' or '-', "
+                                                  "not starting with aws. (EventBridge reserves it)")
+                            ] = field(default=DEFAULT_EVENT_SOURCE, name="EVENT_SOURCE")
     allowed_media_urls: Annotated[
         tuple[Annotated[str, Meta(pattern=_ORIGIN_PATTERN)], ...],
         Meta(description="entries must look like scheme://host[:port], e.g. https://dashscope-result-*.oss-*.aliyuncs.com"),

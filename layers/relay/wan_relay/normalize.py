@@ -100,14 +100,14 @@ def _text(value: Any) -> str | None:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)  # an integer past a float's range: OverflowError
+        elif isinstance(value, str):
             number = float(value.strip().rstrip("sSpP"))  # "5s", "720P" seen in the wild
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and abs(number) < 1e15 else None
 
