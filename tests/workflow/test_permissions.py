@@ -171,6 +171,15 @@ def recorded() -> Iterator[Recorded]:
             with _dies_after_its_first_part():
                 run("retry after a crash", {"task_id": crashed})
             run("duplicate start", {"task_id": images["output"]["task_id"]}, name="duplicate-start")
+            # a lock 0.1.0 left without an expiry, its holder long gone: the start that finds it gives it one
+            gone = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + ":long-gone"
+            workflow.dynamodb.put_item(TableName=stack.idempotency_table,
+                                       Item={"id": {"S": "lock#unexpiring"}, "execution": {"S": gone}})
+            function_calls.scenario = "a lock 0.1.0 left"
+            blocked = workflow.run({"task_id": "unexpiring"}, name="unexpiring-blocked")
+            assert blocked["error"] == "TaskBlockedByStaleClaim", blocked
+            sfn_calls.extend(state_machine_calls(workflow.sfn.get_execution_history(
+                executionArn=blocked["executionArn"], maxResults=1000)["events"], stack.region, "a lock 0.1.0 left"))
             several = _with_task_id(replay.rehost(sample("wan2.6-image_interleaved_succeeded")), "dies-on-item-1")
             replay.script("dies-on-item-1", several)
             with _dies_on_the_second_item():  # the budget runs out in trouble: the media is read back from S3
@@ -275,6 +284,9 @@ def test_the_runs_exercise_every_integration_of_the_definition_and_every_kind_of
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
         "s3:ListBucket", "states:DescribeExecution",
     }
+    # the lock 0.1.0 left: given an expiry, in the lock's own partition
+    assert {r.context["dynamodb:leadingkeys"][0] for r in recorded.requests()
+            if r.call.principal == "function" and r.action == "dynamodb:UpdateItem"} >= {"lock#unexpiring"}
     # the park: the token in the registry, every GET at a slot of the account's budget, the sweeper woken
     assert {(r.action, r.resource.rsplit("/", 1)[-1]) for r in recorded.requests()
             if r.call.principal == "fleet function"} >= {

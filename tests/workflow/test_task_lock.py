@@ -181,3 +181,47 @@ def test_a_start_blocked_by_a_stale_claim_fails_by_name_and_is_counted_apart(
     assert metrics.get("TasksBlockedByStaleClaim") == 1 and "TasksAlreadyClaimed" not in metrics
     assert workflow.replay.polls(IMAGE_TASK) == 1 and workflow.completed_events() == []
     assert lock_of(workflow)["execution"]["S"] == holder["executionArn"]  # the blocked start took nothing
+
+
+def lock_as_0_1_0_wrote_it(workflow: Workflow, holder: str) -> None:
+    """0.1.0's ClaimTask wrote the lock without `expiration` (its ExpireLock set one once the task was
+    relayed): a holder that ended without relaying the task left a lock that never expires."""
+    workflow.dynamodb.put_item(TableName=workflow.stack.idempotency_table,
+                               Item={"id": {"S": f"lock#{IMAGE_TASK}"}, "execution": {"S": holder}})
+
+
+def test_a_lock_without_expiry_whose_holder_failed_gets_the_expiry_a_lock_has_at_most(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    workflow.replay.script(IMAGE_TASK, UNAUTHORIZED, succeeded_image(workflow))
+    holder = workflow.run({"task_id": IMAGE_TASK})
+    assert holder["status"] == "FAILED"
+    lock_as_0_1_0_wrote_it(workflow, holder["executionArn"])
+
+    blocked = workflow.run({"task_id": IMAGE_TASK}, name=f"{IMAGE_TASK}-blocked")
+
+    assert blocked["status"] == "FAILED" and blocked["error"] == "TaskBlockedByStaleClaim"
+    lock = lock_of(workflow)
+    assert lock["execution"]["S"] == holder["executionArn"]  # still the holder's: a redrive may come
+    started = workflow.sfn.describe_execution(executionArn=holder["executionArn"])["startDate"]
+    assert int(lock["expiration"]["N"]) == int(started.timestamp()) + 86_400 + LOCK_MARGIN_SECONDS
+
+
+def test_a_lock_without_expiry_whose_holder_is_gone_expires_and_the_next_start_relays_the_task(
+    workflow: Workflow, sleeps: Sleeps
+) -> None:
+    """A holder Step Functions no longer knows (executions are kept 90 days) relays nothing: its lock gets
+    an expiry of now, and the start after the one that found it relays the task."""
+    gone = workflow.stack.state_machine_arn.replace(":stateMachine:", ":execution:") + ":long-gone"
+    lock_as_0_1_0_wrote_it(workflow, gone)
+    workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
+
+    blocked = workflow.run({"task_id": IMAGE_TASK}, name=f"{IMAGE_TASK}-blocked")
+    assert blocked["error"] == "TaskBlockedByStaleClaim"
+    assert int(lock_of(workflow)["expiration"]["N"]) <= time.time()
+    time.sleep(1.1)  # ClaimTask takes a lock that expired before its own second
+    relayed = workflow.run({"task_id": IMAGE_TASK})
+
+    assert relayed["status"] == "SUCCEEDED"
+    assert only_event(workflow)["status"] == "SUCCEEDED"
+    assert lock_of(workflow)["execution"]["S"] == relayed["executionArn"]
