@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 import requests
@@ -108,3 +109,28 @@ def test_a_list_answer_larger_than_the_bound_is_refused():
     body = b'{"data": [' + b" " * MAX_ANSWER_BYTES + b"]}"
     with pytest.raises(ProtocolError):
         DashScopeClient("https://dashscope.invalid/api/v1", API_KEY, session=CannedSession(200, body)).list_tasks({})
+
+
+def test_pages_sent_at_once_go_over_connections_opened_ahead_of_them():
+    """The sweeper sends a plan's pages at their slots, several at once: each needs a connection opened
+    before the first slot, or it opens one after its slot (DNS, TCP, TLS) and arrives among the next
+    slots' queries, which DashScope counts as they arrive."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = Clock(EPOCH + 50)
+    with ReplayDashScope(api_key=API_KEY, clock=clock) as server:
+        server.add_task("t-0", sample("wan2.6-t2i_succeeded"), created_at=EPOCH, ends_after=100)
+        client = DashScopeClient(server.base_url, API_KEY)
+        client.ready(connections=3)
+        deadline = time.monotonic() + 5  # the server records a connection when its loop accepts it
+        while len(server.connections) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        primed = {port for _, port in server.connections}
+        assert len(primed) == 3
+        query = ListQuery(int(EPOCH), int(EPOCH), "RUNNING", page_size=10)
+        with ThreadPoolExecutor(3) as pages:
+            list(pages.map(lambda _: client.list_tasks(query.params()), range(3)))
+
+    sent = [r for r in server.requests if r["path"] == "/api/v1/tasks/"]
+    assert len(sent) == 3 and {r["port"] for r in sent} <= primed
+    assert len(server.connections) == 3  # none opened after its slot

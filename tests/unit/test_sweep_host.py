@@ -110,6 +110,9 @@ class Answering:
         self._changed = threading.Condition()
         self.host: SweepHost | None = None
 
+    def ready(self, connections: int = 1) -> None:
+        self._client.ready(connections)
+
     def list_tasks(self, params: dict[str, str], **options: Any) -> dict[str, Any]:
         try:
             return self._client.list_tasks(params, **options)
@@ -715,6 +718,9 @@ class ListOutage:
                  start: float = -math.inf, end: float = math.inf) -> None:
         self.world, self.failing, self.answering, self.start, self.end = world, failing, answering, start, end
         self.asked: list[tuple[float, bool]] = []
+
+    def ready(self, connections: int = 1) -> None:
+        return None
 
     def list_tasks(self, params: dict[str, str], **options: Any) -> dict[str, Any]:
         failing = self.answering is None or self.start <= self.world.now < self.end

@@ -104,13 +104,14 @@ class DashScopeClient:
     def __repr__(self) -> str:
         return f"DashScopeClient(base_url={self._base_url!r})"
 
-    def ready(self) -> None:
+    def ready(self, connections: int = 1) -> None:
         """What a query needs before it can be sent, done ahead of a wait for its slot of the budget: the
         key (read through its source's cache, a Secrets Manager call every few minutes), and an open
-        connection to DashScope (a new one costs DNS, TCP and TLS: two round trips and more). So the
-        query goes at its slot and arrives a one-way latency later, as the budget's margin assumes,
-        however cold the container or long idle its connection. The connection is best effort: one that
-        cannot be opened now is opened by the query, as it would be anyway."""
+        connection to DashScope (a new one costs DNS, TCP and TLS: two round trips and more), or
+        `connections` of them for as many queries sent at once (the sweeper's list pages). So a query goes
+        at its slot and arrives a one-way latency later, as the budget's margin assumes, however cold the
+        container or long idle its connection. The connections are best effort: one that cannot be opened
+        now is opened by its query, as it would be anyway."""
         self._api_key.current()
         url = f"{self._base_url}/tasks/"
         try:
@@ -119,21 +120,30 @@ class DashScopeClient:
             settings = self._session.merge_environment_settings(url, {}, None, None, None)
             pool = self._session.get_adapter(url).get_connection_with_tls_context(
                 request, settings["verify"], proxies=settings["proxies"], cert=settings["cert"])
-            # urllib3 (pinned) has no public call to open a pooled connection ahead of its request
-            connection = pool._get_conn()
-            try:
-                if not connection.is_connected:  # never opened, or closed by DashScope while idle
-                    connection.timeout = self._timeout[0]
-                    connection.connect()
-            except BaseException:
-                # a connect that failed half-way (a TLS handshake timing out) leaves a socket closed under
-                # the connection: closed whole, the query opens a new one
-                connection.close()
-                raise
-            finally:
-                pool._put_conn(connection)
         except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
             logger.debug("no connection opened ahead of the query", extra={"error": type(exc).__name__})
+            return
+        held = []
+        try:
+            # urllib3 (pinned) has no public call to open a pooled connection ahead of its request; each
+            # is held until all are open, so that the pool hands out a different one each time
+            for _ in range(connections):
+                connection = pool._get_conn()
+                held.append(connection)
+                try:
+                    if not connection.is_connected:  # never opened, or closed by DashScope while idle
+                        connection.timeout = self._timeout[0]
+                        connection.connect()
+                except BaseException:
+                    # a connect that failed half-way (a TLS handshake timing out) leaves a socket closed
+                    # under the connection: closed whole, its query opens a new one
+                    connection.close()
+                    raise
+        except (OSError, urllib3.exceptions.HTTPError, requests.RequestException) as exc:
+            logger.debug("no connection opened ahead of the query", extra={"error": type(exc).__name__})
+        finally:
+            for connection in held:
+                pool._put_conn(connection)
 
     def get_task(self, task_id: str, *, slot_to_ask_again: Again = None) -> dict[str, Any]:
         """The decoded JSON answer for one task; raises the relay's typed errors otherwise."""

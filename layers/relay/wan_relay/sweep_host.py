@@ -27,6 +27,7 @@ the slot reserved `RESUME_LEAD_SECONDS` ahead: the resumed workflow's poll sends
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -492,6 +493,12 @@ class SweepHost:
         if resumes and len(query_slots) == len(queries):
             lead_us = round((now + RESUME_LEAD_SECONDS) * MICROS)
             resume_slots = self._bucket.reserve(len(resumes), not_before_us=lead_us).slots_us
+        if query_slots:
+            # the key read and a connection open for each page before the first slot: a page that opened its
+            # connection after its slot would arrive late, among the next slots' queries. Best effort: a key
+            # that cannot be read fails the pages themselves, where a failed page is handled
+            with contextlib.suppress(WanRelayError):
+                self._dashscope.ready(connections=len(query_slots))
         sending: dict[Future[Any], tuple[Resume, Parked]] = {}
         for resume, slot in zip(resumes, resume_slots, strict=False):
             parked = self._parks[resume.task_id]  # the park this resume ends: the workflow may park again
