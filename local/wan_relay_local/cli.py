@@ -73,13 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="relay four replayed tasks through an embedded AWS (no account, no key needed)",
+        help="relay replayed tasks through an embedded AWS (no account, no key needed)",
         description="Starts an embedded AWS on loopback (moto's server in this process), creates the stack of "
                     "template.yaml on it, starts a replay DashScope on loopback playing four realistic tasks "
                     "(a wan2.6 image, a wan2.5 multi-image task with one image refused, a wan2.7 video, a "
                     "failed task), and runs the real workflow for each. Shows each poll as it happens and each "
-                    "task's outcome, and writes OUT/<task_id>/event.json with the media from S3. The "
-                    "demo polls every second (the real policy waits longer); it takes about 15 seconds.",
+                    "task's outcome, and writes OUT/<task_id>/event.json with the media from S3. Then it "
+                    "relays two bursts of 12 images through a stack whose workflows park, found by the "
+                    "sweeper's list pages (OUT/burst/listed/) and by task-finished notifications "
+                    "(OUT/burst/notified/). The demo polls every second (the real policy waits longer); it "
+                    "takes about 40 seconds.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 0 every task ended as scripted, 1 otherwise, 2 usage error.\n"
                "The embedded function's log lines go to OUT/logs/poll-task.log.",

@@ -60,6 +60,12 @@ def dashscope_reachable(base_url: str, timeout: float = CONNECT_TIMEOUT_SECONDS)
     where = f"cannot reach DashScope at {host} (DASHSCOPE_BASE_URL)"
     try:
         requests.head(base_url, timeout=timeout, allow_redirects=False).close()
+    except requests.exceptions.ProxyError as exc:
+        # the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) refused or failed, not DashScope
+        proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url)) or "a proxy"
+        proxy_host = urlsplit(proxy).netloc or proxy
+        raise UsageError(f"{where}: the proxy {proxy_host} (HTTPS_PROXY / HTTP_PROXY) failed: "
+                         f"{_why_unreachable(exc)}") from None
     except requests.exceptions.ConnectTimeout:
         raise UsageError(f"{where}: no connection within {timeout:.0f} s") from None
     except requests.exceptions.SSLError as exc:

@@ -56,6 +56,20 @@ def test_an_unreachable_dashscope_is_a_setup_error_naming_the_host(
     assert API_KEY not in done.stdout + done.stderr
 
 
+def test_a_proxy_that_fails_is_named_rather_than_dashscope(wan_relay: Path, tmp_path: Path) -> None:
+    proxy, dashscope = f"127.0.0.1:{_closed_port()}", "dashscope.example:8080"
+    env = user_environment(DASHSCOPE_API_KEY=API_KEY, DASHSCOPE_BASE_URL=f"http://{dashscope}/api/v1",
+                           HTTP_PROXY=f"http://{proxy}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(name, None)
+
+    done = subprocess.run([str(wan_relay), "run", "some-task", "--out", str(tmp_path / "out")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+
+    assert _one_line_exit_2(done) == (f"wan-relay: cannot reach DashScope at {dashscope} (DASHSCOPE_BASE_URL): "
+                                      f"the proxy {proxy} (HTTPS_PROXY / HTTP_PROXY) failed: connection refused")
+
+
 def test_an_output_folder_that_cannot_be_written_is_a_setup_error(wan_relay: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "results"
     a_file.write_text("not a folder")
