@@ -111,3 +111,18 @@ def test_the_handler_fails_by_name_when_configuration_is_missing(monkeypatch):
     context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
     with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY_SECRET"):
         handler({"task_id": "abc"}, context)
+
+
+def test_the_runtimes_aws_sdk_is_checked_and_named(monkeypatch):
+    """The layer ships no SDK: the Lambda runtime's own is used, and AWS may update it under the stack.
+    Below the floor the function fails by name at its first call, saying what to do; above it, the
+    versions are there to be logged."""
+    import botocore
+    from wan_relay.errors import ConfigurationError
+    from wan_relay.runtime import MIN_BOTOCORE, check_sdk
+
+    assert check_sdk()["botocore"] == botocore.__version__
+    monkeypatch.setattr(botocore, "__version__", "1.34.31")
+    assert MIN_BOTOCORE > (1, 34, 31)
+    with pytest.raises(ConfigurationError, match=r"botocore is 1\.34\.31; wan-relay needs 1\.34\.32 or later"):
+        check_sdk()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import requests
 
 # Every cold start's first poll reads the key from Secrets Manager: the SDK is part of the typical
 # poll, so it is loaded here, in Lambda's init phase, not in that first invocation.
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -224,7 +226,33 @@ def build_relay(
     )
 
 
+#: the oldest botocore the functions run on: Powertools 3.37's own floor (boto3 1.34.32). The layer ships no
+#: SDK: Lambda's runtime brings its own, and AWS may update it under a deployed stack (its version is not
+#: published per runtime). The S3 checksum path was checked on 1.35.99, the last release before 1.36
+#: changed the default checksums, and on 1.36.0, as on the version the tests pin
+MIN_BOTOCORE = (1, 34, 32)
+
+
+def check_sdk() -> dict[str, str]:
+    """The AWS SDK this container runs on (logged once, to tell an SDK update from a code change), or a
+    ConfigurationError below MIN_BOTOCORE, which the relay's S3 and Step Functions calls are not known to
+    work on."""
+    import boto3
+    import botocore
+    import s3transfer
+
+    versions = {"boto3": boto3.__version__, "botocore": botocore.__version__, "s3transfer": s3transfer.__version__}
+    found = tuple(int(part) for part in re.findall(r"\d+", botocore.__version__)[:3])
+    if found < MIN_BOTOCORE:
+        wanted = ".".join(map(str, MIN_BOTOCORE))
+        raise ConfigurationError(f"the runtime's botocore is {botocore.__version__}; wan-relay needs {wanted} or later "
+                                 "(add a newer boto3 to the layer, or update the function's runtime)")
+    Logger(child=True).info("AWS SDK", extra=versions)
+    return versions
+
+
 def relay_from_env(metrics: Any = None) -> Relay:
+    check_sdk()
     config = Config.from_env()
     api_key = api_key_source(config)
     api_key.current()  # in the container's first invocation: a secret that cannot be read fails it by name
@@ -236,6 +264,7 @@ def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
     IDEMPOTENCY_TABLE (the budget and the lease), PARKED_TABLE (the registry), DASHSCOPE_ACCOUNT,
     DASHSCOPE_QUERY_BUDGET, DASHSCOPE_LIST_PAGE_SIZE and the DashScope key and base URL, as the poll function
     does; not MEDIA_BUCKET."""
+    check_sdk()
     # the sweeper stores no media: the bucket the poll function requires is not asked of it
     return sweep_host_from_config(
         Config.from_env({"MEDIA_BUCKET": "none (the sweeper stores no media)", **os.environ}),
