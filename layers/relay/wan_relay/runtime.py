@@ -237,11 +237,16 @@ def check_sdk() -> dict[str, str]:
     """The AWS SDK this container runs on (logged once, to tell an SDK update from a code change), or a
     ConfigurationError below MIN_BOTOCORE, which the relay's S3 and Step Functions calls are not known to
     work on."""
+    import importlib.metadata
+
     import boto3
     import botocore
-    import s3transfer
 
-    versions = {"boto3": boto3.__version__, "botocore": botocore.__version__, "s3transfer": s3transfer.__version__}
+    try:  # by its metadata: importing it would cost every cold start, most of which store no media
+        s3transfer = importlib.metadata.version("s3transfer")
+    except importlib.metadata.PackageNotFoundError:
+        s3transfer = "unknown"
+    versions = {"boto3": boto3.__version__, "botocore": botocore.__version__, "s3transfer": s3transfer}
     found = tuple(int(part) for part in re.findall(r"\d+", botocore.__version__)[:3])
     if found < MIN_BOTOCORE:
         wanted = ".".join(map(str, MIN_BOTOCORE))
