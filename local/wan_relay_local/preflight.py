@@ -62,9 +62,12 @@ def dashscope_reachable(base_url: str, timeout: float = CONNECT_TIMEOUT_SECONDS)
         requests.head(base_url, timeout=timeout, allow_redirects=False).close()
     except requests.exceptions.ProxyError as exc:
         # the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) refused or failed, not DashScope
-        proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url)) or "a proxy"
-        proxy_host = urlsplit(proxy).netloc or proxy
-        raise UsageError(f"{where}: the proxy {proxy_host} (HTTPS_PROXY / HTTP_PROXY) failed: "
+        proxy = requests.utils.select_proxy(base_url, requests.utils.get_environ_proxies(base_url)) or ""
+        parts = urlsplit(requests.utils.prepend_scheme_if_needed(proxy, "http")) if proxy else None
+        # its host and port only: a proxy URL may carry a user and password
+        named = f"{parts.hostname}:{parts.port}" if parts and parts.hostname and parts.port else (
+            parts.hostname if parts and parts.hostname else "")
+        raise UsageError(f"{where}: the proxy {named or '(unnamed)'} (HTTPS_PROXY / HTTP_PROXY) failed: "
                          f"{_why_unreachable(exc)}") from None
     except requests.exceptions.ConnectTimeout:
         raise UsageError(f"{where}: no connection within {timeout:.0f} s") from None

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import botocore
 import pytest
 from wan_relay_local.embedded_aws import EmbeddedAws
 from wan_relay_local.replay import ReplayDashScope
@@ -59,7 +60,7 @@ def test_an_unreachable_dashscope_is_a_setup_error_naming_the_host(
 def test_a_proxy_that_fails_is_named_rather_than_dashscope(wan_relay: Path, tmp_path: Path) -> None:
     proxy, dashscope = f"127.0.0.1:{_closed_port()}", "dashscope.example:8080"
     env = user_environment(DASHSCOPE_API_KEY=API_KEY, DASHSCOPE_BASE_URL=f"http://{dashscope}/api/v1",
-                           HTTP_PROXY=f"http://{proxy}")
+                           HTTP_PROXY=f"http://alice:s3cret@{proxy}")
     for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(name, None)
 
@@ -68,6 +69,7 @@ def test_a_proxy_that_fails_is_named_rather_than_dashscope(wan_relay: Path, tmp_
 
     assert _one_line_exit_2(done) == (f"wan-relay: cannot reach DashScope at {dashscope} (DASHSCOPE_BASE_URL): "
                                       f"the proxy {proxy} (HTTPS_PROXY / HTTP_PROXY) failed: connection refused")
+    assert "s3cret" not in done.stdout + done.stderr  # the proxy's password is never printed
 
 
 def test_an_output_folder_that_cannot_be_written_is_a_setup_error(wan_relay: Path, tmp_path: Path) -> None:
@@ -134,7 +136,8 @@ def test_run_with_aws_honours_aws_region_and_logs_the_relay_like_the_function(
     assert detail["media"][0]["bucket"] == BUCKET
     logged = [json.loads(line) for line in (tmp_path / "out" / "logs" / "poll-task.log").read_text().splitlines()]
     assert [(line["level"], line["message"]) for line in logged] == [
-        ("INFO", "task not finished"), ("INFO", "task completed")]
+        ("INFO", "AWS SDK"), ("INFO", "task not finished"), ("INFO", "task completed")]
+    assert logged[0]["botocore"] == botocore.__version__  # the SDK it ran on, once
     assert all(line["service"] == "wan-relay" for line in logged)
 
 

@@ -23,6 +23,12 @@ _LIVE_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
 #: execution ARN, or is not ours to read (the role, or the KMS key of its data); nobody relays the task
 _HOLDER_UNREADABLE = frozenset({"ExecutionDoesNotExist", "InvalidArn", "AccessDeniedException",
                                 "KmsAccessDeniedException", "KmsInvalidStateException"})
+#: ... of which these say the holder is no execution at all: an unexpiring lock of theirs may be given an
+#: expiry of now. Not a refusal to read it: right after a deploy the role's grant may not have reached IAM
+#: yet, and the holder may be running
+_HOLDER_GONE = frozenset({"ExecutionDoesNotExist", "InvalidArn"})
+#: statuses of a holder that ended without relaying the task
+_ENDED_UNRELAYED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 
 #: the longest a lock of this release lasts from its execution's start: the longest budget (24 h) and the
 #: margin (relay.LOCK_MARGIN_SECONDS, 2 h)
@@ -78,7 +84,7 @@ class ClaimInspector:
                 # a throttle, a 5xx, a connection that broke: the holder may be fine; InspectClaim retries
                 raise aws_error(exc, STEP_FUNCTIONS, f"how the lock's holder {holder} is doing") from None
         verdict: Verdict = "duplicate" if status in _LIVE_OR_DONE else "blocked"
-        if verdict == "blocked" and expires_at is None:
+        if expires_at is None and (status in _HOLDER_GONE or (status in _ENDED_UNRELAYED and started is not None)):
             expires_at = self._give_expiry(task_id, holder, started)
         return Claim(verdict, holder, status, expires_at)
 

@@ -488,17 +488,18 @@ class SweepHost:
             queries = queries[:1] if now - self._page_sent_at >= BLIND_PAGE_EVERY_SECONDS else []
         # a resume refused lately waits, unsent (the next plan offers it again), without a slot
         resumes = [a for a in actions if isinstance(a, Resume) and self._refused.get(a.task_id, (0, now))[1] <= now]
+        if queries:
+            # the key read and a connection open for each page before their slots are reserved: a page that
+            # opened its connection after its slot would arrive late, among the next slots' queries (and
+            # connections opened after the reservation could outlast the first slots). Best effort: a key
+            # that cannot be read fails the pages themselves, where a failed page is handled
+            with contextlib.suppress(WanRelayError):
+                self._dashscope.ready(connections=len(queries))
         query_slots = self._bucket.reserve(len(queries)).slots_us if queries else ()
         resume_slots: tuple[int, ...] = ()
         if resumes and len(query_slots) == len(queries):
             lead_us = round((now + RESUME_LEAD_SECONDS) * MICROS)
             resume_slots = self._bucket.reserve(len(resumes), not_before_us=lead_us).slots_us
-        if query_slots:
-            # the key read and a connection open for each page before the first slot: a page that opened its
-            # connection after its slot would arrive late, among the next slots' queries. Best effort: a key
-            # that cannot be read fails the pages themselves, where a failed page is handled
-            with contextlib.suppress(WanRelayError):
-                self._dashscope.ready(connections=len(query_slots))
         sending: dict[Future[Any], tuple[Resume, Parked]] = {}
         for resume, slot in zip(resumes, resume_slots, strict=False):
             parked = self._parks[resume.task_id]  # the park this resume ends: the workflow may park again
