@@ -252,8 +252,14 @@ def check_sdk() -> dict[str, str]:
         wanted = ".".join(map(str, MIN_BOTOCORE))
         raise ConfigurationError(f"the runtime's botocore is {botocore.__version__}; wan-relay needs {wanted} or later "
                                  "(add a newer boto3 to the layer, or update the function's runtime)")
-    Logger(child=True).info("AWS SDK", extra=versions)
+    if versions != _sdk_logged:  # once a container (the sweeper builds its host every invocation)
+        Logger(child=True).info("AWS SDK", extra=versions)
+        _sdk_logged.clear()
+        _sdk_logged.update(versions)
     return versions
+
+
+_sdk_logged: dict[str, str] = {}
 
 
 def relay_from_env(metrics: Any = None) -> Relay:
