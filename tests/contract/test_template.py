@@ -334,8 +334,17 @@ def test_every_finished_task_passes_emit_completion_once_and_it_puts_the_decided
     substitutions = template.properties("PollTaskStateMachine")["DefinitionSubstitutions"]
     assert template.resolve(substitutions["CompletedDetailType"]) == DETAIL_TYPE_COMPLETED
     assert template.resolve(substitutions["EventSource"]) == DEFAULT_EVENT_SOURCE
-    refused = emit["Retry"][0]
+    refused, failed = emit["Retry"]
     assert refused["ErrorEquals"] == ["EventBridge.FailedEntry"]  # nothing was sent: always safe to retry
+    # EventBridge failing for minutes (PutEvents throttled by the account's other producers, an incident) is
+    # waited out: each retrier waits up to 5 minutes, 10 times; States.TaskFailed is any failed call
+    # (Step Functions' error handling), States.Timeout its own name
+    assert failed["ErrorEquals"] == ["States.TaskFailed", "States.Timeout"]
+    for retrier, first in ((refused, 1), (failed, 2)):
+        assert (retrier["IntervalSeconds"], retrier["BackoffRate"], retrier["MaxAttempts"],
+                retrier["MaxDelaySeconds"]) == (first, 2, 10, 300)
+    waits = [min(300, 2 * 2 ** attempt) for attempt in range(failed["MaxAttempts"])]
+    assert 15 * 60 < sum(waits) < 20 * 60  # the README's "about 18 min at most"
 
 
 # --- the receiver of DashScope's task-finished notifications ------------------------------------------

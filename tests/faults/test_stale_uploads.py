@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from wan_relay.errors import MediaRejected, OperatorError
+from wan_relay.errors import MediaRejected, OperatorError, TransientError
 from wan_relay.idempotency import UploadRecords
 from wan_relay.ingest import MediaStreamer, UrlAllowlist
 from wan_relay.models import MediaRef
@@ -74,13 +74,22 @@ def test_the_retry_aborts_the_upload_a_crashed_attempt_left_without_listing_the_
     assert account.versions() == {"wan/task-1/0.mp4": 1}
 
 
-def test_an_upload_whose_id_cannot_be_recorded_is_aborted_and_the_attempt_fails_as_an_operator_error(account):
-    server = ReplayDashScope().start()
-    server.add_media("/v.mp4", Media(PatternBody(20 * MiB, seed="denied"), content_type="video/mp4", ranges=False))
+@pytest.mark.parametrize(("server_class", "ranges"), [(ReplayDashScope, False), (_FarHost, True)],
+                         ids=["single-stream", "ranged"])
+@pytest.mark.parametrize(("code", "status", "raised"), [
+    ("AccessDeniedException", 400, OperatorError),  # somebody has to fix the role
+    ("ProvisionedThroughputExceededException", 400, TransientError),  # retried by the workflow
+    ("InternalServerError", 500, TransientError),
+], ids=["denied", "throttled", "failing"])
+def test_an_upload_whose_id_cannot_be_recorded_is_aborted_and_the_attempt_fails_by_name(
+    account, server_class, ranges, code, status, raised
+):
+    server = server_class().start()
+    server.add_media("/v.mp4", Media(PatternBody(SIZE, seed="denied"), content_type="video/mp4", ranges=ranges))
     streamer = _streamer(account, server)
-    Refused(account.dynamodb, "PutItem", 400, error("AccessDeniedException", "not authorized"), times=1)
+    Refused(account.dynamodb, "PutItem", status, error(code, "refused"), times=99)
     try:
-        with pytest.raises(OperatorError, match="AccessDeniedException"):
+        with pytest.raises(raised, match=code):
             streamer.store("task-1", MediaRef(index=0, type="video", url=server.media_url("/v.mp4")))
     finally:
         server.stop()

@@ -117,7 +117,7 @@ def test_a_bus_that_refuses_the_workflow_fails_the_execution_by_name_with_the_ev
 
     assert execution["status"] == "FAILED"
     assert "AccessDeniedException" in execution["error"] + execution.get("cause", "")
-    # AWS names this failure EventBridge.AccessDeniedException and retries it 3 times (States.TaskFailed);
+    # AWS names this failure EventBridge.AccessDeniedException and retries it 10 times (States.TaskFailed);
     # moto's interpreter turns an error answer of a service integration into States.Runtime, which no
     # retrier matches, so how often it was tried is not asserted here
     assert workflow.completed_events() == []
@@ -144,7 +144,7 @@ def test_eventbridge_refusing_entries_for_minutes_is_waited_out_and_the_event_se
     the account using its PutEvents quota, an incident): the retries wait up to 5 minutes each, 10 of them,
     about 13 minutes at most in all; the call after them sends the event, once. (A failed call, rather than
     a refused entry, is States.TaskFailed on AWS, retried likewise; moto's interpreter reports it as
-    States.Runtime, so that retrier is checked in tests/contract/test_template.py only.)"""
+    States.Runtime, so that retrier is checked, exactly, in tests/contract/test_template.py only.)"""
     bus_faults.times = 10
     workflow.replay.script(IMAGE_TASK, succeeded_image(workflow))
 
