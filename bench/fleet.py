@@ -117,6 +117,7 @@ class Scenario:
     push: Push | None = None  # DashScope's task-finished notification reaches the sweeper
     start_latency_s: float = START_LATENCY_S  # submission to StartExecution
     fleet: str | None = None  # the scenario whose tasks this one runs (the same seed, the same tasks)
+    budget_qps: int = BUDGET_QPS  # `DashScopeQueryBudget`
 
     @property
     def tasks_name(self) -> str:
@@ -154,6 +155,9 @@ SCENARIOS = (
     # the list as the backstop: no notification lost, and one in ten
     with_push(_BY_NAME["videos_3_per_s_30min"], 0.0, "_push_none_lost"),
     with_push(_BY_NAME["videos_3_per_s_30min"], 0.10, "_push_10pct_lost"),
+    # the saturated bursts given the whole limit: no room left for the account's other callers
+    *(replace(with_push(_BY_NAME[name], suffix="_push_budget_20"), budget_qps=LIMIT_QPS)
+      for name in ("images_10000_in_1min", "videos_10000_in_1min")),
 )
 
 
@@ -324,8 +328,8 @@ class FleetRun:
         self.host = host
         self.tick_s = LAMBDA_LOOP_TICK_S if host == "lambda_loop" else SM_LOOP_WAIT_S + SM_LOOP_OVERHEAD_S
         lookahead = 1.0 if host == "lambda_loop" else self.tick_s
-        self.budget = Budget(BUDGET_QPS, lookahead_seconds=lookahead)
-        self.sweeper = Sweeper(config or SweepConfig(rate=BUDGET_QPS))
+        self.budget = Budget(scenario.budget_qps, lookahead_seconds=lookahead)
+        self.sweeper = Sweeper(config or SweepConfig(rate=scenario.budget_qps))
         self.bucket: int | None = None
         self.events = Events()
         self.rng = random.Random(f"{seed}-{scenario.name}-{host}-fallback")
@@ -626,7 +630,7 @@ def _p95(values: list[float]) -> float:
 def summarize(scenario: Scenario, tasks: list[SimTask], dashscope: DashScopeModel, delays: dict[str, float],
               counts: Counts, cost: dict[str, float]) -> dict[str, Any]:
     ideal = ideal_delays([task.end for task in tasks])
-    ideal_budget = ideal_delays([task.end for task in tasks], BUDGET_QPS)
+    ideal_budget = ideal_delays([task.end for task in tasks], scenario.budget_qps)
     values = list(delays.values())
     queries = len(dashscope.queries)
     return {
@@ -637,7 +641,7 @@ def summarize(scenario: Scenario, tasks: list[SimTask], dashscope: DashScopeMode
         "list_queries_per_task": dashscope.lists / len(tasks),
         "max_queries_in_1s": max_in_any_window([_us(t) for t in dashscope.queries]),
         "limit_qps": dashscope.limit,
-        "budget_qps": BUDGET_QPS,
+        "budget_qps": scenario.budget_qps,
         "delay_mean_s": statistics.fmean(values),
         "delay_p95_s": _p95(values),
         "delay_max_s": max(values),
@@ -725,8 +729,11 @@ def _verdicts(name: str, run: dict[str, Any]) -> list[str]:
     if run["tasks"] >= 1000 and run["queries_per_task"] > GOAL_QPT:
         missed.append(f"queries per task > {GOAL_QPT}")
     if name in SATURATED:
-        if run["delay_mean_s"] > GOAL_SATURATED * run["ideal_delay_mean_s"]:
-            missed.append("mean delay > 1.1x ideal")
+        # the ideal poller through the same budget: what the account's other callers keep is not the fleet's
+        # to spend, and at the default budget no poller can come within 10% of the ideal at the full limit
+        # (docs/fleet.md, "Decisions")
+        if run["delay_mean_s"] > GOAL_SATURATED * run["ideal_at_budget_delay_mean_s"]:
+            missed.append("mean delay > 1.1x ideal at the budget")
     elif run["delay_mean_s"] > GOAL_DELAY_MEAN_S or run["delay_p95_s"] > GOAL_DELAY_P95_S:
         missed.append("delay")
     if run["usd_per_1000"] > GOAL_USD:
@@ -734,8 +741,14 @@ def _verdicts(name: str, run: dict[str, Any]) -> list[str]:
     return missed
 
 
+def _share(share: float) -> str:
+    """A 429 share: a few in ten thousand is not 0%."""
+    return f"{share:.2%}" if 0 < share < 0.005 else f"{share:.0%}"
+
+
 def _design(run: dict[str, Any]) -> str:
-    return f"sweeper + push, {run['push']['lost_share']:.0%} lost"
+    design = f"sweeper + push, {run['push']['lost_share']:.0%} lost"
+    return design if run["budget_qps"] == BUDGET_QPS else f"{design}, budget {run['budget_qps']}"
 
 
 def _push_lines(results: dict[str, Any]) -> list[str]:
@@ -859,10 +872,11 @@ def report_lines(results: dict[str, Any]) -> list[str]:
             row = scenarios[row_name]
             lines.append(
                 f"|{' ' + name if row_name == name else ''} | {label} | {row['queries_per_task']:.2f} "
-                f"({row['list_queries_per_task']:.2f}) | {row['throttled_share']:.0%} | {row['max_queries_in_1s']} | "
+                f"({row['list_queries_per_task']:.2f}) | {_share(row['throttled_share'])} | "
+                f"{row['max_queries_in_1s']} | "
                 f"{row['delay_mean_s']:.1f} / {row['delay_p95_s']:.1f} s | " + (
                     f"{row['ideal_delay_mean_s']:.1f} ({row['ideal_at_budget_delay_mean_s']:.1f}) s"
-                    if row_name == name else "") +
+                    if row_name == name or row["budget_qps"] != scenarios[name]["budget_qps"] else "") +
                 f" | ${row['usd_per_1000']:.3f} | {', '.join(_verdicts(row_name, row)) or 'none'} |")
         if today is not None:
             lines.append(
@@ -873,7 +887,8 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "",
         "Goals (issue 13): no 429 and never more than the budget in a second; at most 1.3 queries per task "
         "from 1,000 tasks up; mean delay at most 5 s and p95 at most 15 s unsaturated, mean within 10% of the "
-        "ideal's saturated (the 10,000-task bursts); at most $0.25 per 1,000. The scenario whose sweeper "
+        "ideal's saturated (the 10,000-task bursts: the ideal through the same budget, the decision in "
+        "fleet.md); at most $0.25 per 1,000. The scenario whose sweeper "
         "stops 30 s in is the fallback's: every workflow's watchdog fires (300 s without a heartbeat) and it "
         "polls on its own through the same budget; its delay is the watchdog's, by design.",
         "",

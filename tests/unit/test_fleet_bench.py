@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bench import fleet
@@ -55,6 +56,20 @@ def test_the_command_writes_the_scenarios_as_json(tmp_path):
     assert results["scenarios"]["images_300_in_1min"].keys() >= FIELDS
     assert results["per_task_loop"]["images_300_in_1min"].keys() >= FIELDS
     assert set(results["sweeper_hosts"]["images_300_in_1min"]) == {"lambda_loop", "state_machine_loop"}
+
+
+def test_a_scenario_spends_its_own_budget_and_is_judged_against_the_ideal_through_it():
+    # `DashScopeQueryBudget` is the operator's: the fleet never spends more, and issue 13's saturated goal
+    # compares it with the ideal poller through the same budget (docs/fleet.md, "Decisions")
+    run = fleet.run_scenario(replace(SMALL, budget_qps=4))
+    assert run["budget_qps"] == 4 and run["max_queries_in_1s"] <= 4 and run["throttled_share"] == 0.0
+    assert run["ideal_at_budget_delay_mean_s"] > run["ideal_delay_mean_s"]  # 200 images in 20 s: 4 a second saturates
+    saturated = {"throttled_share": 0.0, "max_queries_in_1s": 19, "budget_qps": 19, "tasks": 10_000,
+                 "queries_per_task": 1.02, "usd_per_1000": 0.23, "ideal_delay_mean_s": 84.0,
+                 "ideal_at_budget_delay_mean_s": 96.0}
+    assert fleet._verdicts("videos_10000_in_1min", saturated | {"delay_mean_s": 105.0}) == []
+    assert fleet._verdicts("videos_10000_in_1min", saturated | {"delay_mean_s": 106.0}) == [
+        "mean delay > 1.1x ideal at the budget"]
 
 
 def test_a_run_is_the_same_whatever_the_interpreters_hash_seed():
