@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import boto3
 import botocore
 import pytest
 from wan_relay_local.embedded_aws import EmbeddedAws
+from wan_relay_local.preflight import UsageError, dashscope_reachable
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, drain_events
@@ -55,6 +57,64 @@ def test_an_unreachable_dashscope_is_a_setup_error_naming_the_host(
     assert time.monotonic() - started < 15  # not minutes of retries (the process itself starts in ~2 s)
     assert _one_line_exit_2(done) == f"wan-relay: cannot reach DashScope at {where} (DASHSCOPE_BASE_URL): {reason}"
     assert API_KEY not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def plain_http_server() -> Iterator[int]:
+    """A server that answers plain HTTP, on a loopback port: an https URL to it fails its TLS handshake."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_a_dashscope_whose_tls_handshake_fails_is_a_setup_error_naming_the_host(plain_http_server: int) -> None:
+    where = f"127.0.0.1:{plain_http_server}"
+    with pytest.raises(UsageError) as raised:
+        dashscope_reachable(f"https://{where}/api/v1")
+    assert str(raised.value).startswith(
+        f"cannot reach DashScope at {where} (DASHSCOPE_BASE_URL): the TLS handshake failed (")
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listen queue is full, so that a new connection is never accepted (Linux drops the SYN
+    and the client waits): a DashScope that does not answer, without the network."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+def test_a_dashscope_that_accepts_no_connection_is_a_setup_error_naming_the_host(silent_port: int) -> None:
+    where = f"127.0.0.1:{silent_port}"
+    with pytest.raises(UsageError) as raised:
+        dashscope_reachable(f"http://{where}/api/v1", timeout=1.0)
+    assert str(raised.value) == f"cannot reach DashScope at {where} (DASHSCOPE_BASE_URL): no connection within 1 s"
 
 
 def test_a_proxy_that_fails_is_named_rather_than_dashscope(wan_relay: Path, tmp_path: Path) -> None:
@@ -151,3 +211,21 @@ def test_run_with_aws_and_no_credentials_says_so_before_the_first_poll(
     assert _one_line_exit_2(done).startswith("wan-relay: no AWS credentials: set AWS_PROFILE")
     assert replay.polls(task_id) == 0
 
+
+
+def test_start_with_an_output_folder_that_cannot_be_written_says_so_before_starting_anything(
+    wan_relay: Path, tmp_path: Path, aws_account: str
+) -> None:
+    a_file = tmp_path / "results"
+    a_file.write_text("not a folder")
+    environment = user_environment(
+        AWS_REGION=REGION, AWS_ENDPOINT_URL=aws_account, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+    )
+
+    done = subprocess.run([str(wan_relay), "start", "some-task", "--stack", "wan-relay", "--out", str(a_file)],
+                          env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+
+    # before the stack is looked up (there is none in this account): nothing is started
+    assert _one_line_exit_2(done) == f"wan-relay: --out {a_file} is a file, not a folder"
