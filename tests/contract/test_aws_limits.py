@@ -159,16 +159,17 @@ def test_the_longest_media_key_the_stack_can_write_fits_s3(replay, account, make
     """The longest prefix the template and the configuration accept, the longest task id, the largest
     index an answer may list and the longest extension: a key S3 takes. One character more of prefix is
     refused by both, before anything runs."""
-    from wan_relay.config import MAX_MEDIA_PREFIX_CHARS, Config
+    from wan_relay.config import MAX_MEDIA_PREFIX_BYTES, Config
     from wan_relay.errors import ConfigurationError
     from wan_relay.ingest import EXTENSIONS
     from wan_relay.normalize import MAX_RESULT_ITEMS
 
     template = Template(parameters={"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:k"})
     declared = template.doc["Parameters"]["MediaPrefix"]
-    assert declared["MaxLength"] == MAX_MEDIA_PREFIX_CHARS
-    prefix = ("p" * 99 + "/") * (MAX_MEDIA_PREFIX_CHARS // 100) + "q" * (MAX_MEDIA_PREFIX_CHARS % 100 - 1) + "/"
-    assert len(prefix) == MAX_MEDIA_PREFIX_CHARS and re.fullmatch(declared["AllowedPattern"], prefix)
+    assert declared["MaxLength"] == MAX_MEDIA_PREFIX_BYTES
+    prefix = ("p" * 99 + "/") * (MAX_MEDIA_PREFIX_BYTES // 100) + "q" * (MAX_MEDIA_PREFIX_BYTES % 100 - 1) + "/"
+    assert len(prefix) == MAX_MEDIA_PREFIX_BYTES and re.fullmatch(declared["AllowedPattern"], prefix)
+    assert not re.fullmatch(declared["AllowedPattern"], "\u00e9/")  # ASCII only: its MaxLength counts bytes too
     key = f"{prefix}{'f' * LONGEST_TASK_ID}/{MAX_RESULT_ITEMS - 1}.{max(EXTENSIONS.values(), key=len)}"
     assert len(key.encode()) <= S3_KEY_BYTES
     environment = {"DASHSCOPE_API_KEY": "k", "MEDIA_BUCKET": "b"}

@@ -6,6 +6,7 @@ task's fate is known (the media can never be fetched), none when a retry may sti
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -236,6 +237,47 @@ def test_an_object_an_earlier_attempt_landed_without_recording_it_is_kept_not_up
 
     assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
     assert again["media"] == first["media"]  # sha256 read back from S3, same as when it was streamed
+
+
+@pytest.mark.parametrize("fault", [None, "chunked"], ids=["with-length", "chunked"])
+def test_an_object_with_the_tasks_metadata_and_length_but_other_bytes_is_replaced_not_announced(
+    replay, account, relay, fault,
+):
+    """What an attempt killed after its check found S3 holding other bytes than it read, and before it
+    deleted them, leaves: an object with the task's metadata and the source's length. S3 vouches for
+    its bytes (they match the checksums they were sent with), so only the source can tell: the retry
+    deletes it and stores the source's bytes; the event never announces the stranger's."""
+    source = PatternBody(10 * MiB, seed="source")
+    video_task(replay, Media(source, content_type="video/mp4", fault=fault))
+    stranger = b"".join(PatternBody(10 * MiB, seed="stranger").iter_range())
+    key = f"wan/{TASK}/0.mp4"
+    account.s3.put_object(Bucket=BUCKET, Key=key, Body=stranger, ContentType="video/mp4",
+                          Metadata={"task-id": TASK, "index": "0"}, ChecksumAlgorithm="SHA256")
+
+    detail = completion(relay.handle({"task_id": TASK}))
+
+    assert detail["status"] == "SUCCEEDED" and detail["failures"] == []
+    [stored] = detail["media"]
+    assert stored["sha256"] == source.sha256() and stored["size_bytes"] == 10 * MiB
+    assert hashlib.sha256(account.objects()[key]).hexdigest() == source.sha256()
+    assert account.versions() == {key: 2}  # the stranger's, then the source's
+
+
+def test_a_landed_object_is_kept_when_its_source_breaks_off_while_it_is_compared(replay, account, relay):
+    """The retry reads the source to compare it with the object an earlier attempt left; a source
+    that breaks off now cannot be read, as one that cannot be opened: the object is kept as S3 holds it
+    (not deleted with nothing to replace it, not left unannounced)."""
+    body = PatternBody(10 * MiB, seed="landed")
+    media = Media(body, content_type="video/mp4")
+    video_task(replay, media)
+    first = completion(relay.handle({"task_id": TASK}))
+
+    media.fault = "truncate"
+    again = completion(relay.handle({"task_id": TASK}))
+
+    assert again["status"] == "SUCCEEDED" and again["media"] == first["media"]
+    assert again["media"][0]["sha256"] == body.sha256()
+    assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
 
 
 def test_an_object_of_another_length_at_the_key_is_replaced(replay, account, relay):

@@ -83,6 +83,18 @@ def test_missing_or_invalid_configuration_fails_fast_naming_the_variable(env, va
         Config.from_env(env)
 
 
+def test_the_media_prefix_is_capped_in_bytes_of_utf8_not_in_characters():
+    """S3 keys are at most 1,024 bytes of UTF-8; the prefix gets 512 of them. 256 characters of two bytes
+    each and a slash fit in characters (257) but not in bytes (513)."""
+    exactly = "\u00e9" * 255 + "a/"  # 512 bytes
+    assert Config.from_env({**BASE, "MEDIA_PREFIX": exactly}).media_prefix == exactly
+    over = "\u00e9" * 256 + "/"
+    with pytest.raises(ConfigurationError, match=r"MEDIA_PREFIX must be at most 512 bytes of UTF-8 .*, not 513"):
+        Config.from_env({**BASE, "MEDIA_PREFIX": over})
+    with pytest.raises(ConfigurationError, match="MEDIA_PREFIX must be UTF-8"):  # os.environ's undecodable bytes
+        Config.from_env({**BASE, "MEDIA_PREFIX": "wan\udcff/"})
+
+
 def test_the_plain_key_never_shows_in_the_configuration_repr():
     config = Config.from_env({**BASE, "DASHSCOPE_API_KEY": "sk-very-secret-value"})
     assert "sk-very-secret-value" not in repr(config) and "sk-very-secret-value" not in str(config)

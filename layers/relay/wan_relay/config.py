@@ -36,8 +36,9 @@ _KEY_PREFIX = r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))"
 _ORIGIN_PATTERN = r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$"
 
 
-#: an S3 key is at most 1,024 bytes: the prefix, then `<task_id>/<index>.<ext>` (at most 128 + 1 + 2 + 5)
-MAX_MEDIA_PREFIX_CHARS = 512
+#: an S3 key is at most 1,024 bytes of UTF-8: the prefix, then `<task_id>/<index>.<ext>` (at most
+#: 128 + 1 + 2 + 5, all ASCII). The template's MaxLength counts characters, but its pattern is ASCII.
+MAX_MEDIA_PREFIX_BYTES = 512
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     base_url: Annotated[str, Meta(pattern=_HTTP_URL, description="must be an http(s) URL such as " + DEFAULT_BASE_URL)
@@ -46,7 +47,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: one of the two: a Secrets Manager name or ARN (the stack), or the plain key (local runs)
     api_key_secret: str | None = field(default=None, name="DASHSCOPE_API_KEY_SECRET")
     api_key: str | None = field(default=None, name="DASHSCOPE_API_KEY")
-    media_prefix: Annotated[str, Meta(pattern=_KEY_PREFIX, max_length=MAX_MEDIA_PREFIX_CHARS,
+    #: at most MAX_MEDIA_PREFIX_BYTES of UTF-8: checked in __post_init__
+    media_prefix: Annotated[str, Meta(pattern=_KEY_PREFIX,
                                       description="must be a relative key prefix (no leading /, no .. segment)")
                             ] = field(default="wan/", name="MEDIA_PREFIX")
     #: `wan-relay run --aws` only: in the stack the workflow puts the event
@@ -94,6 +96,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         default=False, name="ALLOW_LOOPBACK_MEDIA_ADDRESSES")
 
     def __post_init__(self) -> None:
+        try:
+            prefix_bytes = len(self.media_prefix.encode("utf-8"))
+        except UnicodeEncodeError:  # bytes the environment did not hold as UTF-8 (os.environ's surrogates)
+            raise ValueError("MEDIA_PREFIX must be UTF-8 text: S3 keys are") from None
+        if prefix_bytes > MAX_MEDIA_PREFIX_BYTES:
+            raise ValueError(f"MEDIA_PREFIX must be at most {MAX_MEDIA_PREFIX_BYTES} bytes of UTF-8 (S3 keys are at "
+                             f"most 1,024), not {prefix_bytes}")
         if not self.api_key_secret and not self.api_key:
             raise ValueError("set DASHSCOPE_API_KEY_SECRET (a Secrets Manager name or ARN) or DASHSCOPE_API_KEY")
         if not self.media_bucket:

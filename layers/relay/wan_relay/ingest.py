@@ -5,7 +5,8 @@ parts whatever the size. While it flows, its bytes are counted and hashed (sha25
 a body shorter or longer than its Content-Length, or over the size limit, makes the upload abort, so
 no object and no unfinished multipart upload is left. Each part goes to S3 with a CRC32 checksum,
 which S3 checks on arrival; once stored, the object's length and S3's checksum of it (the composite
-of the parts' CRC32s, or the sha256 of a body sent in one PUT) are compared with what was read.
+of the parts' CRC32s, or the sha256 of a body sent in one PUT) are compared with what was read. An
+object an earlier attempt left at the key is kept only if it holds the bytes the source serves.
 Redirects are followed by hand, each hop checked.
 """
 
@@ -165,6 +166,11 @@ class _VerifyingReader:
             self.part_checksums.append(zlib.crc32(data).to_bytes(4, "big"))
         return data
 
+    def drain(self) -> None:
+        """Reads the body to its end, counted, hashed and policed as `read` does, keeping none of it."""
+        while self._read_some(READ_SIZE):
+            pass
+
     def _read_some(self, want: int) -> bytes:
         try:
             # read1: whatever one socket read brings, so a trickle meets the deadline check in time, and
@@ -213,8 +219,8 @@ class MediaBucket:
 
     def landed_earlier(self, key: str, task_id: str, ref: MediaRef, expected: int | None,
                        content_type: str) -> StoredMedia | None:
-        """The object an earlier attempt of this task completed, then died before recording it: kept,
-        not uploaded again (a second version), its sha256 read back from S3 instead of the source.
+        """The object an earlier attempt of this task completed, then died before recording it, with its
+        sha256 read back from S3; whether it holds the source's bytes is `MediaStreamer.store`'s question.
 
         Keys are per task and item, and S3 makes a multipart object visible only once it is complete,
         with every part checked against its checksum; the length is checked against the source's. Any
@@ -393,7 +399,7 @@ class MediaStreamer:
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"
             landed = self._bucket.landed_earlier(key, task_id, ref, expected, content_type)
             if landed is not None:
-                return landed
+                return self._kept_if_same(landed, response, expected, deadline)
             copied = self._copy(response, expected, key, content_type, {"task-id": task_id, "index": str(ref.index)},
                                 deadline)
             if copied.size == 0:  # a body without a length that came to nothing
@@ -412,6 +418,35 @@ class MediaStreamer:
             sha256=copied.sha256.hexdigest(),
             source_expires_at=ref.expires_at,
         )
+
+    def _kept_if_same(self, landed: StoredMedia, response: requests.Response, expected: int | None,
+                      deadline: float | None) -> StoredMedia:
+        """An object an earlier attempt completed is the item only if it holds the bytes the source serves.
+
+        S3 stores an object only once its bytes match the checksums they were sent with, so an object
+        never differs from its own checksum: what verify_landed catches, S3 holding other bytes than were
+        read, shows only against the source. An attempt killed between that finding and the delete leaves
+        such an object, with the task's metadata and the right length, for this retry. So the source is
+        read to its end and the two sha256s compared: the same, the object is kept (no second version);
+        different, it is deleted and the item fails as `ChecksumMismatch`, its next try uploading anew. A
+        source that cannot be read to its end now is one that cannot be read: the object is kept as S3
+        holds it, as when the source cannot be opened (landed.landed_item); a poll out of time goes up."""
+        with BodyEnd(response) as body_end:
+            source = _VerifyingReader(response, expected, self.max_bytes, deadline, body_end)
+            try:
+                source.drain()
+            except MediaTransferError as exc:
+                if exc.code == "TooSlow":
+                    raise
+                return landed
+            except MediaRejected:
+                pass  # more than MAX_MEDIA_BYTES: not the object, which was within it
+            else:
+                if source.size == landed.size_bytes and source.sha256.hexdigest() == landed.sha256:
+                    return landed
+        self._bucket.discard(landed.key)
+        raise MediaTransferError(f"{landed.s3_uri}, stored by an earlier attempt, holds other bytes than the "
+                                 "media URL serves", code="ChecksumMismatch")
 
     def _copy(self, response: requests.Response, expected: int | None, key: str, content_type: str,
               metadata: dict[str, str], deadline: float | None) -> RangedCopy | _VerifyingReader:
