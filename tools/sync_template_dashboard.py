@@ -37,7 +37,7 @@ class Sources:
     def __init__(self, template: dict[str, Any]) -> None:
         variables = template["Globals"]["Function"]["Environment"]["Variables"]
         self.namespace: str = variables["POWERTOOLS_METRICS_NAMESPACE"]
-        self.service: str = variables["POWERTOOLS_SERVICE_NAME"]
+        self.service: str = sub_fragment(variables["POWERTOOLS_SERVICE_NAME"])
         self.alarms = sorted(
             logical_id for logical_id, resource in template["Resources"].items()
             if resource["Type"] == "AWS::CloudWatch::Alarm"
@@ -58,6 +58,19 @@ class Sources:
     @staticmethod
     def function(name: str, stat: str = "Sum", label: str | None = None) -> list[Any]:
         return ["AWS/Lambda", name, "FunctionName", f"${{{FUNCTION}}}", {"stat": stat, "label": label or name}]
+
+
+def sub_fragment(value: Any) -> str:
+    """A template value as text inside the body's !Sub: a literal, `!Ref X` as ${X}, or a !Sub's own text."""
+    if isinstance(value, str) and "${" not in value:
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (function, argument), = value.items()
+        if function == "Ref" and isinstance(argument, str):
+            return f"${{{argument}}}"
+        if function == "Fn::Sub" and isinstance(argument, str):
+            return argument
+    raise SystemExit(f"{TEMPLATE.name}: POWERTOOLS_SERVICE_NAME must be a literal, a !Ref or a !Sub text: {value!r}")
 
 
 def graph(title: str, series: list[list[Any]], *, width: int, stacked: bool = False, unit: str = "",
@@ -141,8 +154,12 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.SWEEPER_DEAD_TOKENS, "Sum", "gone on without the sweeper (watchdog fired)",
                       yAxis="right"),
             ], width=8, unit="workflows", right_unit="workflows"),
-            graph("Resumed workflows: ready this long before their handed slot",
-                  [s.own(metrics.RESUME_SLOT_LEAD, p, p) for p in ("p1", "p50", "Minimum")], width=8, unit="seconds"),
+            graph("Resumed workflows: ready before their handed slot, or late", [
+                s.own(metrics.RESUME_SLOT_LEAD, "p1", "ready before (p1)"),
+                s.own(metrics.RESUME_SLOT_LEAD, "p50", "ready before (p50)"),
+                s.own(metrics.RESUME_SLOT_LATENESS, "p99", "late by (p99)"),
+                s.own(metrics.RESUME_SLOT_LATENESS, "Maximum", "late by (max)"),
+            ], width=8, unit="seconds"),
         ],
         [
             graph("Task-finished notifications (TaskFinishedTokenSecretArn): answers", [

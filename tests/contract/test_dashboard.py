@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 from wan_relay import metrics
 from wan_relay.metrics import Metric
@@ -29,7 +31,7 @@ from tests.contract.completed_samples import SCENARIOS
 ASL_FILE = ROOT / "statemachine" / "poll_task.asl.json"
 REQUIRED = {"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"}
 FUNCTION_NAME = "wan-relay-PollTaskFunction-XYZ"
-STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:PollTask-XYZ"
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:PollTaskStateMachine-wan-relay-XYZ"
 #: the AWS metrics the dashboard may graph, by namespace: (dimension, the resource that names it, metrics).
 #: Step Functions: docs.aws.amazon.com/step-functions/latest/dg/procedure-cw-metrics.html (execution
 #: metrics, dimension StateMachineArn); Lambda: docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html
@@ -50,30 +52,47 @@ ALARMED = {"TasksFailed", "TasksMediaUnavailable", "TasksTimedOut", "TasksBlocke
 Series = tuple[str, str, tuple[str, ...]]
 
 
-@pytest.fixture(scope="module")
-def template() -> Template:
-    stack = Template(parameters=REQUIRED)
+def deployed_as(stack_name: str) -> Template:
+    """The template as CloudFormation resolves it for a stack of that name, with realistic physical names."""
+    stack = Template(parameters=REQUIRED, stack_name=stack_name)
     resources = stack.doc["Resources"]
-    stack.refs.update({"PollTaskFunction": FUNCTION_NAME, "PollTaskStateMachine": STATE_MACHINE_ARN,
-                       "SweeperFunction": "wan-relay-SweeperFunction-XYZ"})
-    stack.attributes[("SubmitDeadLetterQueue", "QueueName")] = "wan-relay-SubmitDeadLetterQueue-XYZ"
+    stack.refs.update({"PollTaskFunction": FUNCTION_NAME.replace("wan-relay", stack_name, 1),
+                       "PollTaskStateMachine": STATE_MACHINE_ARN.replace("wan-relay", stack_name),
+                       "SweeperFunction": f"{stack_name}-SweeperFunction-XYZ",
+                       "IdempotencyTable": f"{stack_name}-IdempotencyTable-XYZ",
+                       "ParkedTasksTable": f"{stack_name}-ParkedTasksTable-XYZ",
+                       "MediaBucket": f"{stack_name}-mediabucket-xyz"})
+    stack.attributes[("SubmitDeadLetterQueue", "QueueName")] = f"{stack_name}-SubmitDeadLetterQueue-XYZ"
     stack.attributes.update({
-        (alarm, "Arn"): f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:wan-relay-{alarm}"
+        (alarm, "Arn"): f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{stack_name}-{alarm}"
         for alarm, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"
     })
     return stack
 
 
 @pytest.fixture(scope="module")
-def settings(template: Template) -> dict[str, str]:
-    variables = template.doc["Globals"]["Function"]["Environment"]["Variables"]
+def template() -> Template:
+    return deployed_as("wan-relay")
+
+
+def powertools_settings(template: Template) -> dict[str, str]:
+    variables = template.resolve(template.doc["Globals"]["Function"]["Environment"]["Variables"])
     return {"namespace": variables["POWERTOOLS_METRICS_NAMESPACE"], "service": variables["POWERTOOLS_SERVICE_NAME"]}
 
 
 @pytest.fixture(scope="module")
-def dashboard(template: Template) -> dict[str, Any]:
+def settings(template: Template) -> dict[str, str]:
+    return powertools_settings(template)
+
+
+def dashboard_of(template: Template) -> dict[str, Any]:
     """The body CloudFormation would send, with realistic names for what !Sub fills in."""
     return json.loads(template.resolve(template.properties("OperationsDashboard")["DashboardBody"]))
+
+
+@pytest.fixture(scope="module")
+def dashboard(template: Template) -> dict[str, Any]:
+    return dashboard_of(template)
 
 
 def graphed(dashboard: dict[str, Any]) -> Iterator[list[Any]]:
@@ -236,10 +255,22 @@ def test_every_metric_the_function_emits_is_listed_with_its_unit_and_dimensions(
     for series, seen in emitted.items():
         assert seen["unit"] == by_series[series].unit, series
         assert seen["dimensions"]["service"] == settings["service"], series
-    # CloudWatch keeps no percentiles for a metric that ever had a negative value
-    timed = [v for m in (metrics.DETECTION_DELAY, metrics.END_TO_END_TIME)
-             for v in emitted[listed(m, settings["namespace"])]["values"]]
-    assert timed and min(timed) >= 0
+
+
+def test_every_metric_read_as_a_percentile_is_never_negative(emitted_by_function, dashboard, template, settings):
+    # CloudWatch has no percentile statistics for a metric when any of its values is negative (GetMetricStatistics,
+    # ExtendedStatistics): the graph would stay empty. The runs include a resume that reached its slot late.
+    read_as_percentile = {
+        series_of(entry)[0] for entry in graphed(dashboard)
+        if entry[0] == settings["namespace"] and re.fullmatch(r"p\d+(\.\d+)?", entry[-1]["stat"])
+    } | {
+        series_of(entry)[0] for entry, stat in alarm_metrics(template)
+        if entry[0] == settings["namespace"] and re.fullmatch(r"p\d+(\.\d+)?", stat)
+    }
+    assert listed(metrics.RESUME_SLOT_LATENESS, settings["namespace"]) in read_as_percentile
+    for series in read_as_percentile:
+        values = emitted_by_function[series]["values"]
+        assert values and min(values) >= 0, (series, values)
 
 
 def test_every_metric_the_state_machine_puts_is_listed(settings):
@@ -283,26 +314,133 @@ def test_the_dashboard_names_the_stack_s_function_service_and_state_machine(dash
             assert dimensions == {dimension: value}, entry
 
 
-def alarm_entries(template: Template) -> Iterator[list[Any]]:
-    """Each alarm's metric in the dashboard's entry form, dimensions resolved."""
+def alarm_metrics(template: Template) -> Iterator[tuple[list[Any], str]]:
+    """Each metric an alarm reads (its own, or each of its metric math's), in the dashboard's entry form with
+    dimensions resolved, and the statistic it reads."""
     for resource in template.doc["Resources"].values():
-        if resource["Type"] == "AWS::CloudWatch::Alarm":
-            props = resource["Properties"]
-            dimensions = [part for d in props.get("Dimensions", [])
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        read = [(props, props.get("Statistic") or props.get("ExtendedStatistic"))] if "MetricName" in props else [
+            (query["MetricStat"]["Metric"], query["MetricStat"]["Stat"])
+            for query in props["Metrics"] if "MetricStat" in query]
+        for metric, stat in read:
+            dimensions = [part for d in metric.get("Dimensions", [])
                           for part in (d["Name"], template.resolve(d["Value"]))]
-            yield [props["Namespace"], props["MetricName"], *dimensions]
+            yield [metric["Namespace"], metric["MetricName"], *dimensions], stat
+
+
+def alarm_entries(template: Template) -> Iterator[list[Any]]:
+    for entry, _ in alarm_metrics(template):
+        yield entry
 
 
 def test_the_outcomes_an_operator_must_see_have_alarms_that_notify_the_alarm_topic(template, settings):
     alarms = [r["Properties"] for r in template.doc["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    own = {a["MetricName"]: a for a in alarms if a["Namespace"] == settings["namespace"]}
+    own = {a["MetricName"]: a for a in alarms if a.get("Namespace") == settings["namespace"]}
     assert set(own) >= ALARMED
     for name in ALARMED:
-        assert own[name]["Dimensions"] == [{"Name": "service", "Value": settings["service"]}]
+        assert template.resolve(own[name]["Dimensions"]) == [{"Name": "service", "Value": settings["service"]}]
         assert own[name]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and own[name]["Threshold"] == 1
     for alarm in alarms:
         notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
         assert alarm["AlarmActions"] == notify
+
+
+# --- the function's error alarm ----------------------------------------------------------------
+
+COMPARISONS = {"GreaterThanOrEqualToThreshold": float.__ge__, "GreaterThanThreshold": float.__gt__}
+
+
+def poll_errors_alarm_breaches(template: Template, errors: int, invocations: int) -> bool:
+    """Whether PollTaskErrorsAlarm's value breaches its threshold for one period with these Lambda sums (the
+    same in every period it evaluates); metric math is arithmetic on the queries' ids, as CloudWatch does it."""
+    props = template.properties("PollTaskErrorsAlarm")
+    sums = {"Errors": errors, "Invocations": invocations}
+    if "MetricName" in props:
+        value = float(sums[props["MetricName"]])
+    else:
+        ids = {q["Id"]: sums[q["MetricStat"]["Metric"]["MetricName"]] for q in props["Metrics"] if "MetricStat" in q}
+        (expression,) = [q["Expression"] for q in props["Metrics"] if q.get("ReturnData")]
+        assert set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)) <= set(ids), expression
+        assert re.fullmatch(r"[A-Za-z0-9_.+\-*/() ]+", expression), expression
+        value = float(eval(expression, {"__builtins__": {}}, ids))  # ids, numbers and + - * / only
+    assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]  # every period evaluated must breach
+    return COMPARISONS[props["ComparisonOperator"]](value, float(props["Threshold"]))
+
+
+@pytest.mark.parametrize(("case", "errors", "invocations", "fires"), [
+    # one execution stuck failing in a quiet stack, at its longest back-off: PollTask and its two retries,
+    # then AfterTrouble, every 5 minutes
+    ("one execution stuck failing, quiet stack", 3, 4, True),
+    ("a single transient error", 1, 40, False),
+    # 10,000 tasks an hour, a few invocations each: a background of half a percent is noise
+    ("large fleet, background errors", 100, 20_000, False),
+    ("large fleet, failing broadly", 4_000, 20_000, True),
+])
+def test_the_function_errors_alarm_fires_on_a_failing_function_not_on_a_fleet_s_noise(
+        template, case, errors, invocations, fires):
+    assert poll_errors_alarm_breaches(template, errors, invocations) is fires, case
+
+
+# --- two stacks in one account and region ----------------------------------------------------
+
+#: one stack per DashScope account (docs/deploy.md), or staging and prod, in one AWS account and region
+TWO_STACKS = ("wan-relay-acct-a", "wan-relay-acct-b")
+
+#: a metric with its dimensions' values: what CloudWatch keeps apart (namespace, name, the full dimension set)
+Identity = tuple[str, str, frozenset[tuple[str, str]]]
+
+
+def watched_by(template: Template) -> set[Identity]:
+    """The stack's own metrics its dashboard graphs and its alarms watch."""
+    namespace = powertools_settings(template)["namespace"]
+    entries = [*graphed(dashboard_of(template)), *alarm_entries(template)]
+    return {(e[0], e[1], frozenset(series_of(e)[1].items())) for e in entries if e[0] == namespace}
+
+
+def emitted_by_the_stack_s_function(template: Template, monkeypatch: pytest.MonkeyPatch) -> set[Identity]:
+    """A start through the stack's poll function, imported afresh in the environment the template gives it
+    (Powertools reads its service and namespace there), in a new container: the EMF lines it prints."""
+    from aws_lambda_powertools.metrics.provider import cold_start
+    from moto import mock_aws
+    from wan_relay_local.lambda_bridge import load_handler
+
+    for name, value in template.function_environment().items():
+        monkeypatch.setenv(name, value)
+    cold_start.reset_cold_start_flag()
+    function_name = template.ref("PollTaskFunction")
+    context = type("Context", (), {
+        "function_name": function_name, "function_version": "$LATEST", "memory_limit_in_mb": 1024,
+        "invoked_function_arn": f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}",
+        "aws_request_id": "request-1", "get_remaining_time_in_millis": lambda self: 900_000,
+    })()
+    printed = io.StringIO()
+    with mock_aws(), contextlib.redirect_stdout(printed):
+        secret = boto3.client("secretsmanager").create_secret(Name=f"{template.stack_name}-key", SecretString=API_KEY)
+        monkeypatch.setenv("DASHSCOPE_API_KEY_SECRET", secret["ARN"])
+        handler = load_handler(ROOT / "functions" / "poll_task")
+        handler({"action": "start", "input": {"task_id": "two-stacks-task"}}, context)
+    return {(namespace, name, frozenset(seen["dimensions"].items()))
+            for (namespace, name, _), seen in emf_series(printed.getvalue()).items()}
+
+
+def test_two_stacks_in_one_account_watch_only_their_own_metrics(monkeypatch):
+    templates = {name: deployed_as(name) for name in TWO_STACKS}
+    watched = {name: watched_by(template) for name, template in templates.items()}
+    emitted = {name: emitted_by_the_stack_s_function(template, monkeypatch) for name, template in templates.items()}
+    first, second = TWO_STACKS
+    assert watched[first] and watched[second]
+    assert not watched[first] & watched[second], "two stacks' alarms or dashboards watch the same series"
+    for stack, other in (TWO_STACKS, TWO_STACKS[::-1]):
+        (service,) = {dict(dimensions)["service"] for _, _, dimensions in emitted[stack]}
+        assert service != dict(next(iter(emitted[other]))[2])["service"]
+        # every own series watched is under this stack's service; those a start emits, exactly as emitted
+        assert {dict(dimensions)["service"] for _, _, dimensions in watched[stack]} == {service}
+        names = {name for _, name, _ in emitted[stack]}
+        assert {"TasksStarted", "ColdStart"} <= names
+        assert {s for s in watched[stack] if s[1] in names} <= emitted[stack]
+        assert not watched[stack] & emitted[other]
 
 
 # --- the dashboard as CloudWatch takes it -----------------------------------------------------

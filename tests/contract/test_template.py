@@ -244,7 +244,9 @@ def test_every_log_group_has_a_retention_and_alarms_watch_failures(template: Tem
         if resource["Type"] == "AWS::Serverless::Function":
             name = json.dumps({"Fn::Sub": f"/aws/lambda/${{{logical_id}}}"})
             assert name in named and named[name] == resource.get("Condition"), logical_id
-    metrics = {r["Properties"]["MetricName"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    metrics = {a["MetricName"] for a in alarms if "MetricName" in a} | {
+        q["MetricStat"]["Metric"]["MetricName"] for a in alarms for q in a.get("Metrics", []) if "MetricStat" in q}
     assert {"ExecutionsFailed", "ExecutionsTimedOut", "Errors", "TasksTimedOut"} <= metrics
 
 

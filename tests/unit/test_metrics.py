@@ -49,3 +49,12 @@ def test_every_completion_status_has_its_own_metric():
 
 def test_metric_names_are_unique():
     assert len({m.name for m in metrics.ALL}) == len(metrics.ALL)
+
+
+def test_a_resume_reports_its_lead_or_its_lateness_each_never_negative():
+    # CloudWatch computes no percentiles for a metric that ever had a negative value
+    def resume_points(lead: float) -> dict[str, float]:
+        return {metric.name: value for metric, value in metrics.resume_slot_metrics(lead)}
+
+    assert resume_points(0.25) == {"ResumeSlotLead": 0.25, "ResumeSlotLateness": 0.0}
+    assert resume_points(-0.04) == {"ResumeSlotLead": 0.0, "ResumeSlotLateness": 0.04}

@@ -258,8 +258,23 @@ def test_a_resumed_workflow_reports_how_long_before_its_slot_it_was_ready(
     resume(parking, parked(parking, 1), "finished", slot_in=3.0)
     assert parking.finish(execution)["status"] == "SUCCEEDED"
 
-    lead = emitted_metrics(capsys.readouterr().out)["ResumeSlotLead"]
-    assert 1.0 < lead <= 3.0  # ready before its slot, by the lead less the resume's own way to the poll
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert 1.0 < emitted["ResumeSlotLead"] <= 3.0  # ready before its slot, by the lead less the resume's own way
+    assert emitted["ResumeSlotLateness"] == 0
+
+
+def test_a_resumed_workflow_late_for_its_slot_reports_how_late_never_a_negative_lead(
+    parking: Workflow, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # CloudWatch has no percentiles for a metric with any negative value: lateness is a metric of its own
+    parking.replay.script(IMAGE_TASK, succeeded_image(parking))
+    execution = parking.stack.start({"task_id": IMAGE_TASK, "kind": "image"})
+    resume(parking, parked(parking, 1), "finished", slot_in=-5.0)
+    assert parking.finish(execution)["status"] == "SUCCEEDED"
+
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert emitted["ResumeSlotLead"] == 0
+    assert 5.0 <= emitted["ResumeSlotLateness"] < 8.0
 
 
 # --- AWS refusing the fleet's calls past the SDK's retries ------------------------------------------

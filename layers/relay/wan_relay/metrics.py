@@ -44,8 +44,12 @@ QUERY_BUDGET_WAITS = Metric(
 PARKS = Metric("Parks", "Count", "workflows parked on their task token, waiting for the sweeper (Waiting=park)")
 RESUME_SLOT_LEAD = Metric(
     "ResumeSlotLead", "Seconds",
-    "how long before the slot the sweeper handed it a resumed workflow was ready to ask (negative: late; "
-    "more than half a budget interval late, the slot is given up)",
+    "how long before the slot the sweeper handed it a resumed workflow was ready to ask (0 when late)",
+)
+RESUME_SLOT_LATENESS = Metric(
+    "ResumeSlotLateness", "Seconds",
+    "how long after the slot the sweeper handed it a resumed workflow was ready to ask (0 when in time; more "
+    "than half a budget interval late, the slot is given up)",
 )
 MEDIA_BYTES = Metric("MediaBytes", "Bytes", "bytes of media stored in S3")
 MEDIA_RETRIES = Metric(
@@ -132,7 +136,7 @@ TASKS_COMPLETED: dict[str, Metric] = {
 
 ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
-    QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD,
+    QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD, RESUME_SLOT_LATENESS,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
     SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED, SWEEPER_HINTED,
     *TASK_FINISHED.values(),
@@ -152,6 +156,12 @@ def completion_metrics(detail: CompletionDetail) -> list[tuple[Metric, float]]:
     if timing.submitted_at is not None:
         points.append((END_TO_END_TIME, max(0.0, (decided - _instant(timing.submitted_at)).total_seconds())))
     return points
+
+
+def resume_slot_metrics(lead_seconds: float) -> list[tuple[Metric, float]]:
+    """A resumed workflow's readiness against its handed slot, as two metrics that are never negative
+    (CloudWatch has no percentiles for a metric with a negative value): the lead, and the lateness."""
+    return [(RESUME_SLOT_LEAD, max(0.0, lead_seconds)), (RESUME_SLOT_LATENESS, max(0.0, -lead_seconds))]
 
 
 def _instant(iso_utc: str) -> datetime:

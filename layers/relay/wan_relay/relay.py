@@ -36,7 +36,7 @@ from .errors import (
     TransientError,
     WanRelayError,
 )
-from .metrics import completion_metrics
+from .metrics import completion_metrics, resume_slot_metrics
 from .models import (
     CompletionDetail,
     CompletionStatus,
@@ -346,7 +346,8 @@ class Relay:
                                               park_heartbeat_seconds=None)
         reason = resume.reason if resume is not None and resume.Error is None else None
         if resume is not None and resume.get_at_us is not None:  # is the sweeper's lead long enough?
-            self._count("ResumeSlotLead", resume.get_at_us / MICROS - now.timestamp(), unit="Seconds")
+            for metric, value in resume_slot_metrics(resume.get_at_us / MICROS - now.timestamp()):
+                self._count(metric.name, value, metric.unit)
         if self.fleet is not None:
             try:  # the key read and a connection open before the slot, not after it
                 self.client.ready()
