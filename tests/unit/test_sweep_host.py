@@ -30,7 +30,7 @@ from wan_relay.budget import MICROS, Budget, DynamoDBBudget, max_in_any_window
 from wan_relay.dashscope import DashScopeClient
 from wan_relay.errors import ConfigurationError, OperatorError
 from wan_relay.fleet import Fleet
-from wan_relay.registry import HINT_KEPT_SECONDS, Hint, Hints, Parked, Registry
+from wan_relay.registry import HINT_KEPT_SECONDS, HINT_PARTITION_PREFIX, Hint, Hints, Parked, Registry
 from wan_relay.runtime import default_client, sweep_host_from_env
 from wan_relay.sweep_host import (
     BEAT_MARGIN_SECONDS,
@@ -51,6 +51,8 @@ from wan_relay.sweeper import (
     SWEEPER_STALE_SECONDS,
     WATCHDOG_SECONDS,
     ListQuery,
+    SweepConfig,
+    Sweeper,
 )
 from wan_relay_local.replay import ReplayDashScope
 
@@ -211,12 +213,12 @@ def account():
 
 def host_for(account: Account, world: World, sfn: StepFunctions, replay: ReplayDashScope | None = None,
              *, rate: int = 2, holder: str = "invocation-1", metrics: Any = None, key: Any = API_KEY,
-             client: Any = None) -> SweepHost:
+             client: Any = None, dynamodb: Any = None, sweeper: Sweeper | None = None) -> SweepHost:
     # without a replay, nothing listens: every list page fails at once (connection refused)
     answering = Answering(client or DashScopeClient(replay.base_url if replay else "http://127.0.0.1:9/api/v1", key))
-    host = SweepHost(dynamodb=account.dynamodb, stepfunctions=sfn, dashscope=answering,  # type: ignore[arg-type]
+    host = SweepHost(dynamodb=dynamodb or account.dynamodb, stepfunctions=sfn, dashscope=answering,  # type: ignore[arg-type]
                      idempotency_table=TABLE, parked_table=PARKED, account=ACCOUNT, budget=Budget(rate),
-                     holder=holder, clock=world, sleep=world.sleep, metrics=metrics)
+                     sweeper=sweeper, holder=holder, clock=world, sleep=world.sleep, metrics=metrics)
     answering.host = host
     world.dashscope = answering
     return host
@@ -997,6 +999,53 @@ def test_a_hint_taken_before_the_sweeper_started_or_before_the_park_is_not_lost(
     assert resumed["early"] <= EPOCH + 100 + TICK_SECONDS
     assert resumed["parks-late"] <= EPOCH + 104 + READ_EVERY_SECONDS + TICK_SECONDS
     assert summary["hinted"] == 2
+
+
+class SmallHintPages:
+    """moto's DynamoDB whose Queries of the hint partition answer pages of `page` items (as DynamoDB cuts
+    them at 1 MB), recording for each page asked for its order and how many hints the Sweeper kept then."""
+
+    def __init__(self, dynamodb: Any, page: int) -> None:
+        self._dynamodb, self._page = dynamodb, page
+        self.sweeper: Sweeper | None = None
+        self.pages: list[tuple[bool, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dynamodb, name)
+
+    def query(self, **query: Any) -> dict[str, Any]:
+        if query["ExpressionAttributeValues"][":account"]["S"].startswith(HINT_PARTITION_PREFIX):
+            assert self.sweeper is not None
+            self.pages.append((query.get("ScanIndexForward", True), self.sweeper.hints_kept))
+            query = {**query, "Limit": self._page}
+        return self._dynamodb.query(**query)
+
+
+def test_a_flood_of_hints_is_read_newest_first_a_page_at_a_time_and_no_more_than_the_sweeper_keeps(account):
+    """A leaked token's flood: ten times as many hints in the last hour as the Sweeper keeps, for tasks no
+    workflow waits for. The invocation's first read asks for them newest first, hands each page to the
+    Sweeper before asking for the next, and stops once it has read as many as the Sweeper keeps: it
+    never holds more than that and a page. The newest are kept, the oldest of them first to go: after a
+    new hint, workflows that park for the flood's tasks are resumed on the newest task's hint only."""
+    cap, page, now = 40, 15, EPOCH + 4000
+    world = World(now)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    flood = [f"flood-{i:03d}" for i in range(10 * cap)]  # oldest first
+    for i, task_id in enumerate(flood):
+        hints.put(Hint(task_id, "SUCCEEDED", now - HINT_KEPT_SECONDS + 5 + i * 8))
+    account.park("running", now - 10)  # keeps the invocation going
+    world.at(now + 0.5, lambda: hints.put(Hint("late", "SUCCEEDED", now + 0.5)))
+    parks_later = [flood[-1], flood[-cap], flood[-cap - 1], "late"]  # the newest, the oldest read, one not read
+    world.at(now + 2.5, lambda: [account.park(task_id, now + 2.5) for task_id in parks_later])
+    sfn = StepFunctions(world)
+    sweeper = Sweeper(SweepConfig(rate=2, max_hints_kept=cap))
+    dynamodb = SmallHintPages(account.dynamodb, page)
+    dynamodb.sweeper = sweeper
+    host_for(account, world, sfn, dynamodb=dynamodb, sweeper=sweeper).run(now + 5)
+    first_read = [kept for forward, kept in dynamodb.pages if not forward]
+    assert first_read == [0, page, 2 * page]  # newest first, a page handed over before the next is asked
+    assert all(kept <= cap for _, kept in dynamodb.pages) and sweeper.hints_kept <= cap
+    assert sorted(r["task_id"] for r in sfn.resumed) == [flood[-1], "late"]
 
 
 # --- dead tokens and failed resumes ---------------------------------------------------------------

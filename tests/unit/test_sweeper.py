@@ -604,6 +604,43 @@ def test_hints_for_tasks_that_never_park_are_let_go_after_an_hour_and_beyond_the
     assert [a for a in sweeper.plan(EPOCH + 3600 + 3, 10) if isinstance(a, Resume)] == [Resume("other-3", "finished")]
 
 
+def test_beyond_the_cap_the_oldest_hint_goes_first_and_a_task_hinted_again_counts_as_new():
+    sweeper = Sweeper(SweepConfig(rate=10, max_hints_kept=3))
+    for i in range(4):
+        sweeper.hint(f"t-{i}", EPOCH + i)  # t-0 goes
+    sweeper.hint("t-1", EPOCH + 5)  # hinted again: now the newest
+    sweeper.hint("t-4", EPOCH + 6)  # t-2 goes, not t-1
+    assert sweeper.hints_kept == 3
+    for i in range(5):
+        sweeper.park(f"t-{i}", "image", EPOCH + 7)
+    resumed = {a.task_id for a in sweeper.plan(EPOCH + 7, 10) if isinstance(a, Resume)}
+    assert resumed == {"t-1", "t-3", "t-4"}
+
+
+def test_hints_read_newest_first_are_kept_behind_the_newer_ones_until_the_store_is_full():
+    """A host's first read goes newest first: each hint is older than those before it, so it is kept
+    behind them (the first to go by age or by the cap), never over a newer hint of the same task, and
+    not at all once the store is full (it would be the first to go)."""
+    sweeper = Sweeper(SweepConfig(rate=10, hint_kept_seconds=3600, max_hints_kept=3))
+    sweeper.park("watched", "image", EPOCH)
+    sweeper.hint_earlier("new", EPOCH + 30)
+    assert sweeper.hint_earlier("watched", EPOCH + 25) is True  # a parked task's hint ends it, as `hint`
+    [resume] = sweeper.plan(EPOCH + 26, 10)
+    assert resume == Resume("watched", "finished")
+    sweeper.sent(resume, EPOCH + 26)
+    sweeper.hint_earlier("mid", EPOCH + 20)
+    sweeper.hint_earlier("new", EPOCH + 5)  # older than the one kept: ignored
+    sweeper.hint_earlier("old", EPOCH + 10)
+    sweeper.hint_earlier("older", EPOCH + 1)  # full: dropped
+    assert sweeper.hints_kept == 3
+    sweeper.hint("newest", EPOCH + 40)  # over the cap: "old" goes, the oldest kept
+    sweeper.plan(EPOCH + 3600 + 25, 10)  # an hour after "mid": gone by age, "new" (30) stays
+    for task_id in ("new", "mid", "old", "older", "newest"):
+        sweeper.park(task_id, "image", EPOCH + 3600 + 26)
+    resumed = {a.task_id for a in sweeper.plan(EPOCH + 3600 + 26, 10) if isinstance(a, Resume)}
+    assert resumed == {"new", "newest"}
+
+
 def test_a_wrong_hint_costs_one_resume_and_a_blind_park_that_the_same_hint_does_not_resume_again():
     """A forged (or early) hint resumes a running task's workflow: its GET finds it running and it parks
     again, blind; reading the same hint again (a new invocation reads the last hour's) resumes nothing,

@@ -143,9 +143,10 @@ class Hints:
             item["ended_at"] = {"N": repr(hint.ended_at)}
         self._client.put_item(TableName=self._table, Item=item)
 
-    def since(self, after_ms: int) -> Iterator[Hint]:
-        """The hints taken after `after_ms`, oldest first, every page."""
-        for item in _items_after(self._client, self._table, self._partition, after_ms):
+    def since(self, after_ms: int, *, newest_first: bool = False) -> Iterator[Hint]:
+        """The hints taken after `after_ms`, oldest first (or newest first), page by page: a page is asked
+        for only once the last one's hints are taken, so a reader that stops early reads no more."""
+        for item in _items_after(self._client, self._table, self._partition, after_ms, newest_first=newest_first):
             ended = item.get("ended_at", {}).get("N")
             yield Hint(
                 task_id=item["task_id"]["S"],
@@ -156,9 +157,10 @@ class Hints:
 
 
 def _items_after(client: Any, table: str, partition: str, after_ms: int | None, *,
-                 consistent: bool = True) -> Iterator[dict[str, Any]]:
-    """The items of `partition` whose sort key's time is after `after_ms` (all without it), oldest first,
-    every page of the Query (a page is at most 1 MB), strongly consistent unless told otherwise."""
+                 consistent: bool = True, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """The items of `partition` whose sort key's time is after `after_ms` (all without it), oldest first
+    unless told otherwise, every page of the Query (a page is at most 1 MB), strongly consistent unless
+    told otherwise."""
     values: dict[str, Any] = {":account": {"S": partition}}
     condition = "account = :account"
     if after_ms is not None:
@@ -170,6 +172,8 @@ def _items_after(client: Any, table: str, partition: str, after_ms: int | None, 
         "ExpressionAttributeValues": values,
         "ConsistentRead": consistent,
     }
+    if newest_first:
+        query["ScanIndexForward"] = False
     while True:
         answer = client.query(**query)
         yield from answer.get("Items", [])

@@ -28,6 +28,7 @@ the slot reserved `RESUME_LEAD_SECONDS` ahead: the resumed workflow's poll sends
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -444,18 +445,29 @@ class SweepHost:
     def _read_hints(self, now: float) -> None:
         """DashScope's task-finished notifications taken since the last read, each once; on the first read
         those of the last `HINT_KEPT_SECONDS` (a hint the last invocation had no park for, or had no slot
-        left to resume, is not lost with it). Read after the parks, so a hint finds its park."""
-        if self._hint_cursor_ms is None:
-            after = round((now - HINT_KEPT_SECONDS) * 1000)
+        left to resume, is not lost with it), newest first and no more than the Sweeper keeps: a flood (a
+        leaked token, up to the stage's 100 a second: 360,000 in the hour) costs at most that many items
+        read, a page at a time. Read after the parks, so a hint finds its park."""
+        first = self._hint_cursor_ms is None
+        if first:
+            hints = itertools.islice(self.hints.since(round((now - HINT_KEPT_SECONDS) * 1000), newest_first=True),
+                                     self.sweeper.config.max_hints_kept)
         else:
-            after = self._hint_cursor_ms - CURSOR_OVERLAP_MS
-        fresh = [hint for hint in self.hints.since(after) if hint.key not in self._hints_seen]
+            hints = self.hints.since(self._hint_cursor_ms - CURSOR_OVERLAP_MS)  # type: ignore[operator]
+        # the keys the next read's overlap may bring again: the older ones are not kept (a read that fails
+        # part way is read again from the same cursor, and hands the Sweeper its first hints twice: harmless)
+        horizon = (round(now * 1000) - CURSOR_OVERLAP_MS) / 1000 - 1
+        for hint in hints:
+            if hint.key in self._hints_seen:
+                continue
+            if hint.hinted_at >= horizon:
+                self._hints_seen[hint.key] = hint.hinted_at
+            if first:
+                self.sweeper.hint_earlier(hint.task_id, hint.hinted_at, ended_at=hint.ended_at)
+            else:
+                self.sweeper.hint(hint.task_id, hint.hinted_at, ended_at=hint.ended_at)
         self._hint_cursor_ms = round(now * 1000)
-        for hint in fresh:
-            self._hints_seen[hint.key] = hint.hinted_at
-            self.sweeper.hint(hint.task_id, hint.hinted_at, ended_at=hint.ended_at)
         self.counts.hinted = self.sweeper.hinted
-        horizon = (self._hint_cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
         self._hints_seen = {key: at for key, at in self._hints_seen.items() if at >= horizon}
 
     def _let_go(self, task_id: str) -> None:

@@ -441,8 +441,9 @@ class Sweeper:
         self._ends_found: dict[tuple[str, int], float] = {}
         #: the page size DashScope actually serves (it echoes it): the documentation gives no maximum
         self._page_size = self.config.page_size
-        #: hints for tasks not parked when they came, oldest first: task id -> (hinted at, its end)
-        self._hints: dict[str, tuple[float, float]] = {}
+        #: hints for tasks not parked when they came, oldest first: task id -> (hinted at, its end); an
+        #: OrderedDict, whose oldest goes in O(1) (a dict's first key is found past the slots deleted before it)
+        self._hints: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
         #: hints that ended a watched task, kept ones included
         self.hinted = 0
         #: how the last ends were learnt: True by a hint, False by the list
@@ -488,16 +489,33 @@ class Sweeper:
         end = ended_at if ended_at is not None else hinted_at
         watch = self._watches.get(task_id)
         if watch is None:
-            self._hints.pop(task_id, None)
             self._hints[task_id] = (hinted_at, end)
+            self._hints.move_to_end(task_id)
             while len(self._hints) > self.config.max_hints_kept:
-                del self._hints[next(iter(self._hints))]
+                self._hints.popitem(last=False)
             return False
         if watch.state == "ended" or (watch.blind and hinted_at < watch.parked_at):
             return False
         self._end(watch, end, hinted=True)
         self.hinted += 1
         return True
+
+    def hint_earlier(self, task_id: str, hinted_at: float, *, ended_at: float | None = None) -> bool:
+        """A hint older than every one given so far (a host reading the last hour's newest first): for a
+        watched task, as `hint`; for a task not parked, kept behind the others (the first to go), unless a
+        newer hint of the task is kept or the store is full (it would go first). Whether a watched task
+        was ended by it."""
+        if task_id in self._watches:
+            return self.hint(task_id, hinted_at, ended_at=ended_at)
+        if task_id not in self._hints and len(self._hints) < self.config.max_hints_kept:
+            self._hints[task_id] = (hinted_at, ended_at if ended_at is not None else hinted_at)
+            self._hints.move_to_end(task_id, last=False)
+        return False
+
+    @property
+    def hints_kept(self) -> int:
+        """How many hints of tasks not parked are kept (at most `max_hints_kept`)."""
+        return len(self._hints)
 
     def defer(self, task_id: str, until: float) -> None:
         """The host could not resume `task_id` (Step Functions refused): its resume is not offered again
@@ -589,7 +607,7 @@ class Sweeper:
         self._take_back_offers()
         self._listed.drop_below(int(now) - MAX_WINDOW_SECONDS)
         while self._hints and next(iter(self._hints.values()))[0] < now - self.config.hint_kept_seconds:
-            del self._hints[next(iter(self._hints))]
+            self._hints.popitem(last=False)
         actions: list[Action] = []
         if self._ended_count < self.config.rate * self.config.backlog_seconds:
             continuations = sorted(self._continuations.values(), key=lambda q: (q.first, q.page_no))
