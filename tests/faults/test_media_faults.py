@@ -280,6 +280,23 @@ def test_a_landed_object_is_kept_when_its_source_breaks_off_while_it_is_compared
     assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
 
 
+def test_a_landed_object_is_kept_when_its_source_is_too_slow_to_compare_within_the_poll(replay, account, relay):
+    """The comparison reads the source in one stream, where the first copy took ranges in parallel: a
+    source too slow for the poll's time now is one that cannot be read, not a reason to fail every poll
+    until the task's budget runs out with the right object in S3."""
+    body = PatternBody(4 * MiB, seed="landed")
+    media = Media(body, content_type="video/mp4")
+    video_task(replay, media)
+    first = completion(relay.handle({"task_id": TASK}))
+
+    media.fault, media.trickle_delay = "trickle", 0.2
+    relay.transfer_budget_seconds = 1.0
+    again = completion(relay.handle({"task_id": TASK}))
+
+    assert again["status"] == "SUCCEEDED" and again["media"] == first["media"]
+    assert account.versions() == {f"wan/{TASK}/0.mp4": 1}
+
+
 def test_an_object_of_another_length_at_the_key_is_replaced(replay, account, relay):
     video_task(replay, Media(PatternBody(10 * MiB, seed="other"), content_type="video/mp4"))
     account.s3.put_object(Bucket=BUCKET, Key=f"wan/{TASK}/0.mp4", Body=b"stale", Metadata={"task-id": TASK})

@@ -1048,6 +1048,42 @@ def test_a_flood_of_hints_is_read_newest_first_a_page_at_a_time_and_no_more_than
     assert sorted(r["task_id"] for r in sfn.resumed) == [flood[-1], "late"]
 
 
+class FailingSecondHintPage(SmallHintPages):
+    """Pages of `page` hints; the second hint page asked for fails (DynamoDB past botocore's retries)."""
+
+    def __init__(self, dynamodb: Any, page: int) -> None:
+        super().__init__(dynamodb, page)
+        self.asked = 0
+
+    def query(self, **query: Any) -> dict[str, Any]:
+        if query["ExpressionAttributeValues"][":account"]["S"].startswith(HINT_PARTITION_PREFIX):
+            self.asked += 1
+            if self.asked == 2:
+                raise ClientError(error("InternalServerError", "Internal server error"), "Query")
+        return super().query(**query)
+
+
+def test_a_first_hint_read_that_failed_part_way_is_read_again_and_its_newest_hints_go_last(account):
+    """The first read fails after a page; the next read is again a first read, and hints came in between.
+    Those are the newest: when the store is full, the oldest kept goes first, never one of them."""
+    cap, now = 4, EPOCH + 4000
+    world = World(now)
+    hints = Hints(account.dynamodb, PARKED, ACCOUNT)
+    for i in range(6):
+        hints.put(Hint(f"old-{i}", "SUCCEEDED", now - 600 + i * 10))
+    account.park("running", now - 10)  # keeps the invocation going
+    world.at(now + 0.5, lambda: [hints.put(Hint(f"new-{i}", "SUCCEEDED", now + 0.4 + i * 0.01)) for i in range(2)])
+    world.at(now + 2.5, lambda: hints.put(Hint("newest", "SUCCEEDED", now + 2.5)))  # the store is full: one goes
+    world.at(now + 3.5, lambda: account.park("new-0", now + 3.5))
+    sfn = StepFunctions(world)
+    sweeper = Sweeper(SweepConfig(rate=2, max_hints_kept=cap))
+    dynamodb = FailingSecondHintPage(account.dynamodb, 2)
+    dynamodb.sweeper = sweeper
+    host_for(account, world, sfn, dynamodb=dynamodb, sweeper=sweeper).run(now + 6)
+    assert [forward for forward, _ in dynamodb.pages][:3] == [False, False, False]  # a page, then a first read again
+    assert [r["task_id"] for r in sfn.resumed] == ["new-0"]  # its hint was kept: old-4 went instead
+
+
 # --- dead tokens and failed resumes ---------------------------------------------------------------
 
 

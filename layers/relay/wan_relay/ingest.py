@@ -429,15 +429,15 @@ class MediaStreamer:
         such an object, with the task's metadata and the right length, for this retry. So the source is
         read to its end and the two sha256s compared: the same, the object is kept (no second version);
         different, it is deleted and the item fails as `ChecksumMismatch`, its next try uploading anew. A
-        source that cannot be read to its end now is one that cannot be read: the object is kept as S3
-        holds it, as when the source cannot be opened (landed.landed_item); a poll out of time goes up."""
+        source that cannot be read to its end now (broken off, or too slow for the poll's time: this read
+        is one stream, where the first copy may have taken ranges in parallel, and every poll would start
+        it anew) is one that cannot be read: the object is kept as S3 holds it, as when the source cannot
+        be opened (landed.landed_item)."""
         with BodyEnd(response) as body_end:
             source = _VerifyingReader(response, expected, self.max_bytes, deadline, body_end)
             try:
                 source.drain()
-            except MediaTransferError as exc:
-                if exc.code == "TooSlow":
-                    raise
+            except MediaTransferError:
                 return landed
             except MediaRejected:
                 pass  # more than MAX_MEDIA_BYTES: not the object, which was within it

@@ -450,6 +450,9 @@ class SweepHost:
         read, a page at a time. Read after the parks, so a hint finds its park."""
         first = self._hint_cursor_ms is None
         if first:
+            # a first read that failed part way is read again whole: what it kept goes, or the hints that
+            # came since, the newest, would be put behind it (`hint_earlier`), the first to go
+            self.sweeper.drop_kept_hints()
             hints = itertools.islice(self.hints.since(round((now - HINT_KEPT_SECONDS) * 1000), newest_first=True),
                                      self.sweeper.config.max_hints_kept)
         else:

@@ -512,6 +512,10 @@ class Sweeper:
             self._hints.move_to_end(task_id, last=False)
         return False
 
+    def drop_kept_hints(self) -> None:
+        """Lets go of every hint kept for a task not parked (a host about to read them all again)."""
+        self._hints.clear()
+
     @property
     def hints_kept(self) -> int:
         """How many hints of tasks not parked are kept (at most `max_hints_kept`)."""
