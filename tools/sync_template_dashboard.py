@@ -1,5 +1,5 @@
 """Writes the operator dashboard's body into template.yaml (`OperationsDashboard.DashboardBody`), generated
-from the metrics the code emits (wan_relay.metrics), AWS's own metrics of the stack's function and state
+from the metrics the code emits (wan_relay.metrics), AWS's own metrics of the stack's functions and state
 machine, and every alarm the template declares. CloudFormation takes the body only as one JSON string.
 
 `python tools/sync_template_dashboard.py` rewrites the template; `--check` exits 1 when it is stale.
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 
 FUNCTION = "PollTaskFunction"
+SWEEPER_FUNCTION = "SweeperFunction"
 STATE_MACHINE = "PollTaskStateMachine"
 DASHBOARD = "OperationsDashboard"
 #: every graph is per minute
@@ -42,7 +43,7 @@ class Sources:
             logical_id for logical_id, resource in template["Resources"].items()
             if resource["Type"] == "AWS::CloudWatch::Alarm"
         )
-        for logical_id in (FUNCTION, STATE_MACHINE, DASHBOARD):
+        for logical_id in (FUNCTION, SWEEPER_FUNCTION, STATE_MACHINE, DASHBOARD):
             if logical_id not in template["Resources"]:
                 raise SystemExit(f"{TEMPLATE.name} has no {logical_id}")
 
@@ -56,8 +57,8 @@ class Sources:
         return ["AWS/States", name, "StateMachineArn", f"${{{STATE_MACHINE}}}", {"stat": stat, "label": label or name}]
 
     @staticmethod
-    def function(name: str, stat: str = "Sum", label: str | None = None) -> list[Any]:
-        return ["AWS/Lambda", name, "FunctionName", f"${{{FUNCTION}}}", {"stat": stat, "label": label or name}]
+    def function(name: str, stat: str = "Sum", label: str | None = None, *, of: str = FUNCTION) -> list[Any]:
+        return ["AWS/Lambda", name, "FunctionName", f"${{{of}}}", {"stat": stat, "label": label or name}]
 
 
 def sub_fragment(value: Any) -> str:
@@ -146,6 +147,7 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
             graph("Sweeper: list pages, 429s and resumes", [
                 s.own(metrics.SWEEPER_LIST_QUERIES, "Sum", "list pages (queries)"),
                 s.own(metrics.SWEEPER_THROTTLED, "Sum", "list pages throttled (HTTP 429)"),
+                s.own(metrics.SWEEPER_LIST_ERRORS, "Sum", "list pages failed (no useful answer)"),
                 s.own(metrics.SWEEPER_RESUMES, "Sum", "workflows resumed (each takes a query for its GET)"),
                 s.own(metrics.SWEEPER_HINTED, "Sum", "of which ended by a task-finished notification"),
             ], width=8, unit="count"),
@@ -168,6 +170,13 @@ def rows(s: Sources) -> list[list[dict[str, Any]]]:
                 s.own(metrics.TASK_FINISHED["rejected"], "Sum", "refused (4xx: token, method, body)"),
                 s.own(metrics.TASK_FINISHED["failed"], "Sum", "failed (5xx: delivered again)"),
             ], width=8, unit="requests"),
+            # a stopped sweeper shows as no starts: a disabled schedule, or throttled starts Lambda dropped
+            graph("Sweeper function: starts, errors, throttles, dropped starts", [
+                s.function("Invocations", label="started (once a minute)", of=SWEEPER_FUNCTION),
+                s.function("Errors", label="failed", of=SWEEPER_FUNCTION),
+                s.function("Throttles", label="throttled", of=SWEEPER_FUNCTION),
+                s.function("AsyncEventsDropped", label="dropped (not started)", of=SWEEPER_FUNCTION),
+            ], width=8, unit="invocations"),
         ],
         [{"type": "alarm", "width": GRID_WIDTH, "height": 2 + 2 * ((len(s.alarms) + 3) // 4), "properties": {
             "title": "Alarms", "sortBy": "stateUpdatedTimestamp",

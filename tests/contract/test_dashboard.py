@@ -31,18 +31,20 @@ from tests.contract.completed_samples import SCENARIOS
 ASL_FILE = ROOT / "statemachine" / "poll_task.asl.json"
 REQUIRED = {"DashScopeApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashscope-AbCdEf"}
 FUNCTION_NAME = "wan-relay-PollTaskFunction-XYZ"
+SWEEPER_FUNCTION_NAME = "wan-relay-SweeperFunction-XYZ"
 STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:PollTaskStateMachine-wan-relay-XYZ"
-#: the AWS metrics the dashboard may graph, by namespace: (dimension, the resource that names it, metrics).
+#: the AWS metrics the dashboard may graph, by namespace: (dimension, the resources that name it, metrics).
 #: Step Functions: docs.aws.amazon.com/step-functions/latest/dg/procedure-cw-metrics.html (execution
 #: metrics, dimension StateMachineArn); Lambda: docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html
-#: (FunctionName; ConcurrentExecutions is emitted for every function, read with Maximum)
+#: (FunctionName; ConcurrentExecutions is emitted for every function, read with Maximum; AsyncEventsDropped,
+#: of the asynchronous invocation metrics: events dropped unrun, past their maximum age or throttled)
 AWS_METRICS = {
-    "AWS/States": ("StateMachineArn", STATE_MACHINE_ARN, {
+    "AWS/States": ("StateMachineArn", {STATE_MACHINE_ARN}, {
         "ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsAborted",
         "ExecutionsTimedOut", "ExecutionTime",
     }),
-    "AWS/Lambda": ("FunctionName", FUNCTION_NAME, {
-        "Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions",
+    "AWS/Lambda": ("FunctionName", {FUNCTION_NAME, SWEEPER_FUNCTION_NAME}, {
+        "Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions", "AsyncEventsDropped",
     }),
 }
 #: the outcomes issue 12.7 asks an alarm for
@@ -309,16 +311,16 @@ def test_the_dashboard_names_the_stack_s_function_service_and_state_machine(dash
             if "function_name" in dimensions:  # Powertools' ColdStart: the Lambda context's function name
                 assert dimensions["function_name"] == FUNCTION_NAME
         else:
-            dimension, value, known = AWS_METRICS[namespace]
+            dimension, values, known = AWS_METRICS[namespace]
             assert name in known, f"{namespace} {name} is not a metric AWS documents"
-            assert dimensions == {dimension: value}, entry
+            assert set(dimensions) == {dimension} and dimensions[dimension] in values, entry
 
 
-def alarm_metrics(template: Template) -> Iterator[tuple[list[Any], str]]:
+def alarm_metrics(template: Template, only: str | None = None) -> Iterator[tuple[list[Any], str]]:
     """Each metric an alarm reads (its own, or each of its metric math's), in the dashboard's entry form with
-    dimensions resolved, and the statistic it reads."""
-    for resource in template.doc["Resources"].values():
-        if resource["Type"] != "AWS::CloudWatch::Alarm":
+    dimensions resolved, and the statistic it reads; of every alarm, or `only` that one."""
+    for logical_id, resource in template.doc["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm" or only not in (None, logical_id):
             continue
         props = resource["Properties"]
         read = [(props, props.get("Statistic") or props.get("ExtendedStatistic"))] if "MetricName" in props else [
@@ -347,26 +349,33 @@ def test_the_outcomes_an_operator_must_see_have_alarms_that_notify_the_alarm_top
         assert alarm["AlarmActions"] == notify
 
 
-# --- the function's error alarm ----------------------------------------------------------------
+# --- the alarms as CloudWatch evaluates them ----------------------------------------------------
 
-COMPARISONS = {"GreaterThanOrEqualToThreshold": float.__ge__, "GreaterThanThreshold": float.__gt__}
+COMPARISONS = {"GreaterThanOrEqualToThreshold": float.__ge__, "GreaterThanThreshold": float.__gt__,
+               "LessThanThreshold": float.__lt__, "LessThanOrEqualToThreshold": float.__le__}
 
 
-def poll_errors_alarm_breaches(template: Template, errors: int, invocations: int) -> bool:
-    """Whether PollTaskErrorsAlarm's value breaches its threshold for one period with these Lambda sums (the
-    same in every period it evaluates); metric math is arithmetic on the queries' ids, as CloudWatch does it."""
-    props = template.properties("PollTaskErrorsAlarm")
-    sums = {"Errors": errors, "Invocations": invocations}
+def alarm_breaches(template: Template, alarm: str, sums: dict[str, float | None]) -> bool:
+    """Whether an alarm's value breaches its threshold for one period with these sums by metric name (None: the
+    metric has no data point), the same in every period it evaluates. Metric math is evaluated as CloudWatch's
+    metric math does it: arithmetic, comparisons (0 or 1) and AND / OR on the queries' ids, a missing value
+    read as 0; with no data in any query there is no data point, and TreatMissingData decides."""
+    props = template.properties(alarm)
     if "MetricName" in props:
-        value = float(sums[props["MetricName"]])
+        value = sums[props["MetricName"]]
     else:
         ids = {q["Id"]: sums[q["MetricStat"]["Metric"]["MetricName"]] for q in props["Metrics"] if "MetricStat" in q}
         (expression,) = [q["Expression"] for q in props["Metrics"] if q.get("ReturnData")]
-        assert set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)) <= set(ids), expression
-        assert re.fullmatch(r"[A-Za-z0-9_.+\-*/() ]+", expression), expression
-        value = float(eval(expression, {"__builtins__": {}}, ids))  # ids, numbers and + - * / only
+        assert set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)) <= set(ids) | {"AND", "OR"}, expression
+        assert re.fullmatch(r"[A-Za-z0-9_.+\-*/()<>= ]+", expression), expression
+        python = re.sub(r"\bAND\b", "and", re.sub(r"\bOR\b", "or", expression))
+        values = {name: v or 0.0 for name, v in ids.items()}
+        # ids, numbers, + - * /, comparisons and and / or only
+        value = None if all(v is None for v in ids.values()) else float(eval(python, {"__builtins__": {}}, values))
     assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]  # every period evaluated must breach
-    return COMPARISONS[props["ComparisonOperator"]](value, float(props["Threshold"]))
+    if value is None:
+        return props["TreatMissingData"] == "breaching"
+    return COMPARISONS[props["ComparisonOperator"]](float(value), float(props["Threshold"]))
 
 
 @pytest.mark.parametrize(("case", "errors", "invocations", "fires"), [
@@ -380,7 +389,56 @@ def poll_errors_alarm_breaches(template: Template, errors: int, invocations: int
 ])
 def test_the_function_errors_alarm_fires_on_a_failing_function_not_on_a_fleet_s_noise(
         template, case, errors, invocations, fires):
-    assert poll_errors_alarm_breaches(template, errors, invocations) is fires, case
+    sums = {"Errors": errors, "Invocations": invocations}
+    assert alarm_breaches(template, "PollTaskErrorsAlarm", sums) is fires, case
+
+
+def test_the_schedule_starts_the_sweeper_every_minute_and_the_stopped_alarm_watches_those_starts(template):
+    # the stopped alarm reads "no start" as a stopped sweeper: true only while the schedule starts it every
+    # minute, idle or not, in every stack that has the sweeper (no condition on either)
+    sweeper = template.resource("SweeperFunction")
+    schedules = [e["Properties"] for e in sweeper["Properties"]["Events"].values() if e["Type"] == "Schedule"]
+    assert [s["Schedule"] for s in schedules] == ["rate(1 minute)"] and all(s.get("Enabled", True) for s in schedules)
+    assert "Condition" not in sweeper and "Condition" not in template.resource("SweeperStoppedAlarm")
+    props = template.properties("SweeperStoppedAlarm")
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/Lambda", "Invocations")
+    assert template.resolve(props["Dimensions"]) == [{"Name": "FunctionName", "Value": SWEEPER_FUNCTION_NAME}]
+
+
+@pytest.mark.parametrize(("case", "invocations", "fires"), [
+    # Lambda publishes no Invocations for a function nothing started: a disabled schedule, or starts
+    # throttled and dropped (throttled requests are not invocations)
+    ("schedule disabled, or every start throttled and dropped", None, True),
+    ("started every minute", 5, False),
+    ("started once in the period (a slow hand-over)", 1, False),
+])
+def test_the_sweeper_stopped_alarm_fires_when_nothing_starts_it(template, case, invocations, fires):
+    assert alarm_breaches(template, "SweeperStoppedAlarm", {"Invocations": invocations}) is fires, case
+
+
+#: the sums of one 5-minute period of the sweeper's own metrics (None: no invocation emitted any)
+@pytest.mark.parametrize(("case", "pages", "errors", "throttled", "fires"), [
+    ("every page unreadable or a 5xx", 60, 60, 0, True),
+    ("every page a 429 or an error", 60, 20, 40, True),
+    ("one page of sixty answered", 60, 59, 0, False),
+    ("a passing error", 60, 1, 0, False),
+    ("nothing parked: no page asked", 0, 0, 0, False),
+    ("no sweeper ran (SweeperStoppedAlarm)", None, None, None, False),
+])
+def test_the_sweeper_blind_alarm_fires_when_pages_are_asked_and_none_is_answered(
+        template, case, pages, errors, throttled, fires):
+    sums = {"SweeperListQueries": pages, "SweeperListErrors": errors, "SweeperThrottled": throttled}
+    assert alarm_breaches(template, "SweeperBlindAlarm", sums) is fires, case
+
+
+def test_the_sweeper_blind_alarm_reads_the_sweeper_s_own_series_of_this_stack(template, settings):
+    sweeper_series = {listed(m, settings["namespace"]) for m in metrics.ALL if m.source == "sweeper"}
+    read = [entry for entry, _ in alarm_metrics(template, "SweeperBlindAlarm")]
+    assert {series_of(entry)[0] for entry in read} == {
+        listed(m, settings["namespace"])
+        for m in (metrics.SWEEPER_LIST_QUERIES, metrics.SWEEPER_LIST_ERRORS, metrics.SWEEPER_THROTTLED)
+    } and {series_of(entry)[0] for entry in read} <= sweeper_series
+    assert all(series_of(entry)[1] == {"service": settings["service"]} for entry in read)
 
 
 # --- two stacks in one account and region ----------------------------------------------------

@@ -129,6 +129,24 @@ def test_a_throttled_poll_counts_in_a_metric(replay, account, make_relay):
     metrics.clear_metrics()
 
 
+
+@pytest.mark.parametrize("case", ["500", "invalid-json"])  # a TransientError, and a ProtocolError
+def test_a_poll_without_a_useful_answer_counts_in_poll_errors(replay, account, make_relay, case):
+    from aws_lambda_powertools import Metrics
+
+    replies = dict(zip(IDS, REPLIES, strict=True))
+    metrics = Metrics(namespace="WanRelayTest", service="wan-relay")
+    relay = make_relay()
+    relay.metrics = metrics
+    replay.script(TASK, replies[case][0])
+    try:
+        state = poll(relay)
+        recorded = metrics.serialize_metric_set()
+    finally:
+        metrics.clear_metrics()
+    assert state["troubles"] == 1 and state["done"] is False
+    assert recorded["PollErrors"] == [1.0] and recorded["Polls"] == [1.0]
+
 def test_a_slow_dashscope_times_out_as_a_transient_error(replay, account, relay):
     replay.script(TASK, Reply(sample("pending"), delay=1.5))
     relay.client = DashScopeClient(replay.base_url, API_KEY, timeout=(1.0, 0.3))

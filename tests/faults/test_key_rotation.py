@@ -150,6 +150,20 @@ def test_with_the_budget_spoken_for_the_get_is_not_asked_again_and_the_next_poll
     assert refused(replay) == 1 and len(asked(replay)) == 3
 
 
+
+def test_a_poll_that_waits_for_the_spoken_for_budget_counts_in_query_budget_waits(replay, account, secrets):
+    from aws_lambda_powertools import Metrics
+
+    relay, first, taken = spoken_for_at_the_rotation(replay, account, secrets)
+    relay.metrics = Metrics(namespace="WanRelayTest", service="wan-relay")
+    try:
+        second = relay.handle(first)
+        recorded = relay.metrics.serialize_metric_set()
+    finally:
+        relay.metrics.clear_metrics()
+    assert taken and second["status"] == "THROTTLED" and len(asked(replay)) == 2  # waited, unasked
+    assert recorded["QueryBudgetWaits"] == [1.0] and "Throttled" not in recorded
+
 def test_the_last_get_of_a_task_whose_budget_ran_out_is_asked_again_with_the_new_key_slot_or_not(
     replay, account, secrets
 ):

@@ -506,3 +506,18 @@ def test_a_json_token_secret_without_the_token_answers_500_and_the_log_says_why(
     assert "TASK_FINISHED_TOKEN_SECRET" in logged.detail and "JSON" in logged.detail
     assert TOKEN not in caplog.text and TOKEN[:20] not in caplog.text
     assert stored(dynamodb) == []
+
+
+def test_a_request_whose_token_secret_cannot_be_read_counts_in_task_finished_errors(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    printed = io.StringIO()
+    with receiver(dynamodb, monkeypatch, secret=None) as invoke, contextlib.redirect_stdout(printed):
+        answer = invoke(request(DOCUMENTED))
+
+    assert answer["statusCode"] == 500
+    emitted = [json.loads(line) for line in printed.getvalue().splitlines() if '"_aws"' in line]
+    counted = {name: record[name] for record in emitted for d in record["_aws"]["CloudWatchMetrics"]
+               for name in (m["Name"] for m in d["Metrics"])}
+    assert counted == {metric_names.TASK_FINISHED["failed"].name: [1.0]}
+    assert all(record["service"] == "wan-relay" for record in emitted)

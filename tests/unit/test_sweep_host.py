@@ -1417,3 +1417,149 @@ def test_a_resume_answered_after_its_workflow_parked_again_leaves_the_new_park_w
     host._settle()
     assert [p.token for p in account.parks() if p.task_id == "video-1"] == ["token-video-1-again"]
     assert host.sweeper.parked == 1 and host.counts.resumes == 1
+
+
+# --- each fault in the metrics, and the alarms that read them ---------------------------------------------
+
+
+@pytest.fixture
+def sweeper_metrics() -> Iterator[Any]:
+    """The sweeper function's metrics as the template configures them (namespace, service: the stack's name)."""
+    from aws_lambda_powertools import Metrics
+
+    from tests.contract.test_dashboard import deployed_as, powertools_settings
+
+    metrics = Metrics(**powertools_settings(deployed_as("wan-relay")))
+    yield metrics
+    metrics.clear_metrics()
+
+
+def flushed(metrics: Any) -> dict[Any, dict[str, Any]]:
+    """The EMF series an invocation's end prints (its one flush), by series."""
+    from tests.contract.test_dashboard import emf_series
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics.flush_metrics()
+    return emf_series(printed.getvalue())
+
+
+def values_of(series: dict[Any, dict[str, Any]]) -> dict[str, list[float]]:
+    return {name: seen["values"] for (_, name, _), seen in series.items()}
+
+
+def blind_alarm_fires(series: dict[Any, dict[str, Any]]) -> bool:
+    """SweeperBlindAlarm, evaluated as CloudWatch would on periods whose sums are these series' values, read by
+    the series the alarm names (namespace, metric, dimensions and their values, as emitted)."""
+    from tests.contract.test_dashboard import alarm_breaches, alarm_metrics, deployed_as
+
+    template = deployed_as("wan-relay")
+    emitted = {(namespace, name, frozenset(seen["dimensions"].items())): seen["values"]
+               for (namespace, name, _), seen in series.items()}
+    sums = {}
+    for entry, stat in alarm_metrics(template, "SweeperBlindAlarm"):
+        namespace, name, *dimensions = entry
+        assert stat == "Sum"
+        read = emitted.get((namespace, name, frozenset(zip(dimensions[::2], dimensions[1::2], strict=True))))
+        sums[name] = None if read is None else sum(read)
+    return alarm_breaches(template, "SweeperBlindAlarm", sums)
+
+
+@pytest.mark.parametrize("outage", ["throttled", "unreadable", "unreachable"])
+def test_a_blind_sweeper_emits_its_failed_pages_and_they_fire_the_blind_alarm(account, sweeper_metrics, outage):
+    """Every list page fails: the invocation returns normally (no Lambda error for SweeperErrorsAlarm), but its
+    failures are emitted, 429s as SweeperThrottled and the rest as SweeperListErrors, and those series fire
+    SweeperBlindAlarm."""
+    world = World(EPOCH + 400)
+    for i in range(20):
+        account.park(f"v-{i:02d}", EPOCH + i * 10, kind="video")
+    with failing_list(outage) as failing:
+        client = ListOutage(world, failing)
+        summary = host_for(account, world, StepFunctions(world), rate=19, client=client,
+                           metrics=sweeper_metrics).run(world.now + 60)
+    series = flushed(sweeper_metrics)
+    values = values_of(series)
+    assert summary["list_queries"] > 0 and all(failed for _, failed in client.asked)
+    assert values["SweeperListQueries"] == [summary["list_queries"]]
+    assert values["SweeperListErrors"] == [summary["list_errors"]]
+    assert values["SweeperThrottled"] == [summary["throttled"]]
+    assert summary["throttled" if outage == "throttled" else "list_errors"] == summary["list_queries"]
+    assert blind_alarm_fires(series)
+
+
+def test_a_seeing_sweeper_s_metrics_do_not_fire_the_blind_alarm(account, sweeper_metrics):
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        burst(replay, account, 3)
+        summary = host_for(account, world, StepFunctions(world, replay), replay, metrics=sweeper_metrics).run(
+            EPOCH + 70)
+    series = flushed(sweeper_metrics)
+    assert summary["list_queries"] > 0 and values_of(series)["SweeperListErrors"] == [0]
+    assert not blind_alarm_fires(series)
+
+
+def test_a_throttled_page_is_counted_in_sweeper_throttled(account, sweeper_metrics):
+    """As test_a_throttled_page_is_read_again_and_its_tasks_still_resumed: another caller takes the account's
+    quota for a while; the pages answered 429 are emitted as SweeperThrottled, not as list errors."""
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2, max_page_size=100) as replay:
+        burst(replay, account, 5)
+        replay.add_task("other", sample("running"), ends_after=10_000)
+        other_caller = DashScopeClient(replay.base_url, API_KEY)
+        for i in range(90):
+            world.at(EPOCH + 10 + i * 0.1, lambda: _quietly(lambda: other_caller.get_task("other")))
+        summary = host_for(account, world, StepFunctions(world, replay), replay, metrics=sweeper_metrics).run(
+            EPOCH + 80)
+    values = values_of(flushed(sweeper_metrics))
+    assert summary["throttled"] >= 1 and values["SweeperThrottled"] == [summary["throttled"]]
+    assert values["SweeperListErrors"] == [0] and values["SweeperResumes"] == [5]
+
+
+class DeadTokens(StepFunctions):
+    """Step Functions answering a token whose workflow went on (`dead`) with `code`: each of the errors
+    SendTaskSuccess and SendTaskHeartbeat document for it (the API reference)."""
+
+    def __init__(self, world: World, replay: ReplayDashScope | None = None, *, code: str) -> None:
+        super().__init__(world, replay)
+        self.code = code
+
+    def send_task_success(self, *, taskToken: str, output: str) -> dict:
+        if taskToken in self.dead:
+            raise self._error(self.code, "SendTaskSuccess")
+        return super().send_task_success(taskToken=taskToken, output=output)
+
+    def send_task_heartbeat(self, *, taskToken: str) -> dict:
+        if taskToken in self.dead:
+            raise self._error(self.code, "SendTaskHeartbeat")
+        return super().send_task_heartbeat(taskToken=taskToken)
+
+
+DEAD_TOKEN_ANSWERS = ["TaskTimedOut", "InvalidToken", "TaskDoesNotExist"]
+
+
+@pytest.mark.parametrize("code", DEAD_TOKEN_ANSWERS)
+def test_a_resume_answered_that_the_workflow_went_on_forgets_it_and_counts_it(account, sweeper_metrics, code):
+    world = World(EPOCH + 10)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
+        ids = burst(replay, account, 4)
+        sfn = DeadTokens(world, replay, code=code)
+        sfn.dead = {"token-t-00", "token-t-01"}  # their watchdogs fired: the tokens are closed
+        summary = host_for(account, world, sfn, replay, metrics=sweeper_metrics).run(EPOCH + 70)
+    assert sorted(r["task_id"] for r in sfn.resumed) == ids[2:] and account.parks() == []
+    assert summary["dead_tokens"] == 2 and summary["resumes"] == 2
+    values = values_of(flushed(sweeper_metrics))
+    assert values["SweeperDeadTokens"] == [2] and values["SweeperResumes"] == [2]
+
+
+@pytest.mark.parametrize("code", DEAD_TOKEN_ANSWERS)
+def test_a_heartbeat_answered_that_the_workflow_went_on_forgets_it_and_counts_it(account, sweeper_metrics, code):
+    world = World(EPOCH + 10)
+    sfn = DeadTokens(world, code=code)
+    account.park("gone", EPOCH, kind="video")  # older than YOUNG_PARK_SECONDS: an InvalidToken is taken as dead
+    account.park("alive", EPOCH, kind="video")
+    sfn.dead = {"token-gone"}
+    summary = host_for(account, world, sfn, metrics=sweeper_metrics).run(EPOCH + 100)
+    assert [task for _, task in sfn.beats] == ["alive"] and [p.task_id for p in account.parks()] == ["alive"]
+    assert summary["dead_tokens"] == 1 and summary["parked"] == 1
+    values = values_of(flushed(sweeper_metrics))
+    assert values["SweeperDeadTokens"] == [1] and values["SweeperParked"] == [1]

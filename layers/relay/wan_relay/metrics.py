@@ -85,6 +85,12 @@ SWEEPER_THROTTLED = Metric(
     "list pages DashScope answered with HTTP 429: the account's other callers take more than the budget leaves",
     source="sweeper",
 )
+SWEEPER_LIST_ERRORS = Metric(
+    "SweeperListErrors", "Count",
+    "list pages DashScope did not answer usefully, 429 aside (a 5xx or other 4xx, no answer, a shape the sweeper "
+    "cannot read): with every page failing the sweeper is blind and the parked workflows poll on their own",
+    source="sweeper",
+)
 SWEEPER_RESUMES = Metric(
     "SweeperResumes", "Count", "parked workflows the sweeper resumed (their task ended, or a probe)",
     source="sweeper",
@@ -138,7 +144,8 @@ ALL: tuple[Metric, ...] = (
     TASKS_STARTED, TASKS_ALREADY_CLAIMED, TASKS_BLOCKED_BY_STALE_CLAIM, POLLS, THROTTLED, POLL_ERRORS,
     QUERY_BUDGET_WAITS, PARKS, RESUME_SLOT_LEAD, RESUME_SLOT_LATENESS,
     MEDIA_BYTES, MEDIA_RETRIES, DETECTION_DELAY, END_TO_END_TIME, COLD_START, *TASKS_COMPLETED.values(),
-    SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS, SWEEPER_PARKED, SWEEPER_HINTED,
+    SWEEPER_LIST_QUERIES, SWEEPER_THROTTLED, SWEEPER_LIST_ERRORS, SWEEPER_RESUMES, SWEEPER_DEAD_TOKENS,
+    SWEEPER_PARKED, SWEEPER_HINTED,
     *TASK_FINISHED.values(),
 )
 

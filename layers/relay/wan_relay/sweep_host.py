@@ -678,6 +678,7 @@ class SweepHost:
         for metric, value in (
             (metric_names.SWEEPER_LIST_QUERIES, self.counts.list_queries),
             (metric_names.SWEEPER_THROTTLED, self.counts.throttled),
+            (metric_names.SWEEPER_LIST_ERRORS, self.counts.list_errors),
             (metric_names.SWEEPER_RESUMES, self.counts.resumes),
             (metric_names.SWEEPER_DEAD_TOKENS, self.counts.dead_tokens),
             (metric_names.SWEEPER_PARKED, self.sweeper.parked),
