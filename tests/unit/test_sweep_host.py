@@ -88,6 +88,11 @@ class World:
         with self._lock:
             heapq.heappush(self._events, (round(instant * MICROS), next(self._order), action))
 
+    def next_at(self) -> float | None:
+        """The instant of the next thing that happens, if any."""
+        with self._lock:
+            return self._events[0][0] / MICROS if self._events else None
+
     def sleep(self, seconds: float) -> None:
         if self.dashscope is not None:
             self.dashscope.settle()

@@ -134,13 +134,15 @@ def default_client(service: str) -> Any:
 SWEEPER_CALL_SECONDS = 12
 
 
-def sweeper_client(service: str) -> Any:
+def sweeper_client(service: str, *, connections: int = 10) -> Any:
     """A client for the sweeper's loop: short timeouts and two attempts, so that no call outlasts
-    SWEEPER_CALL_SECONDS (the loop offers again what did not go through)."""
+    SWEEPER_CALL_SECONDS (the loop offers again what did not go through); `connections` pooled, one for
+    each thread that calls it at once (botocore's default is 10)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
-    config = BotoConfig(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=4)
+    config = BotoConfig(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=4,
+                        max_pool_connections=connections)
     return boto3.client(service, config=config)
 
 
@@ -285,7 +287,7 @@ def sweep_host_from_env(*, holder: str, metrics: Any = None) -> SweepHost:
 def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) -> SweepHost:
     """The sweeper's host from a configuration (the embedded stack's, in local runs and tests)."""
     from .budget import Budget
-    from .sweep_host import SweepHost
+    from .sweep_host import STEP_FUNCTIONS_CONNECTIONS, SweepHost
     from .sweeper import SweepConfig, Sweeper
 
     if not (config.idempotency_table and config.parked_table):
@@ -294,7 +296,7 @@ def sweep_host_from_config(config: Config, *, holder: str, metrics: Any = None) 
     api_key.current()  # a secret that cannot be read fails the invocation by name, before the lease
     return SweepHost(
         dynamodb=sweeper_client("dynamodb"),
-        stepfunctions=sweeper_client("stepfunctions"),
+        stepfunctions=sweeper_client("stepfunctions", connections=STEP_FUNCTIONS_CONNECTIONS),
         dashscope=DashScopeClient(config.base_url, api_key),
         idempotency_table=config.idempotency_table,
         parked_table=config.parked_table,

@@ -86,15 +86,26 @@ YOUNG_PARK_SECONDS = 5.0
 #: arrivals). Eight answers of up to 0.8 s keep up with ten pages a second (half a budget of 19), within
 #: the 10 connections requests pools per host
 LIST_THREADS = 8
-#: SendTaskSuccess and SendTaskHeartbeat calls at once (within botocore's 10 pooled connections), and
-#: heartbeats queued at most: resumes wait behind no more than a few of them
+#: SendTaskSuccess calls at once (the resumes; heartbeats have threads of their own, so a resume never
+#: waits behind them)
 AWS_THREADS = 8
-HEARTBEATS_IN_FLIGHT = 16
 #: heartbeats sent a second at most (in bursts of at most HEARTBEAT_BURST), topped up as they are
 #: answered: under Step Functions' SendTaskHeartbeat refill (300 a second in most regions, 500 in the
 #: largest, from a bucket of 1,500 / 3,000); a minute's spread of 10,000 parks asks about 180 a second
 HEARTBEATS_PER_SECOND = 250
 HEARTBEAT_BURST = 50
+#: the SendTaskHeartbeat round trip the heartbeat threads are sized for. A thread sends one beat at a time,
+#: so the beats go at most HEARTBEAT_THREADS / round trip a second: eight threads kept up with 10,000
+#: parks only while Step Functions answered within 44 ms (found in review). Within this bound the beats
+#: reach HEARTBEATS_PER_SECOND; a slower Step Functions lowers the rate in proportion
+HEARTBEAT_ROUND_TRIP_SECONDS = 0.2
+#: heartbeats in flight at once, each on a thread of its own (sent when due, never queued behind others):
+#: the rate times the round trip
+HEARTBEAT_THREADS = math.ceil(HEARTBEATS_PER_SECOND * HEARTBEAT_ROUND_TRIP_SECONDS)
+#: the Step Functions client's pooled connections: one for each thread that calls it (botocore keeps 10
+#: by default, and a call past the pool opens a connection of its own, closed after it: a TLS handshake
+#: each time)
+STEP_FUNCTIONS_CONNECTIONS = AWS_THREADS + HEARTBEAT_THREADS
 #: a resume Step Functions refused (not for a dead token: AccessDenied, a 5xx, throttling past botocore's
 #: retries) is not given a slot of the budget again for this long, doubled at each refusal up to the cap:
 #: a refusal that lasts does not spend the slots the workflows' own polls need
@@ -308,9 +319,10 @@ class SweepHost:
             logger.info("another sweeper holds the account's lease")
             return {"lease": False, "parked": 0, **asdict(self.counts)}
         lists, aws = ThreadPoolExecutor(LIST_THREADS, "sweep-list"), ThreadPoolExecutor(AWS_THREADS, "sweep-aws")
-        with lists, aws:
+        beats = ThreadPoolExecutor(HEARTBEAT_THREADS, "sweep-beat")
+        with lists, aws, beats:
             try:
-                self._loop(until, lists, aws)
+                self._loop(until, lists, aws, beats)
             finally:
                 # released first: a start waiting for it (LEASE_WAIT_SECONDS) must not wait for this run's
                 # calls in flight (a list page may take its 10 s); their answers only settle this run's
@@ -359,7 +371,8 @@ class SweepHost:
     def _idle(self) -> bool:
         return not (self.sweeper.parked or self._lists or self._beats or self._resuming)
 
-    def _loop(self, until: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor) -> None:
+    def _loop(self, until: float, lists: ThreadPoolExecutor, aws: ThreadPoolExecutor,
+              beats: ThreadPoolExecutor) -> None:
         next_read = next_renew = self._clock()
         busy_at = next_read - IDLE_EXIT_SECONDS  # a first read that finds nothing ends the invocation
         while (now := self._clock()) < until and not self._stopping:
@@ -386,7 +399,7 @@ class SweepHost:
                     return
             except (ClientError, BotoCoreError) as exc:  # DynamoDB still failing after botocore's retries
                 logger.warning("a sweep failed; trying again", extra={"code": error_code(exc) or type(exc).__name__})
-            self._beat_until(now + TICK_SECONDS, aws)
+            self._beat_until(now + TICK_SECONDS, beats)
 
     def _renew(self) -> bool | None:
         """True if renewed, False if it could not be (tried again at the next tick: the lease lasts
@@ -594,27 +607,27 @@ class SweepHost:
                 logger.info("the task list is answered again: the parks are heartbeaten")
         return blind
 
-    def _heartbeat(self, aws: ThreadPoolExecutor) -> None:
-        """Send the heartbeats due, as many as HEARTBEATS_IN_FLIGHT and HEARTBEATS_PER_SECOND allow; none
-        while blind (they stay due, and go when a page is answered)."""
+    def _heartbeat(self, beats: ThreadPoolExecutor) -> None:
+        """Send the heartbeats due, as many as there are free HEARTBEAT_THREADS and HEARTBEATS_PER_SECOND
+        allows; none while blind (they stay due, and go when a page is answered)."""
         now = self._clock()
         if self.blind(now):
             return
         elapsed = max(0.0, now - self._beat_allowance_at)
         self._beat_allowance = min(float(HEARTBEAT_BURST), self._beat_allowance + elapsed * HEARTBEATS_PER_SECOND)
         self._beat_allowance_at = now
-        room = min(int(self._beat_allowance), HEARTBEATS_IN_FLIGHT - len(self._beats))
+        room = min(int(self._beat_allowance), HEARTBEAT_THREADS - len(self._beats))
         due = self.sweeper.heartbeats(now, max(0, room))
         self._beat_allowance -= len(due)
         for task_id in due:
             parked = self._parks[task_id]
-            self._beats[aws.submit(self._sfn.send_task_heartbeat, taskToken=parked.token)] = parked
+            self._beats[beats.submit(self._sfn.send_task_heartbeat, taskToken=parked.token)] = parked
 
-    def _beat_until(self, instant: float, aws: ThreadPoolExecutor) -> None:
-        """Until the next tick, send the heartbeats due, more as those in flight are answered (sixteen a
-        tick would be 80 a second: at most 4,400 parks in a minute's spread)."""
+    def _beat_until(self, instant: float, beats: ThreadPoolExecutor) -> None:
+        """Until the next tick, send the heartbeats due, more as those in flight are answered (a batch a
+        tick would be too few: sixteen a tick are 80 a second, at most 4,400 parks in a minute's spread)."""
         while True:
-            self._heartbeat(aws)
+            self._heartbeat(beats)
             if not self._beats or (ahead := instant - self._clock()) <= 0:
                 break
             wait(self._beats, timeout=ahead, return_when=FIRST_COMPLETED)
