@@ -289,7 +289,7 @@ def payload_sizes(events: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
 
 
 def test_a_task_with_everything_at_its_cap_keeps_every_state_within_256_kib(
-    workflow: Workflow, sleeps: Sleeps
+    workflow: Workflow, sleeps: Sleeps, parameters_limit: None
 ) -> None:
     task_id = LONGEST_VALID_TASK_ID
     workflow.replay.script(task_id, unfinished("running", task_id), failed_answer(task_id, "p", 190_000))
@@ -351,16 +351,17 @@ def scheduled_parameters(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in events if e["type"] == "TaskScheduled"]
 
 
-@pytest.mark.parametrize(("loop_input", "dies"), [
-    pytest.param(raw_context(140_000), {"attempts": {1, 2, 3}}, id="failed-first-poll"),
-    pytest.param(raw_context(INPUT_CEILING_BYTES), {}, id="input-at-the-ceiling"),
+@pytest.mark.parametrize(("loop_input", "dies", "through"), [
+    pytest.param(raw_context(140_000), {"attempts": {1, 2, 3}}, "AfterTrouble", id="failed-first-poll"),
+    pytest.param(raw_context(INPUT_CEILING_BYTES), {}, "PollTask", id="input-at-the-ceiling"),
     # the check's first visit and retries (7 calls), then CheckInputAgain's (7, its Catch keeping the
     # error beside the held input), then a check that runs
     pytest.param(raw_context(INPUT_CEILING_BYTES), {"attempts": set(range(1, 15)), "action": "start"},
-                 id="input-at-the-ceiling-checked-after-an-outage"),
+                 "CountInputOutage", id="input-at-the-ceiling-checked-after-an-outage"),
 ])
 def test_a_large_context_keeps_every_state_within_256_kib(
-    workflow: Workflow, sleeps: Sleeps, parameters_limit: None, loop_input: dict[str, Any], dies: dict[str, Any]
+    workflow: Workflow, sleeps: Sleeps, parameters_limit: None, loop_input: dict[str, Any], dies: dict[str, Any],
+    through: str,
 ) -> None:
     """A context over its cap is carried as a marker; an input up to the ceiling never fails the execution
     with States.DataLimitExceeded (no event, the lock kept): not at CheckInput's wrapper, not on a
@@ -373,6 +374,7 @@ def test_a_large_context_keeps_every_state_within_256_kib(
     execution = workflow.run(loop_input)
 
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert through in workflow.visited(execution["executionArn"])
     assert only_event(workflow)["context"]["_truncated"] is True
     events = history(workflow, execution["executionArn"])
     too_large = {where: size for where, size in payload_sizes(events) if size > STATE_PAYLOAD_BYTES}
