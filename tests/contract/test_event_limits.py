@@ -206,6 +206,47 @@ def test_the_hosts_content_type_parameters_reach_neither_the_object_nor_the_even
     assert account.s3.head_object(Bucket=BUCKET, Key=media["key"])["ContentType"] == "video/mp4"
 
 
+def image_served_as(replay, header: str) -> str:
+    """The one-image task, its image (a `.png` URL) served with `header` as its Content-Type."""
+    answer = sample("wan2.6-t2i_succeeded")
+    [image] = answer["output"]["choices"][0]["message"]["content"]
+    path = image["image"].split("aliyuncs.com", 1)[1].split("?", 1)[0]
+    answer = replay.rehost(answer, media={path: Media(PatternBody(64 * 1024), content_type=header)})
+    replay.script(answer["output"]["task_id"], answer)
+    return answer["output"]["task_id"]
+
+
+@pytest.mark.parametrize(("header", "stored_as", "extension"), [
+    ("image/x_png", "image/x_png", "png"),  # RFC 6838 allows `_`; no plain extension: the URL's
+    ("image/svg+xml", "image/svg+xml", "svg-xml"),
+    ("image/" + "p" * RFC6838_NAME_CHARS, "image/" + "p" * RFC6838_NAME_CHARS, "png"),
+    # no media type at all: read as application/octet-stream, the type from the URL
+    ("image/" + "p" * (RFC6838_NAME_CHARS + 1), "image/png", "png"),
+    ("garbage", "image/png", "png"),
+    ("image png", "image/png", "png"),
+], ids=["underscore", "plus", "127-character-subtype", "128-character-subtype", "garbage", "a-space"])
+def test_an_odd_or_invalid_content_type_still_stores_the_image(replay, account, relay, header, stored_as, extension):
+    task_id = image_served_as(replay, header)
+
+    detail = completion(relay.handle({"task_id": task_id}))
+
+    assert detail["status"] == "SUCCEEDED"
+    [media] = detail["media"]
+    assert media["content_type"] == stored_as and media["key"] == f"wan/{task_id}/0.{extension}"
+    assert account.s3.head_object(Bucket=BUCKET, Key=media["key"])["ContentType"] == stored_as
+
+
+@pytest.mark.parametrize("header", ["text/html; charset=utf-8", "application/json", "text/plain"])
+def test_a_content_type_that_is_not_an_image_or_video_fails_the_item(replay, account, relay, header):
+    task_id = image_served_as(replay, header)
+
+    detail = completion(relay.handle({"task_id": task_id}))
+
+    assert detail["status"] == "MEDIA_UNAVAILABLE" and detail["media"] == []
+    assert detail["failures"][0]["code"] == "UnexpectedContentType"
+    assert account.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) == []
+
+
 @pytest.mark.parametrize("how", ["read back for the item", "read back for the task"])
 def test_an_object_stored_with_parameters_in_its_content_type_is_announced_with_its_media_type(
     replay, account, relay, how

@@ -89,6 +89,16 @@ def test_an_unrecognised_status_is_not_terminal():
     assert task.status == "QUEUED_FOR_REVIEW" and not task.terminal
 
 
+def test_a_task_status_over_64_characters_is_a_protocol_error():
+    """The status travels in the loop state between polls: a known one is short. Spaces around it do not count."""
+    answer = sample("running")
+    answer["output"]["task_status"] = " " + "Q" * 64 + " "
+    assert normalize(answer).status == "Q" * 64
+    answer["output"]["task_status"] = "Q" * 65
+    with pytest.raises(ProtocolError, match="task_status is over 64 characters"):
+        normalize(answer)
+
+
 @pytest.mark.parametrize("answer", [
     [], "SUCCEEDED", {"request_id": "x"}, {"output": []}, {"output": {"task_id": "t"}},
     {"output": {"task_id": "t", "task_status": 3}},

@@ -14,7 +14,19 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+    StateTaskService,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from wan_relay import policy
 from wan_relay_local.replay import Reply
 from wan_relay_local.stack import execution_name
@@ -260,8 +272,9 @@ def test_a_one_second_interval_uses_its_whole_budget_within_the_poll_cap(
 
 
 def payload_sizes(events: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
-    """Every state input and output, task parameters and task result in a history, as UTF-8 bytes;
-    a Lambda task's result in the envelope AWS gives it (moto records the payload alone)."""
+    """Every state input and output, task parameters and task result in a history, as UTF-8 bytes,
+    keyed by the event's id (a TaskScheduled event names no state: a key without the id would keep only
+    the last of them); a Lambda task's result in the envelope AWS gives it (moto records the payload alone)."""
     for event in events:
         for name, details in event.items():
             if not name.endswith("EventDetails"):
@@ -272,11 +285,11 @@ def payload_sizes(events: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
                 value = json.loads(details[field])
                 if event["type"] == "TaskSucceeded" and details.get("resourceType") == "lambda":
                     value = lambda_invoke_result(value["Payload"])
-                yield f"{event['type']} {details.get('name', '')} {field}", json_bytes(value)
+                yield f"#{event['id']} {event['type']} {details.get('name', '')} {field}", json_bytes(value)
 
 
 def test_a_task_with_everything_at_its_cap_keeps_every_state_within_256_kib(
-    workflow: Workflow, sleeps: Sleeps
+    workflow: Workflow, sleeps: Sleeps, parameters_limit: None
 ) -> None:
     task_id = LONGEST_VALID_TASK_ID
     workflow.replay.script(task_id, unfinished("running", task_id), failed_answer(task_id, "p", 190_000))
@@ -292,35 +305,102 @@ def test_a_task_with_everything_at_its_cap_keeps_every_state_within_256_kib(
     assert sizes[largest] > 180 * 1024
 
 
+#: the largest input the workflow promises to relay, 254 KiB of JSON. CheckInput hands the input to the
+#: function wrapped (`{"FunctionName", "Payload": {"action", "input", "defaults", "started_at"}}`) and Step
+#: Functions takes at most 256 KiB of a task's parameters (TaskScheduledEventDetails.parameters, 262,144
+#: bytes); the 2 KiB left hold the wrapper at its longest, and the error an outage of the check keeps
+#: beside the held input (CheckInputAgain's Catch)
+INPUT_CEILING_BYTES = 254 * 1024
+#: the longest ARN a function of the stack can have: the longest partition and region names, and a
+#: function name at Lambda's 64 characters (CloudFormation names it after the stack, cut to fit)
+LONGEST_FUNCTION_ARN = "arn:aws-us-gov:lambda:ap-southeast-7:123456789012:function:" + "f" * 64
+
+
+@pytest.fixture
+def parameters_limit() -> Iterator[None]:
+    """What AWS does and moto does not: a task whose parameters (the state's input after Parameters
+    processing) are over 256 KiB is not scheduled; the state fails with States.DataLimitExceeded (Step
+    Functions developer guide, *Error names*). Measured as `json_bytes` does, never below AWS's count."""
+    schedule = StateTaskService._before_eval_execution
+
+    def checked(self: StateTaskService, env: Any, resource_runtime_part: Any, raw_parameters: dict[str, Any],
+                state_credentials: Any) -> None:
+        if json_bytes(json.loads(to_json_str(raw_parameters))) > STATE_PAYLOAD_BYTES:  # as the history records them
+            error = StatesErrorNameType.StatesStatesDataLimitExceeded
+            raise FailureEventException(FailureEvent(
+                env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                    error=error.to_name(), cause=f"The state '{self.name}' has parameters over the size limit.",
+                    resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(),
+                )),
+            ))
+        schedule(self, env, resource_runtime_part, raw_parameters, state_credentials)
+
+    with mock.patch.object(StateTaskService, "_before_eval_execution", checked):
+        yield
+
+
 def raw_context(total_bytes: int) -> dict[str, Any]:
-    """A loop input of about `total_bytes`, nearly all of it context: under StartExecution's limit."""
-    return {"task_id": IMAGE_TASK, "context": {"blob": "z" * (total_bytes - 80)}}
+    """A loop input of about `total_bytes` (never more), nearly all of it context."""
+    loop_input = {"task_id": IMAGE_TASK, "context": {"blob": "z" * (total_bytes - 80)}}
+    assert total_bytes - 80 < json_bytes(loop_input) <= total_bytes
+    return loop_input
 
 
-@pytest.mark.parametrize(("loop_input", "first_poll_fails"), [
-    pytest.param(raw_context(140_000), True, id="failed-first-poll"),
-    pytest.param(raw_context(STATE_PAYLOAD_BYTES), False, id="input-at-the-limit"),
+def scheduled_parameters(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in events if e["type"] == "TaskScheduled"]
+
+
+@pytest.mark.parametrize(("loop_input", "dies", "through"), [
+    pytest.param(raw_context(140_000), {"attempts": {1, 2, 3}}, "AfterTrouble", id="failed-first-poll"),
+    pytest.param(raw_context(INPUT_CEILING_BYTES), {}, "PollTask", id="input-at-the-ceiling"),
+    # the check's first visit and retries (7 calls), then CheckInputAgain's (7, its Catch keeping the
+    # error beside the held input), then a check that runs
+    pytest.param(raw_context(INPUT_CEILING_BYTES), {"attempts": set(range(1, 15)), "action": "start"},
+                 "CountInputOutage", id="input-at-the-ceiling-checked-after-an-outage"),
 ])
 def test_a_large_context_keeps_every_state_within_256_kib(
-    workflow: Workflow, sleeps: Sleeps, loop_input: dict[str, Any], first_poll_fails: bool
+    workflow: Workflow, sleeps: Sleeps, parameters_limit: None, loop_input: dict[str, Any], dies: dict[str, Any],
+    through: str,
 ) -> None:
-    """A context over its cap is carried as a marker; the input itself, up to what StartExecution
-    takes, never fails the execution with States.DataLimitExceeded (no event, the lock kept)."""
-    assert json_bytes(loop_input) <= STATE_PAYLOAD_BYTES  # StartExecution takes it
+    """A context over its cap is carried as a marker; an input up to the ceiling never fails the execution
+    with States.DataLimitExceeded (no event, the lock kept): not at CheckInput's wrapper, not on a
+    failed poll, not while an outage holds it."""
     workflow.replay.script(IMAGE_TASK, workflow.replay.rehost(sample("wan2.6-t2i_succeeded")))
-    if first_poll_fails:  # past its retries: the Catch hands the state to AfterTrouble
-        # the try and both retries of the first poll: the Catch hands the state to AfterTrouble
+    if dies:  # past the retries: the Catch hands the state on (AfterTrouble, or HoldInput and the wait)
         workflow.lambdas.wrap(workflow.stack.function_name,
-                              polls_that_die("Sandbox.Timedout", "Task timed out after 900.00 seconds",
-                                             attempts={1, 2, 3}))
+                              polls_that_die("Sandbox.Timedout", "Task timed out after 900.00 seconds", **dies))
 
     execution = workflow.run(loop_input)
 
-    if execution["status"] == "FAILED" and execution.get("error") == "InvalidInput":
-        assert lock_items(workflow) == []  # refused before anything was written: acceptable at the very limit
-        return
-    assert execution["status"] == "SUCCEEDED", execution.get("cause")  # moto fails States.DataLimitExceeded too
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert through in workflow.visited(execution["executionArn"])
     assert only_event(workflow)["context"]["_truncated"] is True
-    sizes = dict(payload_sizes(history(workflow, execution["executionArn"])))
-    too_large = {where: size for where, size in sizes.items() if size > STATE_PAYLOAD_BYTES}
+    events = history(workflow, execution["executionArn"])
+    too_large = {where: size for where, size in payload_sizes(events) if size > STATE_PAYLOAD_BYTES}
     assert too_large == {}
+    # and in a deployment, whose function's ARN, defaults and start time may be longer than here
+    check = scheduled_parameters(events)[0]
+    assert check["Payload"]["input"] == loop_input
+    longest = {"FunctionName": LONGEST_FUNCTION_ARN, "Payload": {
+        **check["Payload"], "started_at": "2026-12-09T09:18:18.123Z",
+        "defaults": {"timeout_seconds": 86_400, "poll_interval_seconds": 3_600},  # the template's maxima
+    }}
+    assert json_bytes(longest) <= STATE_PAYLOAD_BYTES
+
+
+def test_an_input_too_large_to_check_fails_as_invalid_input_and_takes_no_lock(
+    workflow: Workflow, sleeps: Sleeps, parameters_limit: None
+) -> None:
+    """An input StartExecution takes (up to 256 KiB) that CheckInput's wrapper pushes over the limit of a
+    task's parameters: States.DataLimitExceeded, which CheckInput catches by name (States.ALL would not)
+    and refuses as an invalid input is, before the function runs: no lock, so a smaller start is relayed."""
+    loop_input = raw_context(STATE_PAYLOAD_BYTES)
+
+    execution = workflow.run(loop_input)
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidInput" and "too large" in execution["cause"]
+    assert workflow.lambdas.invocations == []
+    assert lock_items(workflow) == []
+    assert workflow.replay.requests == []

@@ -58,6 +58,8 @@ EXTENSIONS = {
 }
 _GENERIC_TYPES = {"application/octet-stream", "binary/octet-stream", ""}
 _DEFAULT_EXTENSION = {"image": "png", "video": "mp4"}
+#: an extension made of a media subtype (`image/svg+xml`: `svg-xml`): short, and plain in an S3 key
+_PLAIN_EXTENSION = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 class UrlAllowlist:
@@ -117,18 +119,23 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def extension_for(content_type: str, url: str, kind: str) -> str | None:
-    """File extension from the content type; None when the type is not media."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
+def extension_for(media_type: str, url: str, kind: str) -> str | None:
+    """The object's file extension for a media type (`type/subtype` as `models.media_type` reduces a
+    header to); None when the type is not an image or a video. A generic type (application/octet-stream,
+    which is also what a header that is no media type reduces to), or an image or video type whose
+    subtype makes no plain extension (`image/x_png`), takes the URL's extension when it is a known one,
+    else the kind's."""
     if media_type in EXTENSIONS:
         return EXTENSIONS[media_type]
-    if media_type in _GENERIC_TYPES:
-        suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
-        known = set(EXTENSIONS.values())
-        return suffix if suffix in known else _DEFAULT_EXTENSION[kind]
-    if re.fullmatch(r"(image|video)/[a-z0-9.+-]{1,40}", media_type):
-        return media_type.split("/", 1)[1].replace("+", "-").split(".")[-1]
-    return None
+    family, _, subtype = media_type.partition("/")
+    if media_type not in _GENERIC_TYPES:
+        if family not in ("image", "video"):
+            return None
+        own = subtype.replace("+", "-").split(".")[-1]
+        if _PLAIN_EXTENSION.fullmatch(own):
+            return own
+    suffix = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+    return suffix if suffix in set(EXTENSIONS.values()) else _DEFAULT_EXTENSION[kind]
 
 
 class _VerifyingReader:
@@ -388,12 +395,13 @@ class MediaStreamer:
                     f"the media is {expected} bytes, over MAX_MEDIA_BYTES ({self.max_bytes})", code="MediaTooLarge"
                 )
             header = response.headers.get("Content-Type", "application/octet-stream")
-            extension = extension_for(header, ref.url, ref.type)
+            # the object and the event carry the media type, not the host's parameters (unbounded); a
+            # header that is no media type reads as application/octet-stream, typed by the URL or the kind
+            content_type = media_type(header)
+            extension = extension_for(content_type, ref.url, ref.type)
             if extension is None:
                 raise MediaRejected(f"the media URL answered {header[:80]!r}, not an image or video",
                                     code="UnexpectedContentType")
-            # the object and the event carry the media type, not the host's parameters (unbounded)
-            content_type = media_type(header)
             if content_type in _GENERIC_TYPES:
                 content_type = f"{ref.type}/{'jpeg' if extension == 'jpg' else extension}"
             key = f"{self.prefix}{task_id}/{ref.index}.{extension}"

@@ -45,12 +45,12 @@ HISTORY_EVENT_LIMIT = 25_000
 WORST_EVENTS_PER_POLL = (2 + 3 * (1 + 5)) + (2 + 3 * (1 + 5)) + 2 + max(2, 2 + 4)
 #: the most events outside the loop: the execution's start and end (2), and every other state once with
 #: all of its retries: CheckInput 23, ClaimTask 20, InspectClaim 23, ClaimVerdict 2, ClaimBlocked 1,
-#: AlreadyClaimed 2, FirstWait 2, EmitCompletion 65, ExpireLock 20, Relayed 2, PollFunctionUnavailable 1;
-#: and the function's outage at the start: HoldInput 2, then 12 waits at most (InputOutageWait 2,
-#: CheckInputAgain 23, CountInputOutage 2, InputOutageCap 2), InputCheckUnavailable 1.
+#: AlreadyClaimed 2, FirstWait 2, EmitCompletion 65, ExpireLock 20, Relayed 2, PollFunctionUnavailable 1,
+#: InputTooLarge 1; and the function's outage at the start: HoldInput 2, then 12 waits at most
+#: (InputOutageWait 2, CheckInputAgain 23, CountInputOutage 2, InputOutageCap 2), InputCheckUnavailable 1.
 #: A pass of the function's outage in the loop (AfterTrouble failed past its retries, CountOutage,
 #: WithinPollCap, OutageWait: 26) costs less than a poll's and counts as one
-WORST_EVENTS_OUTSIDE_POLLS = 163 + 2 + 12 * 29 + 1
+WORST_EVENTS_OUTSIDE_POLLS = 164 + 2 + 12 * 29 + 1
 #: the poll cap: even if every poll used every retry, the history stays within its limit (510)
 MAX_POLLS = (HISTORY_EVENT_LIMIT - WORST_EVENTS_OUTSIDE_POLLS) // WORST_EVENTS_PER_POLL
 
