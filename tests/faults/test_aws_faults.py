@@ -60,6 +60,58 @@ def test_denied_access_to_the_bucket_is_an_operator_error(replay, account, relay
     assert account.objects() == {}
 
 
+#: what S3 answers (HTTP 400, KMS's error name prefixed `KMS.`) when the bucket's default SSE-KMS key
+#: cannot encrypt: disabled, pending deletion, deleted or a wrong ARN. Refused before it is sent: moto
+#: keeps no key and would store the object
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+UNUSABLE_KEY = {
+    "KMS.DisabledException": f"{KEY} is disabled.",
+    "KMS.KMSInvalidStateException": f"{KEY} is pending deletion.",
+    "KMS.NotFoundException": f"Key '{KEY}' does not exist",
+}
+
+
+@pytest.mark.parametrize("code", sorted(UNUSABLE_KEY))
+def test_a_bucket_key_s3_cannot_use_fails_the_task_at_once_with_the_operators_error(replay, account, relay, code):
+    task_id = image_task(replay)
+    refused = Refused(account.s3, "PutObject", 400, error(code, UNUSABLE_KEY[code]), times=99)
+    with pytest.raises(OperatorError, match=code) as raised:
+        relay.handle({"task_id": task_id})
+    assert raised.value.code == f"S3.{code}"
+    assert refused.calls == 1  # not tried again: only the operator can make the key usable
+    assert account.objects() == {}
+
+
+@pytest.mark.parametrize("operation", ["CreateMultipartUpload", "UploadPart"])
+def test_a_bucket_key_pending_deletion_fails_a_video_at_once_and_leaves_no_upload(replay, account, relay, operation):
+    task_id = video_task(replay, 20 * MiB)
+    code = "KMS.KMSInvalidStateException"
+    Refused(account.s3, operation, 400, error(code, UNUSABLE_KEY[code]), times=99)
+    with pytest.raises(OperatorError, match=code):
+        relay.handle({"task_id": task_id})
+    assert account.unfinished_uploads() == [] and account.objects() == {}
+
+
+def test_a_missing_idempotency_table_is_an_operator_error(replay, account, make_relay):
+    relay = make_relay(IDEMPOTENCY_TABLE="no-such-table")
+    task_id = image_task(replay)
+    with pytest.raises(OperatorError, match="no-such-table: ResourceNotFoundException") as raised:
+        relay.handle({"task_id": task_id})
+    assert raised.value.code == "DynamoDB.ResourceNotFoundException"
+    assert account.objects() == {}
+
+
+@pytest.mark.parametrize("operation", ["GetItem", "PutItem", "UpdateItem"])
+def test_a_denied_idempotency_table_is_an_operator_error(replay, account, make_relay, operation):
+    relay = make_relay(idempotent=True)
+    task_id = image_task(replay)
+    # DynamoDB's refusal, also of a table's customer managed key ("KMS key access denied error: ...")
+    Refused(account.dynamodb, operation, 400, error("AccessDeniedException", "not authorized"), times=99)
+    with pytest.raises(OperatorError, match="AccessDeniedException") as raised:
+        relay.handle({"task_id": task_id})
+    assert raised.value.code == "DynamoDB.AccessDeniedException"
+
+
 @pytest.mark.parametrize(("status", "code"), [(503, "SlowDown"), (500, "InternalError")])
 def test_a_part_upload_failing_once_is_retried_and_the_video_lands_whole(replay, account, relay, status, code):
     task_id = video_task(replay, 20 * MiB)

@@ -95,6 +95,23 @@ def test_a_key_rotated_between_polls_is_read_afresh_on_the_401_and_the_task_is_r
     assert refused(replay) == 1 and reads == []  # the refreshed key is the cached one now
 
 
+def test_both_keys_of_a_rotation_echoed_in_the_answer_never_reach_the_event(replay, account, secrets):
+    """The query asked again with the new key holds both: either may come back in the task's 200 answer."""
+    failed = sample("failed_output_code")
+    failed["output"]["message"] = f"neither {OLD_KEY} nor {NEW_KEY} may be used here"
+    task_id = failed["output"]["task_id"]
+    replay.api_key = OLD_KEY
+    replay.script(task_id, sample("pending"), failed)
+    relay = keyed_relay(replay, account, secrets)
+    first = relay.handle({"task_id": task_id, "poll_interval_seconds": 1})
+
+    rotate(replay, secrets)
+    detail = completion(relay.handle(first))
+
+    assert refused(replay) == 1  # the answer came to the query asked again with the new key
+    assert detail["error"]["message"] == "neither <redacted> nor <redacted> may be used here"
+
+
 def asked(replay) -> list[float]:
     """When each task query reached DashScope, refused ones included (its limit may count them)."""
     return sorted(r["at"] for r in replay.requests if r["path"].startswith("/api/"))

@@ -34,7 +34,8 @@ def world(monkeypatch):
         )
         env = {
             "DASHSCOPE_BASE_URL": replay.base_url, "DASHSCOPE_API_KEY_SECRET": SECRET_NAME, "MEDIA_BUCKET": BUCKET,
-            "ALLOWED_MEDIA_URLS": replay.origin, "POWERTOOLS_LOG_LEVEL": "DEBUG",
+            "ALLOWED_MEDIA_URLS": replay.origin, "ALLOW_LOOPBACK_MEDIA_ADDRESSES": "true",
+            "POWERTOOLS_LOG_LEVEL": "DEBUG",
             "POWERTOOLS_LOGGER_LOG_EVENT": "true", "POWERTOOLS_DEBUG": "true",
         }
         for name, value in env.items():
@@ -42,8 +43,7 @@ def world(monkeypatch):
         yield replay, lambdas, env
 
 
-def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_history(world, capsys, caplog):
-    replay, lambdas, env = world
+def log_at_debug_as_a_fresh_container(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     # in Lambda the layer's child loggers are made after POWERTOOLS_LOG_LEVEL is set; here they were
     # imported earlier, so give them the level a fresh Lambda container would
@@ -54,7 +54,32 @@ def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_histor
     service_logger.setLevel(logging.DEBUG)
     for handler in service_logger.handlers:
         if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stdout)
+            handler.stream = sys.stdout  # not setStream: it flushes the old stream, closed with its test
+
+
+def histories(env, lambdas, tasks) -> list[str]:
+    """Each task through the real workflow, whose history records every input, output and error: the
+    history and the execution's description, as text."""
+    secret_arn = boto3.client("secretsmanager").describe_secret(SecretId=SECRET_NAME)["ARN"]
+    stack_env = {k: v for k, v in env.items() if k != "DASHSCOPE_API_KEY_SECRET"}
+    stack = deploy_embedded_stack(environment=stack_env, lambdas=lambdas,
+                                  parameters={"DashScopeApiKeySecretArn": secret_arn})
+    sfn = boto3.client("stepfunctions")
+    texts = []
+    for task in tasks:
+        execution = stack.start({"task_id": task})
+        deadline = time.monotonic() + 30
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        texts.append(json.dumps(sfn.get_execution_history(executionArn=execution)["events"], default=str))
+        texts.append(json.dumps(described, default=str))
+    return texts
+
+
+def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_history(world, capsys, caplog):
+    replay, lambdas, env = world
+    log_at_debug_as_a_fresh_container(caplog)
     answer = replay.rehost(sample("wan2.6-t2i_succeeded"))
     good = answer["output"]["task_id"]
     replay.script(good, sample("pending"), answer)
@@ -75,21 +100,8 @@ def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_histor
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc!r} {exc.args}")
 
-    # and through the real workflow, whose history records every input, output and error
-    secret_arn = boto3.client("secretsmanager").describe_secret(SecretId=SECRET_NAME)["ARN"]
-    stack_env = {k: v for k, v in env.items() if k != "DASHSCOPE_API_KEY_SECRET"}
-    stack = deploy_embedded_stack(environment=stack_env, lambdas=lambdas,
-                                  parameters={"DashScopeApiKeySecretArn": secret_arn})
-    sfn = boto3.client("stepfunctions")
-    history = []
-    for task in (unauthorized, echoed):
-        execution = stack.start({"task_id": task})
-        deadline = time.monotonic() + 30
-        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        history.append(json.dumps(sfn.get_execution_history(executionArn=execution)["events"], default=str))
-        history.append(json.dumps(described, default=str))
+    # and through the real workflow
+    history = histories(env, lambdas, (unauthorized, echoed))
     assert [e["error"] for e in lambdas.invocations if e.get("error")] == ["OperatorError", "InvalidInput"]
 
     captured = capsys.readouterr()
@@ -99,3 +111,37 @@ def test_the_key_from_secrets_manager_never_reaches_logs_events_errors_or_histor
     assert "InvalidApiKey" in everything and "OperatorError" in everything
     assert SECRET_KEY not in everything
     assert "TOPSECRET" not in everything
+
+
+def test_the_key_echoed_in_a_task_answer_never_reaches_the_event_logs_errors_or_history(world, capsys, caplog):
+    """DashScope answers 200 for a task that failed, with its reason and the prompts in the answer: a key
+    written into a prompt, or echoed by a hostile or careless server, is there bare, or JSON-escaped."""
+    replay, lambdas, env = world
+    log_at_debug_as_a_fresh_container(caplog)
+    failed = sample("failed_output_code")
+    failed["output"].update(message=f"the header x-api-key {SECRET_KEY} is not valid here",
+                            orig_prompt=f"a cat; key={SECRET_KEY}")
+    failed_id = failed["output"]["task_id"]
+    replay.script(failed_id, failed)
+    succeeded = replay.rehost(sample("wan2.6-t2i_succeeded"))
+    succeeded_id = succeeded["output"]["task_id"]
+    succeeded["output"]["actual_prompt"] = "a cat, " + SECRET_KEY
+    escaped = SECRET_KEY.replace("-", "\\u002d")  # what a JSON writer may send: the same text decoded
+    body = json.dumps(succeeded).replace(SECRET_KEY, escaped).encode()
+    assert SECRET_KEY.encode() not in body and escaped.encode() in body
+    replay.script(succeeded_id, Reply(body, raw=True, headers={"Content-Type": "application/json"}))
+
+    handler = load_handler(FUNCTIONS / "poll_task")
+    context = FakeContext(function_name="poll", invoked_function_arn="arn:aws:lambda:us-east-1:1:function:poll")
+    results = [handler({"task_id": task}, context) for task in (failed_id, succeeded_id)]
+    history = histories(env, lambdas, (failed_id, succeeded_id))
+
+    events = [result["event"] for result in results]
+    assert [event["status"] for event in events] == ["FAILED", "SUCCEEDED"]
+    assert events[0]["error"]["code"] == "DataInspectionFailed"
+    assert events[0]["error"]["message"] == "the header x-api-key <redacted> is not valid here"
+    assert events[1]["prompt"]["actual"] == "a cat, <redacted>" and len(events[1]["media"]) == 1
+    captured = capsys.readouterr()
+    everything = "\n".join([captured.out, captured.err, caplog.text, json.dumps(results), *history])
+    assert "\"level\":\"DEBUG\"" in everything and "DataInspectionFailed" in everything
+    assert SECRET_KEY not in everything and "TOPSECRET" not in everything

@@ -25,6 +25,7 @@ def client_error(code: str, status: int = 400) -> ClientError:
 
 @pytest.mark.parametrize(("service", "code", "kind"), [
     (S3, "NoSuchBucket", OperatorError), (S3, "403", OperatorError), (S3, "SlowDown", TransientError),
+    (S3, "KMS.KMSInvalidStateException", OperatorError), (S3, "KMS.NotFoundException", OperatorError),
     (DYNAMODB, "ResourceNotFoundException", OperatorError),
     (DYNAMODB, "ProvisionedThroughputExceededException", TransientError),
     (EVENTBRIDGE, "AccessDeniedException", OperatorError), (EVENTBRIDGE, "InternalException", TransientError),

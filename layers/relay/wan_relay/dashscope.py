@@ -48,6 +48,37 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _without_keys(payload: Any, keys: list[str]) -> Any:
+    """The decoded answer (or a header's text) with every key the query was sent with replaced by
+    `<redacted>` in each of its strings, names included, however deep. A server may echo the
+    Authorization header back, and a task's 200 answer carries text from its submitter (prompts) and
+    DashScope's messages: a key in them would reach the event, the execution's history and the logs.
+    Scrubbed after decoding, so that a key JSON spells with escapes (`\\u002d` for `-`) is found too;
+    without recursion, so that any depth the parser accepts is walked."""
+    keys = [key for key in keys if key]
+    if not keys:
+        return payload
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            for key in keys:
+                value = value.replace(key, "<redacted>")
+        return value
+
+    root = [payload]
+    pending: list[list[Any] | dict[Any, Any]] = [root]
+    while pending:
+        node = pending.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        if isinstance(node, dict):
+            node.clear()
+        for name, value in items:
+            node[clean(name)] = clean(value)
+            if isinstance(value, list | dict):
+                pending.append(value)
+    return root[0]
+
+
 #: a query's wait for a slot of the account's budget before it is sent again (see `DashScopeClient`)
 Again = Callable[[], bool] | None
 
@@ -183,14 +214,6 @@ class DashScopeClient:
         with response:
             return response, self._read_body(response)
 
-    @staticmethod
-    def _scrub(text: str, keys: list[str]) -> str:
-        """A hostile or careless server may echo the Authorization header back: never pass it on."""
-        for key in keys:
-            if key:
-                text = text.replace(key, "<redacted>")
-        return text
-
     def _read_body(self, response: requests.Response) -> bytes:
         chunks: list[bytes] = []
         size = 0
@@ -208,11 +231,12 @@ class DashScopeClient:
 
     def _interpret(self, response: requests.Response, body: bytes, keys: list[str]) -> dict[str, Any]:
         status = response.status_code
-        content_type = response.headers.get("Content-Type", "unknown")
+        content_type = _without_keys(response.headers.get("Content-Type", "unknown"), keys)
         try:
             payload: Any = json.loads(body) if body else None
         except (ValueError, UnicodeDecodeError, RecursionError):  # nested deeper than the parser goes
             payload = None
+        payload = _without_keys(payload, keys)
         if status == 200:
             if not isinstance(payload, dict):
                 raise ProtocolError(
@@ -222,12 +246,12 @@ class DashScopeClient:
             return payload
 
         def text(name: str, limit: int) -> str | None:
-            """A field of the error body: the keys scrubbed first (a cut could leave half of one), then
-            fit to be repeated."""
+            """A field of the error body (the keys already scrubbed: a cut could leave half of one), fit to
+            be repeated."""
             value = payload.get(name) if isinstance(payload, dict) else None
             if not isinstance(value, str):
                 return None
-            return sanitized(self._scrub(value, keys), limit) or None
+            return sanitized(value, limit) or None
 
         code, message, request_id = text("code", CODE_CHARS), text("message", 300), text("request_id", CODE_CHARS)
         detail = f"DashScope answered HTTP {status}"

@@ -51,7 +51,10 @@ _CREDENTIALS = frozenset({"UnrecognizedClientException", "InvalidSignatureExcept
 
 S3 = AwsService("S3", "S3", frozenset({
     "NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "ExpiredToken", "KMS.DisabledException", "AccountProblem",
+    "ExpiredToken", "AccountProblem",
+    # the bucket's SSE-KMS key disabled, pending deletion, deleted or a wrong ARN: S3 answers 400 with
+    # KMS's name (a key S3 may not use is plain AccessDenied, 403)
+    "KMS.DisabledException", "KMS.KMSInvalidStateException", "KMS.NotFoundException",
     "403", "404",  # HEAD answers have no body: the status is the code
 }))
 DYNAMODB = AwsService("DynamoDB", "DynamoDB", _CREDENTIALS | {"ResourceNotFoundException"})
