@@ -20,7 +20,7 @@ import pytest
 from wan_relay import runtime, sweep_host
 from wan_relay.budget import MICROS, max_in_any_window
 from wan_relay.sweep_host import BEAT_MARGIN_SECONDS, HEARTBEAT_ROUND_TRIP_SECONDS
-from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS
+from wan_relay.sweeper import HEARTBEAT_EVERY_SECONDS, WATCHDOG_SECONDS
 from wan_relay_local.replay import ReplayDashScope
 
 from tests.conftest import API_KEY, TABLE, sample
@@ -131,6 +131,32 @@ def gaps_between_beats(beats: list[tuple[float, str]], since: dict[str, float], 
             for task_id, start in since.items()}
 
 
+def running_videos(replay: ReplayDashScope, account: Any, count: int, every: float) -> list[str]:  # noqa: F811
+    """`count` videos created `every` seconds apart from 3,000 s before EPOCH, running for hours, each
+    workflow parked half a second after its task's creation."""
+    parks = [f"v-{i:05d}" for i in range(count)]
+    for i, task_id in enumerate(parks):
+        created = EPOCH - 3000 + i * every
+        replay.add_task(task_id, sample("running"), created_at=created, ends_after=100_000)
+        account.park(task_id, created + 0.5, kind="video")
+    return parks
+
+
+def sweep_minutes(account: Any, world: World, sfn: StepFunctions, replay: ReplayDashScope,  # noqa: F811
+                  runs: int) -> list[float]:
+    """The schedule's minute-long invocations one after another, each taking the lease a second after the
+    last ended; when each began."""
+    from functions.sweeper.app import SWEEP_SECONDS
+
+    begins = [world.now + k * (SWEEP_SECONDS + 1) for k in range(runs)]
+    for k, begin in enumerate(begins):
+        world.sleep(begin - world.now)
+        host = host_for(account, world, sfn, replay, rate=19, holder=f"invocation-{k}")
+        summary = host.run(begin + SWEEP_SECONDS)
+        assert summary["lease"] is True and summary["dead_tokens"] == 0 and summary["resumes"] == 0
+    return begins
+
+
 #: the minutes-long case at a tenth of its size: a tenth of the parks, each call ten times as slow, so the
 #: beats a thread must carry per second are the same (moto reads the whole registry partition at each read)
 SCALE = 10
@@ -149,22 +175,12 @@ def test_ten_thousand_parks_are_each_beaten_within_a_period_when_step_functions_
 
     # nothing parks while these run: the registry is read once an invocation
     monkeypatch.setattr(sweep_host, "READ_EVERY_SECONDS", SWEEP_SECONDS)
-    parks = [f"v-{i:05d}" for i in range(10_000 // SCALE)]
     world = World(EPOCH)
     pools = slow_aws(world, latency * SCALE)
     with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19, max_page_size=100) as replay:
-        for i, task_id in enumerate(parks):
-            created = EPOCH - 3000 + i * 0.25 * SCALE
-            replay.add_task(task_id, sample("running"), created_at=created, ends_after=100_000)
-            account.park(task_id, created + 0.5, kind="video")
+        parks = running_videos(replay, account, 10_000 // SCALE, every=0.25 * SCALE)
         sfn = StepFunctions(world, replay)
-        started = world.now
-        for k in range(2):
-            begin = started + k * (SWEEP_SECONDS + 1)  # the next invocation takes the lease a second later
-            world.sleep(begin - world.now)
-            host = host_for(account, world, sfn, replay, rate=19, holder=f"invocation-{k}")
-            summary = host.run(begin + SWEEP_SECONDS)
-            assert summary["lease"] is True and summary["dead_tokens"] == 0 and summary["resumes"] == 0
+        started = sweep_minutes(account, world, sfn, replay, runs=2)[0]
     gaps = gaps_between_beats(sfn.beats, dict.fromkeys(parks, started), world.now)
     late = sorted((gap, task) for task, gap in gaps.items() if gap > HEARTBEAT_EVERY_SECONDS)
     assert not late, (f"{len(late)} parks unbeaten for a period", late[-3:], [p.most_busy for p in pools])
@@ -204,3 +220,26 @@ def test_the_step_functions_client_pools_a_connection_for_each_thread_that_calls
     runtime.sweep_host_from_env(holder="request-1")
     threads = sweep_host.AWS_THREADS + sweep_host.HEARTBEAT_THREADS
     assert made["stepfunctions"].meta.config.max_pool_connections >= threads
+
+
+def test_parks_a_run_cannot_beat_go_first_in_the_next_so_every_park_is_beaten_within_the_watchdog(
+        account, monkeypatch):  # noqa: F811 - the fixture, imported
+    """More parks than a run can beat (here the beats capped at 3 a second: about 230 a minute-long run,
+    the 50 of a burst included, for 600 parks; on Lambda the CPU, or a slow Step Functions, sets the cap),
+    the schedule's invocations one after another for six minutes: each run starts its beats where the last
+    one's stopped, so every park is beaten within the watchdog (300 s). Each run spreading the parks in the
+    same order left the same last parks unbeaten every minute, their watchdogs firing."""
+    from functions.sweeper.app import SWEEP_SECONDS
+
+    monkeypatch.setattr(sweep_host, "READ_EVERY_SECONDS", SWEEP_SECONDS)
+    monkeypatch.setattr(sweep_host, "HEARTBEATS_PER_SECOND", 3)
+    world = World(EPOCH)
+    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=19, max_page_size=100) as replay:
+        parks = running_videos(replay, account, 600, every=4.0)
+        sfn = StepFunctions(world, replay)
+        begins = sweep_minutes(account, world, sfn, replay, runs=6)
+    per_run = [sum(begin <= at < end for at, _ in sfn.beats) for begin, end in itertools.pairwise([*begins, world.now])]
+    assert all(0 < beaten < len(parks) / 2 for beaten in per_run), per_run  # no run can beat them all
+    gaps = gaps_between_beats(sfn.beats, dict.fromkeys(parks, begins[0]), world.now)
+    late = sorted((gap, task) for task, gap in gaps.items() if gap > WATCHDOG_SECONDS)
+    assert not late, (f"{len(late)} parks unbeaten for a watchdog period", late[-3:], per_run)

@@ -1568,3 +1568,22 @@ def test_a_heartbeat_answered_that_the_workflow_went_on_forgets_it_and_counts_it
     assert summary["dead_tokens"] == 1 and summary["parked"] == 1
     values = values_of(flushed(sweeper_metrics))
     assert values["SweeperDeadTokens"] == [1] and values["SweeperParked"] == [1]
+
+
+def test_a_sweeper_whose_lease_was_taken_over_does_not_move_the_next_ones_beats(account):
+    """A run stopped part way through its spread of heartbeats by a takeover leaves where the beats start
+    (`beat_from`) to the new holder: a run that lost the lease writes nothing on the lease item."""
+    world = World(EPOCH + 10)
+    for i in range(20):
+        account.park(f"video-{i:02d}", EPOCH + i * 0.1, kind="video")
+    sfn = StepFunctions(world)
+
+    def taken_over() -> None:  # its lease lapsed (a stalled invocation) and another took it
+        account.dynamodb.put_item(TableName=TABLE, Item={
+            "id": {"S": f"sweeper#{ACCOUNT}"}, "holder": {"S": "invocation-2"}, "beat_from": {"N": "0.25"},
+            "lease_until": {"N": str(world.now + 30)}, "swept_at": {"N": str(world.now)}})
+
+    world.at(EPOCH + 15, taken_over)
+    host_for(account, world, sfn).run(EPOCH + 60)
+    assert 0 < len(sfn.beats) < 20  # it stopped with parks left to beat
+    assert account.lease()["beat_from"] == {"N": "0.25"}

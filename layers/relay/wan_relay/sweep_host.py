@@ -6,11 +6,12 @@ the Sweeper, which resumes a hinted task without a list page.
 
 One sweeper per account: a lease item `sweeper#<account>` in the idempotency table, taken with a
 conditional write, renewed every few seconds (its `swept_at` tells the workflows the sweeper is alive
-and sees the list: `sweeper.after_fallback_poll`) and released at the end. An invocation remembers
-nothing of the last one: it reads every park on its first read and spreads their first heartbeats over
-the time it has left (at most a heartbeat period), each park at its own place in the spread
-(`beat_phase`), the same in every invocation: one minute's invocation beats a park about a minute after
-the last one did.
+and sees the list: `sweeper.after_fallback_poll`) and released at the end. An invocation reads every
+park on its first read and spreads their first heartbeats over the time it has left (at most a heartbeat
+period), each park at its own place in the spread (`beat_phase`), the same in every invocation while each
+beats them all: one minute's invocation beats a park about a minute after the last one did. An invocation
+that cannot beat them all writes where in that order it stopped (the lease's `beat_from`), and the next
+one's spread starts there: a round robin, so the parks one missed go first in the next.
 
 A sweeper that runs but cannot read the list (every page failing: DashScope answering 5xx, 4xx or 429,
 or a shape `parse_page` rejects) must not hold the parks: once no page has been answered since the first
@@ -126,11 +127,12 @@ def _no_slot() -> bool:
     return False
 
 
-def beat_phase(task_id: str) -> float:
+def beat_phase(task_id: str, beat_from: float = 0.0) -> float:
     """Where in a spread of first heartbeats a task's beat falls, in [0, 1): a hash of its id, so the same
     in every invocation whatever else is parked (a place in the registry's order moves as parks come and
-    go), and parks spread evenly."""
-    return zlib.crc32(task_id.encode()) / 2**32
+    go), and parks spread evenly; the order rotated to start at `beat_from` (where the last invocation's
+    beats stopped, `Lease.beat_from`)."""
+    return (zlib.crc32(task_id.encode()) / 2**32 - beat_from) % 1.0
 
 
 @dataclass
@@ -154,7 +156,9 @@ class Lease:
     when a start waits for it; `blind_since` while the list's pages fail (the first failure with none
     answered since: `BLIND_AFTER_PERIODS`), read by the next holder when it takes the lease.
     `swept_at` is written by the renewals and the release only while the holder says it sweeps (it is not
-    blind), so the workflows see a sweeper that cannot read the list as one that stopped.
+    blind), so the workflows see a sweeper that cannot read the list as one that stopped. `beat_from`:
+    where in the heartbeats' order (`beat_phase`) the last holder's beats stopped, written by the release
+    and read by the next holder when it takes the lease (its spread starts there).
 
     The hand-over: a start that finds the lease held asks for it (`ask`, once a second while it waits),
     and the holder gives it up at its next renewal (`asked`). The schedule's starts come a minute apart and
@@ -176,6 +180,9 @@ class Lease:
         #: since when the list's pages fail, none answered since (the item's `blind_since`, read when
         #: taken; the holder keeps it up to date and the renewals write it)
         self.blind_since: float | None = None
+        #: where the heartbeats' spread starts, in [0, 1) (the item's `beat_from`, read when taken; the
+        #: holder sets where its beats stopped, and the release writes it)
+        self.beat_from = 0.0
 
     def take(self) -> bool:
         """Take it if nobody holds it, its holder let it lapse, or it is ours already."""
@@ -201,14 +208,17 @@ class Lease:
         )
 
     def release(self, *, swept: bool = True) -> None:
-        self._write("holder = :me", None, swept=swept)
+        """Give it up, writing `beat_from` with the rest (only while this holder has it)."""
+        self._write("holder = :me", None, swept=swept, beat_from=True)
         self.until = 0.0
 
-    def _write(self, condition: str, until: float | None, *, swept: bool | None) -> bool:
-        """`swept` None: neither `swept_at` nor `blind_since` is written (the take), and `blind_since` is
-        read from the item."""
+    def _write(self, condition: str, until: float | None, *, swept: bool | None, beat_from: bool = False) -> bool:
+        """`swept` None: neither `swept_at` nor `blind_since` is written (the take), and `blind_since` and
+        `beat_from` are read from the item. `beat_from`: the holder's `beat_from` is written."""
         now = self._clock()
         sets, removes = ["holder = :me", "lease_until = :until", "expiration = :expires"], []
+        if beat_from:
+            sets.append("beat_from = :beat_from")
         if swept:
             sets.append("swept_at = :now")
         if swept is not None and self.blind_since is not None:  # `blind_since` as the holder knows it
@@ -222,6 +232,7 @@ class Lease:
             ":expires": {"N": str(int(now) + LEASE_TTL_SECONDS)},
             ":now": {"N": repr(now)},
             ":blind": {"N": repr(self.blind_since)},
+            ":beat_from": {"N": repr(self.beat_from)},
         }
         # DynamoDB refuses a value the expressions do not use
         values = {name: value for name, value in values.items() if name in update or name in condition}
@@ -239,6 +250,7 @@ class Lease:
         if swept is None:
             blind_since = answer.get("Attributes", {}).get("blind_since", {}).get("N")
             self.blind_since = None if blind_since is None else float(blind_since)
+            self.beat_from = float(answer.get("Attributes", {}).get("beat_from", {}).get("N", "0"))
         asked_at = answer.get("Attributes", {}).get("asked_at", {}).get("N")
         self.asked = (asked_at is not None and self.taken_at is not None and float(asked_at) > self.taken_at
                       and now - float(asked_at) <= ASK_FRESH_SECONDS)
@@ -302,6 +314,9 @@ class SweepHost:
         self._beat_allowance_at = clock()
         #: whether the last check found the sweeper blind (its change is logged)
         self._was_blind = False
+        #: the parks given a place in a spread of first beats whose beat is not sent yet, by task id: their
+        #: place (`beat_phase`); the first of them left at the end is where the next run's spread starts
+        self._unbeaten: dict[str, float] = {}
 
     # --- the invocation ---------------------------------------------------------------------------
 
@@ -328,8 +343,7 @@ class SweepHost:
                 # calls in flight (a list page may take its 10 s); their answers only settle this run's
                 # books. Each step on its own: DynamoDB failing one (throttled past the client's tries)
                 # must not keep the lease held for its 30 s, nor lose the invocation's metrics.
-                self._finally("release the lease",
-                              lambda: self.lease.release(swept=not self.blind(self._clock())))
+                self._finally("release the lease", self._release)
                 wait([*self._lists, *self._beats, *self._resuming])
                 self._finally("report the answers", self._settle)
         self.counts.hinted = self.sweeper.hinted
@@ -339,6 +353,15 @@ class SweepHost:
         if self._operator_error is not None:
             raise self._operator_error
         return summary
+
+    def _release(self) -> None:
+        """Release the lease, with where this run's beats stopped: the place of the first beat it planned
+        and did not send (the next run's spread starts there, so the parks this run missed go first);
+        where the last run's started if it sent them all (each park at the same place every minute)."""
+        left = [(place, task_id) for task_id, place in self._unbeaten.items() if task_id in self._parks]
+        if left:
+            self.lease.beat_from = beat_phase(min(left)[1])
+        self.lease.release(swept=not self.blind(self._clock()))
 
     @staticmethod
     def _finally(step: str, call: Callable[[], None]) -> None:
@@ -424,8 +447,9 @@ class SweepHost:
         again replaces its older park. A park read on the first read is one the previous invocation may
         have heartbeaten lately or not at all, and one whose first beat (a period after its park) would
         come after this run is one the next invocation may beat only late in its own spread: both are
-        beaten at their place (`beat_phase`) in a spread over what is left of this run (at most a period),
-        so that no park waits longer than a period and the hand-over between two beats."""
+        beaten at their place (`beat_phase`, the order starting where the last run's beats stopped) in a
+        spread over what is left of this run (at most a period), so that no park waits longer than a period
+        and the hand-over between two beats."""
         undeleted, self._undeleted = self._undeleted, []
         for parked in undeleted:
             self._delete(parked)
@@ -446,10 +470,14 @@ class SweepHost:
             if known is not None:
                 self._delete(known)
             self._refused.pop(parked.task_id, None)  # a new park, a new token: no back-off inherited
+            self._unbeaten.pop(parked.task_id, None)  # nor the place of a beat planned for the old one
             self._parks[parked.task_id] = parked
             kind = parked.kind if parked.kind in ("image", "video") else None
             late = parked.parked_at + period > now + spread
-            first_beat = now + spread * beat_phase(parked.task_id) if first or late else None
+            first_beat = None
+            if first or late:
+                place = self._unbeaten[parked.task_id] = beat_phase(parked.task_id, self.lease.beat_from)
+                first_beat = now + spread * place
             self.sweeper.park(parked.task_id, kind, parked.parked_at, blind=parked.blind,  # type: ignore[arg-type]
                               first_beat_at=first_beat, probe_after=parked.wait_seconds)
         horizon = (self._cursor_ms - CURSOR_OVERLAP_MS) / 1000 - 1
@@ -620,6 +648,7 @@ class SweepHost:
         due = self.sweeper.heartbeats(now, max(0, room))
         self._beat_allowance -= len(due)
         for task_id in due:
+            self._unbeaten.pop(task_id, None)
             parked = self._parks[task_id]
             self._beats[beats.submit(self._sfn.send_task_heartbeat, taskToken=parked.token)] = parked
 
