@@ -1107,32 +1107,6 @@ def test_a_blind_park_is_probed_when_its_own_loop_would_poll_next(account):
         assert EPOCH + 50 <= sfn.resumed[0]["at"] < EPOCH + 51
 
 
-def test_a_workflow_that_went_on_without_the_sweeper_is_forgotten_and_its_park_removed(account):
-    world = World(EPOCH + 10)
-    with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
-        ids = burst(replay, account, 4)
-        sfn = StepFunctions(world, replay)
-        sfn.dead = {"token-t-00", "token-t-01"}  # their watchdogs fired: the tokens are closed
-        host = host_for(account, world, sfn, replay)
-        summary = host.run(EPOCH + 70)
-        assert sorted(r["task_id"] for r in sfn.resumed) == ids[2:]
-        assert summary["dead_tokens"] == 2 and summary["resumes"] == 2
-        assert account.parks() == []
-
-
-def test_a_heartbeat_answered_task_timed_out_lets_the_workflow_go(account):
-    world = World(EPOCH + 10)
-    sfn = StepFunctions(world)
-    account.park("gone", EPOCH, kind="video")
-    account.park("alive", EPOCH, kind="video")
-    sfn.dead = {"token-gone"}
-    host = host_for(account, world, sfn)
-    summary = host.run(EPOCH + 100)  # the first beats, spread over the run: each beaten once
-    assert [task for _, task in sfn.beats] == ["alive"]
-    assert summary["dead_tokens"] == 1 and summary["parked"] == 1
-    assert [p.task_id for p in account.parks()] == ["alive"]
-
-
 def test_a_resume_step_functions_keeps_refusing_is_offered_again_and_sent_once(account):
     world = World(EPOCH + 10)
     with ReplayDashScope(api_key=API_KEY, clock=world, rate_limit_qps=2) as replay:
